@@ -1,0 +1,25 @@
+"""liftkit: lightweight fine-tuning for text classification, measured honestly.
+
+The public API is small: `load_config` + `run` to fine-tune, `load` to predict.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # lazy: `import liftkit` stays fast, torch loads on first use
+    if name == "load":
+        from liftkit.predict import load
+
+        return load
+    if name == "run":
+        from liftkit.pipeline import run
+
+        return run
+    if name == "load_config":
+        from liftkit.config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'liftkit' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load", "load_config", "run"]

@@ -1,0 +1,133 @@
+"""Token ids, cached on disk, served in length-bucketed, dynamically padded batches.
+
+Most of a small model's training time is spent on padding when batches are drawn at random:
+emotion tweets average ~20 tokens but a random batch of 16 pads to its longest row. Sorting
+rows by length inside shuffled mega-batches keeps batches random across the epoch yet nearly
+pad-free, and each batch is padded only to its own longest row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from liftkit.data import Split
+from liftkit.modeling import tokenizer_fingerprint
+
+MEGA_BATCH = 50  # batches per sorting window: bigger pads less, smaller shuffles more
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LIFT_CACHE_DIR", Path.home() / ".cache" / "liftkit"))
+
+
+class TokenizedSplit(torch.utils.data.Dataset):
+    """Token ids of one split (without padding) and their labels."""
+
+    def __init__(self, ids: list[np.ndarray], labels: np.ndarray):
+        self.ids = ids
+        self.labels = labels
+        self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.ids[i], int(self.labels[i])
+
+
+def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) -> TokenizedSplit:
+    """Tokenize once; later runs with the same tokenizer, texts and max_length read the cache."""
+    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|".encode())
+    for text in split.texts:
+        key.update(text.encode())
+        key.update(b"\0")
+    path = cache_dir() / "tokens" / f"{key.hexdigest()[:24]}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            flat, offsets = cached["flat"], cached["offsets"]
+    else:
+        encoded = tokenizer(split.texts, truncation=True, max_length=max_length)["input_ids"]
+        offsets = np.cumsum([0] + [len(x) for x in encoded])
+        flat = np.fromiter((t for x in encoded for t in x), dtype=np.int64, count=int(offsets[-1]))
+        _save_atomic(path, flat=flat, offsets=offsets)
+    ids = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return TokenizedSplit(ids, np.asarray(split.labels, dtype=np.int64))
+
+
+def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of similar length. Training: shuffled, reproducible per (seed, epoch).
+
+    Evaluation (`shuffle=False`): sorted longest first, so the largest batch comes first and an
+    out-of-memory error shows at once rather than at the end.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        bs = self.batch_size
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            yield from (order[i : i + bs].tolist() for i in range(0, len(order), bs))
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        window = bs * MEGA_BATCH
+        batches = []
+        for start in range(0, len(order), window):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+        yield from (batches[i] for i in rng.permutation(len(batches)))
+
+
+class PadCollator:
+    """Pads a batch to its own longest row (right padding; decoders pool the last real token)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, _) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.from_numpy(ids)
+            mask[i, : len(ids)] = 1
+        labels = torch.tensor([label for _, label in rows], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def loader(data: TokenizedSplit, batch_size: int, pad_id: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(pad_id))

