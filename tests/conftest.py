@@ -1,6 +1,6 @@
 """Shared fixtures: real (small) data from ../shared/data and tiny random models built offline.
 
-The tiny models are real architectures (BERT, DistilBERT, GPT-2) with random weights, saved to a
+The tiny models are real architectures (BERT, DistilBERT, GPT-2, llama) with random weights, saved to a
 folder exactly as a downloaded checkpoint would be, so every code path a hub model takes is run.
 """
 
@@ -53,7 +53,9 @@ def _gpt2_tokenizer():
 
 def _build(kind: str, folder: Path) -> Path:
     import torch
-    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, GPT2Config, GPT2Model
+    from transformers import (
+        BertConfig, BertModel, DistilBertConfig, DistilBertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
+    )
 
     torch.manual_seed(0)
     if kind == "bert":
@@ -62,6 +64,9 @@ def _build(kind: str, folder: Path) -> Path:
     elif kind == "distilbert":
         tok = _minilm_tokenizer()
         model = DistilBertModel(DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128))
+    elif kind == "llama":
+        tok = _gpt2_tokenizer()
+        model = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
     else:
         tok = _gpt2_tokenizer()
         model = GPT2Model(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
@@ -74,7 +79,7 @@ def _build(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    return {kind: _build(kind, root / kind) for kind in ("bert", "distilbert", "gpt2")}
+    return {kind: _build(kind, root / kind) for kind in ("bert", "distilbert", "gpt2", "llama")}
 
 
 @pytest.fixture

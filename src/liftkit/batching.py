@@ -81,24 +81,39 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
     out-of-memory error shows at once rather than at the end.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, exact: bool = False):
         self.lengths = lengths
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.exact = exact  # evaluation only: each batch holds rows of a single length, no padding at all
         self.epoch = 0
+        self._eval_batches: list[list[int]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
+        if not self.shuffle:
+            return len(self._evaluation_batches())
         return -(-len(self.lengths) // self.batch_size)
+
+    def _evaluation_batches(self) -> list[list[int]]:
+        if self._eval_batches is None:
+            bs = self.batch_size
+            order = np.argsort(-self.lengths, kind="stable")
+            if self.exact:
+                cuts = np.flatnonzero(np.diff(self.lengths[order])) + 1
+                groups = np.split(order, cuts)
+                self._eval_batches = [g[i : i + bs].tolist() for g in groups for i in range(0, len(g), bs)]
+            else:
+                self._eval_batches = [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+        return self._eval_batches
 
     def __iter__(self) -> Iterator[list[int]]:
         bs = self.batch_size
         if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable")
-            yield from (order[i : i + bs].tolist() for i in range(0, len(order), bs))
+            yield from self._evaluation_batches()
             return
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
@@ -112,22 +127,31 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
 
 
 class PadCollator:
-    """Pads a batch to its own longest row (right padding; decoders pool the last real token)."""
+    """Pads a batch to its own longest row, on the right unless `left` (see methods.prompt)."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, left: bool = False):
         self.pad_id = pad_id
+        self.left = left
 
     def __call__(self, rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (ids, _) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.from_numpy(ids)
-            mask[i, : len(ids)] = 1
+            cols = slice(width - len(ids), width) if self.left else slice(0, len(ids))
+            input_ids[i, cols] = torch.from_numpy(ids)
+            mask[i, cols] = 1
         labels = torch.tensor([label for _, label in rows], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-def loader(data: TokenizedSplit, batch_size: int, pad_id: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed)
-    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(pad_id))
+def loader(data: TokenizedSplit, batch_size: int, tokenizer: PreTrainedTokenizerBase, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Batches padded with the tokenizer's pad token, on its padding side.
+
+    Left padding shifts a row's absolute positions by its padding (GPT-2), so evaluation then
+    batches only rows of equal length: a prediction never depends on its batch neighbours.
+    """
+    left = tokenizer.padding_side == "left"
+    sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed, exact=left and not shuffle)
+    collate = PadCollator(tokenizer.pad_token_id, left=left)
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate)

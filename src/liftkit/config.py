@@ -70,7 +70,7 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 16
     eval_batch_size: int = 128
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None  # peak lr; null: the method's own default (LoRA 2e-3, full 5e-5, ...)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06  # fraction of optimizer steps spent warming the lr up from 0
     grad_accum_steps: int = 1  # micro-batches per optimizer step
@@ -86,7 +86,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 out.append(f"train.{name}={getattr(self, name)} must be at least 1")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             out.append(f"train.learning_rate={self.learning_rate} must be positive")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"train.warmup_ratio={self.warmup_ratio} must lie in [0, 1)")
@@ -111,6 +111,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     output_dir: str | None = None  # default: runs/<dataset>-<method>-<timestamp>
     evaluate_base: bool = True  # evaluate the untrained-head base model first, for the comparison
+
+    @property
+    def learning_rate(self) -> float:
+        """The peak learning rate this run uses."""
+        return self.train.learning_rate or self.method.default_lr
 
     def validate(self) -> RunConfig:
         """Collect every problem, then raise once, so a user fixes them all in one go."""

@@ -28,18 +28,37 @@ class Arch:
     """What liftkit needs to know about an architecture."""
 
     model_type: str
-    lora_targets: tuple[str, ...]  # default LoRA targets (attention query and value)
     head: tuple[str, ...]  # modules of the classification head: trained in full, saved with the adapter
+    lora_targets: tuple[str, ...]  # default LoRA targets (attention query and value)
+    ia3_targets: tuple[str, ...] = ()  # default IA3 targets: keys, values, feed-forward output
+    ia3_feedforward: tuple[str, ...] = ()  # those of the IA3 targets that are feed-forward layers
+    attention: str | None = None  # regex of self-attention module paths (liftkit's own prefix tuning)
+    attention_output: str | None = None  # regex of attention output projections (Houlsby adapters)
+    ffn_output: str | None = None  # regex of feed-forward output projections (adapters)
     fan_in_fan_out: bool = False  # weights stored transposed (GPT-2's Conv1D)
     decoder: bool = False  # causal LM body: pools the last non-pad token, needs a pad token
 
 
+_BERT_LIKE = dict(
+    lora_targets=("query", "value"), ia3_targets=("key", "value", "output.dense"), ia3_feedforward=("output.dense",),
+    attention=r"\.attention\.self$", attention_output=r"\.attention\.output\.dense$", ffn_output=r"\.layer\.\d+\.output\.dense$",
+)
 ARCHS = {
-    "bert": Arch("bert", ("query", "value"), ("pooler", "classifier")),
-    "roberta": Arch("roberta", ("query", "value"), ("classifier",)),
-    "distilbert": Arch("distilbert", ("q_lin", "v_lin"), ("pre_classifier", "classifier")),
-    "gpt2": Arch("gpt2", ("c_attn",), ("score",), fan_in_fan_out=True, decoder=True),
-    "llama": Arch("llama", ("q_proj", "v_proj"), ("score",), decoder=True),
+    "bert": Arch("bert", head=("pooler", "classifier"), **_BERT_LIKE),
+    "roberta": Arch("roberta", head=("classifier",), **_BERT_LIKE),
+    "distilbert": Arch(
+        "distilbert", head=("pre_classifier", "classifier"), lora_targets=("q_lin", "v_lin"),
+        ia3_targets=("k_lin", "v_lin", "lin2"), ia3_feedforward=("lin2",),
+        attention=r"\.layer\.\d+\.attention$", attention_output=r"\.attention\.out_lin$", ffn_output=r"\.ffn\.lin2$",
+    ),
+    "gpt2": Arch(
+        "gpt2", head=("score",), lora_targets=("c_attn",), ia3_targets=("c_attn", "mlp.c_proj"), ia3_feedforward=("mlp.c_proj",),
+        attention_output=r"\.attn\.c_proj$", ffn_output=r"\.mlp\.c_proj$", fan_in_fan_out=True, decoder=True,
+    ),
+    "llama": Arch(
+        "llama", head=("score",), lora_targets=("q_proj", "v_proj"), ia3_targets=("k_proj", "v_proj", "down_proj"),
+        ia3_feedforward=("down_proj",), attention_output=r"\.self_attn\.o_proj$", ffn_output=r"\.mlp\.down_proj$", decoder=True,
+    ),
 }
 
 
@@ -58,7 +77,7 @@ def arch_of(model: nn.Module) -> Arch:
             f"liftkit has no defaults for model type {model_type!r}: set method.target_modules "
             "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
         )
-    return Arch(model_type, tuple(targets[model_type]), head, decoder=bool(model.config.is_decoder))
+    return Arch(model_type, head=head, lora_targets=tuple(targets[model_type]), decoder=bool(model.config.is_decoder))
 
 
 def resolve_model_source(name: str) -> str:

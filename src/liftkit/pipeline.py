@@ -6,6 +6,7 @@ written where (through `run_dir`).
 
 from __future__ import annotations
 
+import copy
 import platform
 import time
 from dataclasses import dataclass
@@ -52,8 +53,13 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     arch = arch_of(model)
     tokens = {name: tokenize(getattr(splits, name), tokenizer, cfg.data.max_length) for name in ("train", "validation", "test")}
     accelerator = make_accelerator(cfg.train)
-    device, num_labels, pad_id = accelerator.device, len(splits.label_names), tokenizer.pad_token_id
-    test_loader = loader(tokens["test"], cfg.train.eval_batch_size, pad_id, shuffle=False)
+    device, num_labels = accelerator.device, len(splits.label_names)
+    method = METHODS[cfg.method.name]
+    with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
+        method.apply(copy.deepcopy(model), cfg.method, arch)
+    if arch.decoder and method.feeds_embeddings:
+        tokenizer.padding_side = "left"  # the last position must be a real token (see methods.prompt)
+    test_loader = loader(tokens["test"], cfg.train.eval_batch_size, tokenizer, shuffle=False)
 
     base = None
     if cfg.evaluate_base:
@@ -61,13 +67,13 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
         model.to(device)
         with accelerator.autocast():
             base = evaluate(model, test_loader, device, num_labels)
-    model = METHODS[cfg.method.name].apply(model, cfg.method, arch)
+    model = method.apply(model, cfg.method, arch)
     params = parameter_counts(model)
-    log(f"method {cfg.method.name}: training {params['trainable_params']:,} of {params['total_params']:,} parameters ({params['trainable_percent']:.2f}%)")
+    log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params['trainable_params']:,} of {params['total_params']:,} parameters ({params['trainable_percent']:.2f}%)")
 
     trained = fit(
-        model, tokens["train"], tokens["validation"], cfg.train, pad_id, num_labels,
-        run_dir.checkpoint_dir(out), accelerator, resume=resume,
+        model, tokens["train"], tokens["validation"], cfg.train, tokenizer, num_labels,
+        run_dir.checkpoint_dir(out), accelerator, lr=cfg.learning_rate, resume=resume,
     )
     model = accelerator.unwrap_model(model)
     log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
@@ -77,7 +83,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     doc = {
         "run": {
             "dataset": cfg.data.dataset, "model": cfg.model.name, "method": cfg.method.name,
-            "seed": cfg.train.seed, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "seed": cfg.train.seed, "learning_rate": cfg.learning_rate, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "device": _device_name(device), "torch": torch.__version__, "liftkit": liftkit.__version__,
         },
         "data": splits.summary(),
@@ -97,9 +103,10 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
         manifest = {
             "liftkit": liftkit.__version__, "method": cfg.method.name, "base_model": cfg.model.name,
             "model_type": arch.model_type, "labels": splits.label_names, "max_length": cfg.data.max_length,
+            "padding_side": tokenizer.padding_side,  # tokenizers do not save it; decoders + prompt pad left
             "trust_remote_code": cfg.model.trust_remote_code, "revision": cfg.model.revision,
         }
-        run_dir.save_model(out, model, tokenizer, manifest)
+        run_dir.save_model(out, lambda folder: method.save(model, folder), tokenizer, manifest)
         run_dir.write_json(out / "metrics.json", doc)
         run_dir.write_text(out / "report.md", report.render_markdown(doc))
     return RunResult(out, doc)

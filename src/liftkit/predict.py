@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from liftkit.batching import TokenizedSplit, loader
-from liftkit.config import ModelConfig
+from liftkit.config import ModelConfig, load_config
 from liftkit.errors import LiftError
 from liftkit.evaluate import predict_logits
 from liftkit.methods import METHODS
-from liftkit.modeling import load_classifier
+from liftkit.modeling import arch_of, load_classifier
 from liftkit.resources import pick_device
 from liftkit.run_dir import read_manifest
 
@@ -47,8 +47,10 @@ class Predictor:
             revision=manifest.get("revision"),
         )
         tokenizer = AutoTokenizer.from_pretrained(path)  # saved by the run, pad token included
+        tokenizer.padding_side = manifest.get("padding_side", "right")
         base = load_classifier(model_cfg, manifest["labels"], tokenizer)
-        model = METHODS[manifest["method"]].load(base, path)
+        options = load_config(path / "config.yaml").method
+        model = METHODS[manifest["method"]].load(base, options, arch_of(base), path)
         torch_device = pick_device(device)
         return cls(model.to(torch_device), tokenizer, manifest["labels"], manifest["max_length"], torch_device)
 
@@ -58,7 +60,7 @@ class Predictor:
             texts = [texts]
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         data = TokenizedSplit([np.asarray(x, dtype=np.int64) for x in ids], np.zeros(len(ids), dtype=np.int64))
-        batches = loader(data, batch_size, self.tokenizer.pad_token_id, shuffle=False)
+        batches = loader(data, batch_size, self.tokenizer, shuffle=False)
         if progress:
             batches = _ProgressLoader(batches)
         logits, _ = predict_logits(self.model, batches, self.device)

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from liftkit.errors import LiftError
 
@@ -60,12 +60,12 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def save_model(run_dir: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
-    """Write weights, tokenizer, labels and manifest; each file lands atomically."""
+def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: dict[str, Any]) -> None:
+    """Write weights (through the method's saver), tokenizer, labels and manifest, each atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
     try:
-        model.save_pretrained(staging)
+        save_weights(staging)
         tokenizer.save_pretrained(staging)
         for path in staging.iterdir():
             os.replace(path, run_dir / path.name)

@@ -49,14 +49,14 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum_steps)
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, fused: bool) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and norm weights (1-d tensors), as is standard."""
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
 def fit(
@@ -64,19 +64,20 @@ def fit(
     train_data: TokenizedSplit,
     val_data: TokenizedSplit,
     cfg: TrainConfig,
-    pad_id: int,
+    tokenizer: Any,
     num_labels: int,
     checkpoint_dir: Path,
     accelerator: Accelerator,
+    lr: float,
     resume: bool = False,
 ) -> TrainResult:
-    """Train `model` in place; on return it holds the best epoch's weights."""
-    train_loader = loader(train_data, cfg.batch_size, pad_id, shuffle=True, seed=cfg.seed)
+    """Train `model` in place at peak learning rate `lr`; on return it holds the best epoch's weights."""
+    train_loader = loader(train_data, cfg.batch_size, tokenizer, shuffle=True, seed=cfg.seed)
     sampler = train_loader.batch_sampler
-    val_loader = loader(val_data, cfg.eval_batch_size, pad_id, shuffle=False)
+    val_loader = loader(val_data, cfg.eval_batch_size, tokenizer, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     total_steps = steps_per_epoch * cfg.epochs
-    optimizer = _optimizer(model, cfg, fused=accelerator.device.type == "cuda")
+    optimizer = _optimizer(model, cfg, lr, fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     core = accelerator.unwrap_model(model)  # parameter names without wrapper prefixes

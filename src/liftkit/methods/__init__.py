@@ -1,8 +1,11 @@
 """Fine-tuning methods, one module each, behind one small interface.
 
-A method knows three things: its options (a dataclass, part of the run config), how to turn a
-freshly loaded classification model into the model to train (`apply`), and how to put a saved
-run back onto a base model (`load`). Adding a method is one module plus one line in `METHODS`.
+A method knows four things: its options (a dataclass, part of the run config), how to turn a
+freshly loaded classification model into the model to train (`apply`: trainable parts chosen,
+head included), how to write what it trained into a run directory (`save`), and how to put a
+saved run back onto a base model (`load`). Methods that peft covers save standard peft adapter
+folders; liftkit's own methods save their trainable tensors as safetensors. Adding a method is
+one module plus one line in `_registry`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class MethodOptions:
     """Base of every method's options; subclasses add their own fields."""
 
     name: ClassVar[str] = ""
+    # learning rate used when train.learning_rate is null: methods that train a few parameters
+    # from scratch want a far larger step than full fine-tuning of pretrained weights
+    default_lr: ClassVar[float] = 1e-3
 
     def problems(self) -> list[str]:
         """Return one message per invalid option (empty when all is well)."""
@@ -33,16 +39,27 @@ class Method:
     """What the training and prediction code needs from a method."""
 
     options: type[MethodOptions]
-    # model with trainable parts chosen (head included), ready to train
     apply: Callable[[nn.Module, MethodOptions, Arch], nn.Module]
-    # base model + saved run dir -> model ready for inference
-    load: Callable[[nn.Module, Path], nn.Module]
+    save: Callable[[nn.Module, Path], None]
+    load: Callable[[nn.Module, MethodOptions, Arch, Path], nn.Module]
+    # True when the body sees embeddings, not token ids (prompt tuning): decoders then pad on the
+    # left, since they pool the last position and cannot find padding among embeddings
+    feeds_embeddings: bool = False
 
 
 def _registry() -> dict[str, Method]:
-    from liftkit.methods import lora
+    from liftkit.methods import adapter, full, head, ia3, lora, prefix, prompt
 
-    return {"lora": lora.METHOD}
+    return {
+        "lora": lora.METHOD,
+        "ia3": ia3.METHOD,
+        "prompt": prompt.PROMPT,
+        "ptuning": prompt.PTUNING,
+        "prefix": prefix.METHOD,
+        "adapter": adapter.METHOD,
+        "full": full.METHOD,
+        "head": head.METHOD,
+    }
 
 
 METHODS: dict[str, Method] = _registry()

@@ -8,11 +8,10 @@ is a standard peft adapter folder that plain `peft` loads. LoRA never wraps a he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liftkit.errors import LiftError
 from liftkit.methods import Method, MethodOptions
+from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 @dataclass
 class LoraOptions(MethodOptions):
     name = "lora"
+    default_lr = 2e-3
 
     r: int = 8  # rank of the update matrices
     alpha: int = 16  # scaling numerator: the update is scaled by alpha / r
@@ -43,19 +43,10 @@ class LoraOptions(MethodOptions):
 
 
 def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType
 
     targets = list(options.target_modules or arch.lora_targets)
-    clash = [t for t in targets if t in arch.head]
-    if clash:
-        raise LiftError(f"LoRA target(s) {clash} are head modules, which liftkit trains in full: drop them from method.target_modules")
-    linear = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if _is_linear(mod)}
-    missing = [t for t in targets if t not in linear]
-    if missing:
-        raise LiftError(
-            f"LoRA target module(s) {missing} not found in this {arch.model_type} model: "
-            f"set method.target_modules to some of {sorted(linear)}"
-        )
+    check_targets(model, targets, arch, "LoRA")
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=options.r,
@@ -65,20 +56,7 @@ def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
         fan_in_fan_out=arch.fan_in_fan_out,
         modules_to_save=list(arch.head),
     )
-    return get_peft_model(model, config)
+    return peft_wrap(model, config)
 
 
-def _is_linear(module: nn.Module) -> bool:
-    from torch import nn
-    from transformers.pytorch_utils import Conv1D  # GPT-2's transposed linear layer
-
-    return isinstance(module, (nn.Linear, Conv1D))
-
-
-def load(model: nn.Module, run_dir: Path) -> nn.Module:
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(run_dir))
-
-
-METHOD = Method(options=LoraOptions, apply=apply, load=load)
+METHOD = Method(options=LoraOptions, apply=apply, save=peft_save, load=peft_load)

@@ -1,0 +1,89 @@
+"""Pieces the method modules share: peft plumbing, head freezing, liftkit's own weight files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from liftkit.errors import LiftError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from liftkit.modeling import Arch
+
+WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
+
+
+def linear_names(model: nn.Module) -> set[str]:
+    """Last name component of every linear layer (GPT-2's transposed Conv1D included)."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))}
+
+
+def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -> None:
+    """Targets must be linear layers outside the head, named by a suffix of their path."""
+    clash = [t for t in targets if t.split(".")[0] in arch.head]
+    if clash:
+        raise LiftError(f"{what} target(s) {clash} are head modules, which liftkit trains in full: drop them from method.target_modules")
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise LiftError(
+            f"{what} target module(s) {missing} not found in this {arch.model_type} model: "
+            f"set method.target_modules to some of {sorted(linear_names(model))}"
+        )
+
+
+def peft_wrap(model: nn.Module, config: Any) -> nn.Module:
+    """`get_peft_model` with the whole classification head trained and saved (modules_to_save)."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, config)
+
+
+def peft_save(model: nn.Module, run_dir: Path) -> None:
+    model.save_pretrained(run_dir)
+
+
+def peft_load(model: nn.Module, options: Any, arch: Arch, run_dir: Path) -> nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(run_dir))
+
+
+def train_only(model: nn.Module, trainable: set[str]) -> None:
+    """Freeze every parameter, then unfreeze those whose module path starts with a name given."""
+    for name, param in model.named_parameters():
+        param.requires_grad = any(name.startswith(t + ".") for t in trainable)
+
+
+def head_paths(model: nn.Module, arch: Arch) -> set[str]:
+    """Full module paths of the head (e.g. `bert.pooler`, `classifier`)."""
+    return {name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in arch.head}
+
+
+def native_save(model: nn.Module, run_dir: Path) -> None:
+    """Save exactly the trainable tensors: the method's own and the head's."""
+    from safetensors.torch import save_file
+
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    save_file(state, run_dir / WEIGHTS)
+
+
+def native_load(model: nn.Module, run_dir: Path) -> nn.Module:
+    """Copy saved tensors into a model that `apply` has already given the method's structure."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(run_dir / WEIGHTS)
+    params = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise LiftError(f"{run_dir / WEIGHTS} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model?")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor)
+    return model

@@ -1,0 +1,53 @@
+"""IA3 through peft: learned per-channel rescaling of keys, values and the feed-forward output.
+
+Even fewer parameters than LoRA (one vector per adapted layer); the head is trained in full and
+saved with the adapter, as for LoRA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from liftkit.methods import Method, MethodOptions
+from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from liftkit.modeling import Arch
+
+
+@dataclass
+class IA3Options(MethodOptions):
+    name = "ia3"
+    default_lr = 1e-2
+
+    target_modules: list[str] | None = None  # None: keys, values and feed-forward output per architecture
+    feedforward_modules: list[str] | None = None  # those of the targets scaled on their input side
+
+    def problems(self) -> list[str]:
+        if self.target_modules is not None and not self.target_modules:
+            return ["method.target_modules is empty: name modules or leave it null for the architecture's default"]
+        if self.feedforward_modules and not self.target_modules:
+            return ["method.feedforward_modules needs method.target_modules too"]
+        return []
+
+
+def apply(model: nn.Module, options: IA3Options, arch: Arch) -> nn.Module:
+    from peft import IA3Config, TaskType
+
+    targets = list(options.target_modules or arch.ia3_targets)
+    feedforward = list(options.feedforward_modules or ([] if options.target_modules else arch.ia3_feedforward))
+    check_targets(model, targets, arch, "IA3")
+    config = IA3Config(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=targets,
+        feedforward_modules=feedforward,
+        fan_in_fan_out=arch.fan_in_fan_out,
+        modules_to_save=list(arch.head),
+    )
+    return peft_wrap(model, config)
+
+
+METHOD = Method(options=IA3Options, apply=apply, save=peft_save, load=peft_load)
