@@ -75,3 +75,23 @@ def test_embedded_model_loads_offline_with_a_fresh_head():
     assert model.config.model_type == "bert" and model.num_labels == 3
     assert model.config.id2label == {0: "a", 1: "b", 2: "c"}
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_smollm2_converts_once_from_its_gguf_and_loads_as_a_llama_classifier(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIFT_CACHE_DIR", str(tmp_path))
+    cfg = ModelConfig(name="smollm2-135m")
+    tok = load_tokenizer(cfg)
+    model = load_classifier(cfg, LABELS, tok)
+    arch = arch_of(model)
+    assert arch.model_type == "llama" and arch.decoder
+    assert tok.pad_token is not None and model.config.pad_token_id == tok.pad_token_id
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    cached = tmp_path / "models" / "smollm2-135m-instruct" / "model.safetensors"
+    assert cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    load_tokenizer(cfg)  # a second load reads the cache, it does not convert again
+    assert cached.stat().st_mtime_ns == stamp
+    batch = tok(["i love this", "worst day ever, nothing works"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()

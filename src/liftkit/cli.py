@@ -86,6 +86,28 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"run directory: {result.run_dir}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    import time
+
+    from liftkit.compare import compare
+    from liftkit.report import render_text
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise LiftError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not methods or not seeds:
+        raise LiftError("give at least one method (--methods lora,full) and one seed (--seeds 0)")
+    overrides = _overrides(args)
+    dataset = overrides.get("data.dataset", "data")
+    out = Path(args.output_dir or f"comparisons/{Path(str(dataset)).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = compare(args.config, overrides, methods, seeds, out, log=lambda m: print(m, file=sys.stderr))
+    print()
+    print(render_text(result["table"]))
+    print(f"\ncomparison written to {out}/comparison.{{md,json,csv}}")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     import json
 
@@ -106,19 +128,31 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}\t{text}")
 
 
+def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
+    p.add_argument("config", nargs="?", help="YAML config (a recipe, or RUN_DIR/config.yaml); defaults otherwise")
+    for flag, key in RUN_FLAGS.items():
+        if flag not in skip:
+            dest = "method_first" if key == "method.name" else None
+            p.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=f"sets {key}")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.weight_decay=0.1")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lift", description="Lightweight fine-tuning for text classification.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="fine-tune, evaluate base vs fine-tuned, save the run directory")
-    p.add_argument("config", nargs="?", help="YAML config (a recipe, or RUN_DIR/config.yaml); defaults otherwise")
-    for flag, key in RUN_FLAGS.items():
-        dest = "method_first" if key == "method.name" else None
-        p.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=f"sets {key}")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.weight_decay=0.1")
+    _config_flags(p, skip=())
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="run several methods on the same data and seeds, one table")
+    _config_flags(p, skip=("--method", "--seed", "--output-dir"))
+    p.add_argument("--methods", default="head,lora,ia3,prefix,prompt,adapter,full", help="comma-separated methods")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; several give mean ± std")
+    p.add_argument("--output-dir", help="comparison folder (default comparisons/<dataset>-<time>)")
+    p.set_defaults(func=cmd_compare, method_first=None)
 
     p = sub.add_parser("predict", help="classify texts with a saved run")
     p.add_argument("run_dir")

