@@ -117,9 +117,14 @@ def compare(
 def _table(methods: list[str], docs: dict[str, list[dict[str, Any]]], failures: dict[str, str]) -> list[list[str]]:
     header = ["method"] + [name for name, _, _ in COLUMNS]
     rows = [header]
-    every = [d for ds in docs.values() for d in ds]
+    by_seed: dict[int, dict[str, Any]] = {}  # reference rows: one measurement per seed, not per method
+    for doc in (d for ds in docs.values() for d in ds):
+        seen = by_seed.setdefault(doc["run"]["seed"], {})
+        for key in ("majority", "base"):
+            if doc.get(key) and key not in seen:
+                seen[key] = doc[key]
     for label, key in (("majority class", "majority"), ("base (untrained head)", "base")):
-        refs = [d[key] for d in every if d.get(key)]
+        refs = [seen[key] for seen in by_seed.values() if key in seen]
         row = [label]
         for name, _, fmt in COLUMNS:
             metric = REFERENCE_COLUMNS.get(name)

@@ -95,6 +95,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
             "epochs_run": len(trained.history), "best_epoch": trained.best_epoch,
             "stopped_early": trained.stopped_early, "resumed_from_epoch": trained.resumed_from_epoch,
             "runtime_s": trained.runtime_s, "samples_per_s": trained.samples_per_s,
+            "optimizer_steps": trained.optimizer_steps, "processes": trained.processes,
             "steps_per_s": trained.steps_per_s, "peak_memory_mb": trained.peak_memory_mb,
             "history": trained.history,
         },

@@ -32,6 +32,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
     best_epoch: int = 0  # 1-based epoch whose weights the model now holds
     runtime_s: float = 0.0  # wall time of the fit in this process (validation included)
+    optimizer_steps: int = 0  # taken by this process in this fit
+    processes: int = 1  # data-parallel processes that shared the work
     samples_per_s: float = 0.0
     steps_per_s: float = 0.0
     peak_memory_mb: float = 0.0
@@ -122,7 +124,8 @@ def fit(
             samples += rows
             if bar.n % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / loss_rows:.4f}")
-        train_loss = accelerator.reduce(loss_sum, "sum").item() / (loss_rows * accelerator.num_processes)
+        totals = accelerator.reduce(torch.stack([loss_sum, torch.tensor(float(loss_rows), device=loss_sum.device)]), "sum")
+        train_loss = (totals[0] / totals[1]).item()
         with accelerator.autocast():
             val = evaluate(core, val_loader, accelerator.device, num_labels)
         record = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
@@ -144,6 +147,7 @@ def fit(
                 f"acc {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f}"
             )
     result.runtime_s = time.perf_counter() - start
+    result.optimizer_steps, result.processes = steps, accelerator.num_processes
     result.samples_per_s = samples * accelerator.num_processes / result.runtime_s if samples else 0.0
     result.steps_per_s = steps / result.runtime_s if steps else 0.0
     result.peak_memory_mb = peak_memory_mb(accelerator.device)

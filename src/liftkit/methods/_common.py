@@ -37,10 +37,12 @@ def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -
         )
 
 
-def peft_wrap(model: nn.Module, config: Any) -> nn.Module:
-    """`get_peft_model` with the whole classification head trained and saved (modules_to_save)."""
-    from peft import get_peft_model
+def peft_wrap(model: nn.Module, config_class: type, arch: Arch, **options: Any) -> nn.Module:
+    """`get_peft_model` for sequence classification, the whole head trained and saved with the
+    adapter (`modules_to_save`): the piece plain peft classification setups most often miss."""
+    from peft import TaskType, get_peft_model
 
+    config = config_class(task_type=TaskType.SEQ_CLS, modules_to_save=list(arch.head), **options)
     return get_peft_model(model, config)
 
 

@@ -35,19 +35,12 @@ class IA3Options(MethodOptions):
 
 
 def apply(model: nn.Module, options: IA3Options, arch: Arch) -> nn.Module:
-    from peft import IA3Config, TaskType
+    from peft import IA3Config
 
     targets = list(options.target_modules or arch.ia3_targets)
     feedforward = list(options.feedforward_modules or ([] if options.target_modules else arch.ia3_feedforward))
     check_targets(model, targets, arch, "IA3")
-    config = IA3Config(
-        task_type=TaskType.SEQ_CLS,
-        target_modules=targets,
-        feedforward_modules=feedforward,
-        fan_in_fan_out=arch.fan_in_fan_out,
-        modules_to_save=list(arch.head),
-    )
-    return peft_wrap(model, config)
+    return peft_wrap(model, IA3Config, arch, target_modules=targets, feedforward_modules=feedforward, fan_in_fan_out=arch.fan_in_fan_out)
 
 
 METHOD = Method(options=IA3Options, apply=apply, save=peft_save, load=peft_load)

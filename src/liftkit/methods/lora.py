@@ -43,20 +43,14 @@ class LoraOptions(MethodOptions):
 
 
 def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
     targets = list(options.target_modules or arch.lora_targets)
     check_targets(model, targets, arch, "LoRA")
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=options.r,
-        lora_alpha=options.alpha,
-        lora_dropout=options.dropout,
-        target_modules=targets,
-        fan_in_fan_out=arch.fan_in_fan_out,
-        modules_to_save=list(arch.head),
+    return peft_wrap(
+        model, LoraConfig, arch, r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+        target_modules=targets, fan_in_fan_out=arch.fan_in_fan_out,
     )
-    return peft_wrap(model, config)
 
 
 METHOD = Method(options=LoraOptions, apply=apply, save=peft_save, load=peft_load)

@@ -115,16 +115,14 @@ def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Mo
 def apply(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
     if not arch.decoder:
         return _apply_native(model, options, arch)
-    from peft import PrefixTuningConfig, TaskType
+    from peft import PrefixTuningConfig
 
     from liftkit.methods.prompt import model_dims
 
-    config = PrefixTuningConfig(
-        task_type=TaskType.SEQ_CLS, num_virtual_tokens=options.num_virtual_tokens,
-        prefix_projection=options.reparameterize, encoder_hidden_size=options.projection_hidden,
-        modules_to_save=list(arch.head), **model_dims(model),
+    return peft_wrap(
+        model, PrefixTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
+        prefix_projection=options.reparameterize, encoder_hidden_size=options.projection_hidden, **model_dims(model),
     )
-    return peft_wrap(model, config)
 
 
 def save(model: nn.Module, run_dir: Path) -> None:

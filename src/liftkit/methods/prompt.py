@@ -55,24 +55,20 @@ def _check_embeddings(model: nn.Module, arch: Arch) -> None:
 
 
 def apply_prompt(model: nn.Module, options: PromptOptions, arch: Arch) -> nn.Module:
-    from peft import PromptTuningConfig, TaskType
+    from peft import PromptTuningConfig
 
     _check_embeddings(model, arch)
-    config = PromptTuningConfig(
-        task_type=TaskType.SEQ_CLS, num_virtual_tokens=options.num_virtual_tokens, modules_to_save=list(arch.head), **model_dims(model)
-    )
-    return peft_wrap(model, config)
+    return peft_wrap(model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model))
 
 
 def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.Module:
-    from peft import PromptEncoderConfig, TaskType
+    from peft import PromptEncoderConfig
 
     _check_embeddings(model, arch)
-    config = PromptEncoderConfig(
-        task_type=TaskType.SEQ_CLS, num_virtual_tokens=options.num_virtual_tokens,
-        encoder_hidden_size=options.encoder_hidden_size, modules_to_save=list(arch.head), **model_dims(model),
+    return peft_wrap(
+        model, PromptEncoderConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
+        encoder_hidden_size=options.encoder_hidden_size, **model_dims(model),
     )
-    return peft_wrap(model, config)
 
 
 PROMPT = Method(options=PromptOptions, apply=apply_prompt, save=peft_save, load=peft_load, feeds_embeddings=True)

@@ -1,0 +1,181 @@
+"""Training speed: plain HF Trainer + peft (the peer, as the reference projects write it) vs liftkit.
+
+Both fine-tune the same model with LoRA on the same data, epochs and seed, each in its own child
+process (so each peak RSS is its own), back to back in one invocation, because absolute times on
+a shared machine drift. Prints one JSON line: per system wall time, samples/s, tokens/s, peak RSS,
+test accuracy and macro-F1, the speed ratio, and liftkit's achieved FLOP/s as a fraction of this
+machine's measured fp32 matmul peak.
+
+    python bench/train_speed.py --quick      # a subset, under 3 minutes
+    python bench/train_speed.py              # full emotion, 3 epochs
+
+Not a test: it takes minutes to tens of minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+def _splits(dataset: str, max_train: int | None, max_eval: int | None, seed: int):
+    from liftkit.config import DataConfig
+    from liftkit.data import load_splits
+
+    return load_splits(DataConfig(dataset=dataset, max_train_samples=max_train, max_eval_samples=max_eval), seed)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peer(args: argparse.Namespace) -> dict:
+    """HF Trainer + peft LoRA r=8 on query/value, DataCollatorWithPadding, as the reference code does."""
+    import numpy as np
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType, get_peft_model
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import (
+        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
+    )
+
+    from liftkit.modeling import resolve_model_source
+
+    splits = _splits(args.dataset, args.max_train, args.max_eval, args.seed)
+    source = resolve_model_source(args.model)
+    tok = AutoTokenizer.from_pretrained(source)
+    data = {
+        name: Dataset.from_dict({"text": s.texts, "label": s.labels}).map(
+            lambda b: tok(b["text"], truncation=True, max_length=128), batched=True
+        )
+        for name, s in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
+    }
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(splits.label_names))
+    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
+
+    def metrics(pred):
+        y = pred.predictions.argmax(-1)
+        return {"accuracy": accuracy_score(pred.label_ids, y), "macro_f1": f1_score(pred.label_ids, y, average="macro")}
+
+    targs = TrainingArguments(
+        output_dir=str(Path(args.workdir) / "peer"), learning_rate=args.peer_lr, per_device_train_batch_size=16,
+        per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01, eval_strategy="epoch",
+        save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="accuracy", seed=args.seed,
+        report_to=[], disable_tqdm=True, use_cpu=True,
+    )
+    trainer = Trainer(model=model, args=targs, train_dataset=data["train"], eval_dataset=data["validation"],
+                      data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    test = trainer.evaluate(data["test"], metric_key_prefix="test")
+    tokens = int(np.sum([len(x) for x in data["train"]["input_ids"]])) * args.epochs
+    return {
+        "train_wall_s": wall, "samples_per_s": len(splits.train) * args.epochs / wall, "tokens_per_s": tokens / wall,
+        "peak_rss_mb": _peak_rss_mb(), "test_accuracy": test["test_accuracy"], "test_macro_f1": test["test_macro_f1"],
+        "learning_rate": args.peer_lr,
+    }
+
+
+def liftkit_run(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from liftkit.config import load_config
+    from liftkit.pipeline import run
+
+    cfg = load_config(None, {
+        "data.dataset": args.dataset, "data.max_train_samples": args.max_train, "data.max_eval_samples": args.max_eval,
+        "model.name": args.model, "train.epochs": args.epochs, "train.seed": args.seed,
+        "output_dir": str(Path(args.workdir) / "liftkit"), "evaluate_base": False,
+    })
+    doc = run(cfg, log=lambda m: None).metrics
+    t = doc["train"]
+    splits = _splits(args.dataset, args.max_train, args.max_eval, args.seed)
+    from liftkit.modeling import load_tokenizer
+
+    tok = load_tokenizer(cfg.model)
+    tokens = int(np.sum([len(x) for x in tok(splits.train.texts, truncation=True, max_length=128)["input_ids"]])) * args.epochs
+    return {
+        "train_wall_s": t["runtime_s"], "samples_per_s": t["samples_per_s"], "tokens_per_s": tokens / t["runtime_s"],
+        "peak_rss_mb": _peak_rss_mb(), "test_accuracy": doc["finetuned"]["accuracy"], "test_macro_f1": doc["finetuned"]["macro_f1"],
+        "learning_rate": cfg.learning_rate, "trainable_params": doc["parameters"]["trainable_params"],
+    }
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """The machine's fp32 matmul throughput: the ceiling any training run can reach."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_token(model_name: str) -> float:
+    """Training FLOPs per token with LoRA: forward (2N) plus backward to the inputs (2N), N the
+    non-embedding weights; the weight gradients of the tiny adapters are negligible."""
+    from transformers import AutoModel
+
+    from liftkit.modeling import resolve_model_source
+
+    model = AutoModel.from_pretrained(resolve_model_source(model_name))
+    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name and p.ndim >= 2)
+    return 4.0 * n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1,000 train / 500 eval rows, 1 epoch")
+    parser.add_argument("--dataset", default="emotion")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer-lr", type=float, default=5e-4, help="the reference projects' LoRA learning rate")
+    parser.add_argument("--max-train", type=int, default=None)
+    parser.add_argument("--max-eval", type=int, default=None)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--child", choices=["peer", "liftkit"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps((peer if args.child == "peer" else liftkit_run)(args)))
+        return
+    if args.quick:
+        args.max_train, args.max_eval, args.epochs = args.max_train or 1000, args.max_eval or 500, 1
+    import tempfile
+
+    args.workdir = args.workdir or tempfile.mkdtemp(prefix="liftkit-bench-")
+    results = {}
+    for system in ("peer", "liftkit"):
+        cmd = [sys.executable, str(HERE), "--child", system, "--dataset", args.dataset, "--model", args.model,
+               "--epochs", str(args.epochs), "--seed", str(args.seed), "--peer-lr", str(args.peer_lr), "--workdir", args.workdir]
+        cmd += ["--max-train", str(args.max_train)] if args.max_train else []
+        cmd += ["--max-eval", str(args.max_eval)] if args.max_eval else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        if proc.returncode != 0:
+            sys.exit(f"{system} failed:\n{proc.stderr[-3000:]}")
+        results[system] = json.loads(proc.stdout.strip().splitlines()[-1])
+    peak = matmul_peak_gflops()
+    achieved = results["liftkit"]["tokens_per_s"] * flops_per_token(args.model) / 1e9
+    print(json.dumps({
+        "mode": "quick" if args.quick else "full", "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
+        "train_rows": args.max_train or "all", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "peer": results["peer"], "liftkit": results["liftkit"],
+        "speedup_wall": results["peer"]["train_wall_s"] / results["liftkit"]["train_wall_s"],
+        "liftkit_gflops": achieved, "matmul_peak_gflops": peak, "fraction_of_peak": achieved / peak,
+    }))
+
+
+if __name__ == "__main__":
+    main()
