@@ -17,14 +17,21 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from liftkit.errors import LiftError
+
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors that train: what checkpoints and liftkit's own methods save."""
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _load_trainable(model: torch.nn.Module, path: Path) -> None:
+def load_trainable(model: torch.nn.Module, path: Path) -> None:
+    """Copy tensors saved by `trainable_state` back into a model of the same structure."""
     state = load_file(path)
     params = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise LiftError(f"{path} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model or method?")
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].copy_(tensor)
@@ -63,7 +70,7 @@ def load_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
     last = root / "last"
     if not (last / "state.json").is_file():
         return None
-    _load_trainable(model, last / "trainable.safetensors")
+    load_trainable(model, last / "trainable.safetensors")
     extra = torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
@@ -74,4 +81,4 @@ def load_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
 def restore_best(root: Path, model: torch.nn.Module) -> None:
     best = root / "best" / "trainable.safetensors"
     if best.is_file():
-        _load_trainable(model, best)
+        load_trainable(model, best)

@@ -71,21 +71,14 @@ def native_save(model: nn.Module, run_dir: Path) -> None:
     """Save exactly the trainable tensors: the method's own and the head's."""
     from safetensors.torch import save_file
 
-    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    save_file(state, run_dir / WEIGHTS)
+    from liftkit.checkpoint import trainable_state
+
+    save_file(trainable_state(model), run_dir / WEIGHTS)
 
 
 def native_load(model: nn.Module, run_dir: Path) -> nn.Module:
     """Copy saved tensors into a model that `apply` has already given the method's structure."""
-    import torch
-    from safetensors.torch import load_file
+    from liftkit.checkpoint import load_trainable
 
-    state = load_file(run_dir / WEIGHTS)
-    params = dict(model.named_parameters())
-    unknown = sorted(set(state) - set(params))
-    if unknown:
-        raise LiftError(f"{run_dir / WEIGHTS} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model?")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor)
+    load_trainable(model, run_dir / WEIGHTS)
     return model
