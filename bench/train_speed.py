@@ -103,11 +103,14 @@ def liftkit_run(args: argparse.Namespace) -> dict:
     from liftkit.modeling import load_tokenizer
 
     tok = load_tokenizer(cfg.model)
-    tokens = int(np.sum([len(x) for x in tok(splits.train.texts, truncation=True, max_length=128)["input_ids"]])) * args.epochs
+    count = lambda texts: int(np.sum([len(x) for x in tok(texts, truncation=True, max_length=128)["input_ids"]]))  # noqa: E731
+    train_tokens, val_tokens = count(splits.train.texts), count(splits.validation.texts)
     return {
-        "train_wall_s": t["runtime_s"], "samples_per_s": t["samples_per_s"], "tokens_per_s": tokens / t["runtime_s"],
+        "train_wall_s": t["runtime_s"], "samples_per_s": t["samples_per_s"], "tokens_per_s": train_tokens * args.epochs / t["runtime_s"],
         "peak_rss_mb": _peak_rss_mb(), "test_accuracy": doc["finetuned"]["accuracy"], "test_macro_f1": doc["finetuned"]["macro_f1"],
         "learning_rate": cfg.learning_rate, "trainable_params": doc["parameters"]["trainable_params"],
+        "train_layers": cfg.method.train_layers, "frozen_layers": t["frozen_layers"], "frozen_cached": t["frozen_cached"],
+        "train_tokens": train_tokens, "val_tokens": val_tokens,
     }
 
 
@@ -123,16 +126,28 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def flops_per_token(model_name: str) -> float:
-    """Training FLOPs per token with LoRA: forward (2N) plus backward to the inputs (2N), N the
-    non-embedding weights; the weight gradients of the tiny adapters are negligible."""
+def layer_weights(model_name: str) -> tuple[float, int]:
+    """Non-embedding matrix weights per transformer layer, and the number of layers."""
     from transformers import AutoModel
 
-    from liftkit.modeling import resolve_model_source
+    from liftkit.modeling import resolve_model_source, transformer_layers
 
     model = AutoModel.from_pretrained(resolve_model_source(model_name))
-    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name and p.ndim >= 2)
-    return 4.0 * n
+    layers = transformer_layers(model)
+    n = sum(p.numel() for p in layers.parameters() if p.ndim >= 2)
+    return n / len(layers), len(layers)
+
+
+def executed_flops(run: dict, epochs: int, model_name: str) -> float:
+    """Matmul FLOPs liftkit's fit actually executed (2 per weight per token forward, 2 more backward
+    to the inputs; LoRA's own weight gradients are negligible): a frozen bottom of k layers costs
+    one forward over train + validation, the top trains every epoch and validates every epoch."""
+    per_layer, layers = layer_weights(model_name)
+    k = run["frozen_layers"]
+    top, bottom = (layers - k) * per_layer, k * per_layer
+    train, val = run["train_tokens"], run["val_tokens"]
+    bottom_passes = 1 if run["frozen_cached"] else epochs  # recomputed bottoms run every epoch
+    return epochs * (train * 4 * top + val * 2 * top) + bottom_passes * (train + val) * 2 * bottom
 
 
 def main() -> None:
@@ -167,7 +182,7 @@ def main() -> None:
             sys.exit(f"{system} failed:\n{proc.stderr[-3000:]}")
         results[system] = json.loads(proc.stdout.strip().splitlines()[-1])
     peak = matmul_peak_gflops()
-    achieved = results["liftkit"]["tokens_per_s"] * flops_per_token(args.model) / 1e9
+    achieved = executed_flops(results["liftkit"], args.epochs, args.model) / results["liftkit"]["train_wall_s"] / 1e9
     print(json.dumps({
         "mode": "quick" if args.quick else "full", "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
         "train_rows": args.max_train or "all", "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -17,7 +17,7 @@ def test_yaml_round_trip_reproduces_the_config(tmp_path):
     path.write_text(cfg.to_yaml())
     again = load_config(path)
     assert again == cfg
-    assert yaml.safe_load(path.read_text())["method"] == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query"]}
+    assert yaml.safe_load(path.read_text())["method"] == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query"], "train_layers": "50%"}
 
 
 def test_a_run_dir_is_accepted_as_config_path(tmp_path):

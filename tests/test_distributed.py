@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 import liftkit
 
 
@@ -15,13 +17,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_share_the_work_and_save_one_run(tiny_models, tmp_path):
+@pytest.mark.parametrize("frozen", [0, 1], ids=["all-layers", "cached-bottom"])
+def test_two_gloo_processes_share_the_work_and_save_one_run(tiny_models, tmp_path, frozen):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
         f"--master_port={_free_port()}", "-m", "liftkit.cli", "run", "--model", str(tiny_models["bert"]),
         "--max-train-samples", "64", "--max-eval-samples", "32", "--max-length", "32", "--epochs", "2",
-        "--batch-size", "8", "--device", "cpu", "--output-dir", str(out),
+        "--batch-size", "8", "--device", "cpu", "--output-dir", str(out), "--set", f"method.train_layers={2 - frozen}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -31,5 +34,6 @@ def test_two_gloo_processes_share_the_work_and_save_one_run(tiny_models, tmp_pat
     # 64 rows in batches of 8 = 8 batches per epoch, split over 2 processes: 4 optimizer steps each
     assert doc["train"]["optimizer_steps"] == 2 * 4
     assert doc["train"]["history"][-1]["train_loss"] > 0
+    assert doc["train"]["frozen_layers"] == frozen and doc["train"]["frozen_cached"] == bool(frozen)
     preds = liftkit.load(out).predict(["i feel great", "so angry right now"])
     assert len(preds) == 2

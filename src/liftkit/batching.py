@@ -145,6 +145,33 @@ class PadCollator:
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
+class CachedSplit(TokenizedSplit):
+    """Token ids and labels plus each row's frozen-bottom hidden states (packed, unpadded; see
+    `liftkit.frozen`)."""
+
+    def __init__(self, data: TokenizedSplit, flat: torch.Tensor, offsets: np.ndarray):
+        super().__init__(data.ids, data.labels)
+        self.flat = flat  # (total tokens, hidden)
+        self.offsets = offsets
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, torch.Tensor]:
+        return self.ids[i], int(self.labels[i]), self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+
+class HiddenCollator(PadCollator):
+    """Pads token ids as `PadCollator` does, and the cached hidden states alongside (zeros)."""
+
+    def __call__(self, rows: list[tuple[np.ndarray, int, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__([(ids, label) for ids, label, _ in rows])
+        width = batch["input_ids"].shape[1]
+        hidden = torch.zeros(len(rows), width, rows[0][2].shape[-1], dtype=rows[0][2].dtype)
+        for i, (ids, _, states) in enumerate(rows):
+            cols = slice(width - len(ids), width) if self.left else slice(0, len(ids))
+            hidden[i, cols] = states
+        batch["hidden"] = hidden
+        return batch
+
+
 def loader(data: TokenizedSplit, batch_size: int, tokenizer: PreTrainedTokenizerBase, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
     """Batches padded with the tokenizer's pad token, on its padding side.
 
@@ -153,5 +180,5 @@ def loader(data: TokenizedSplit, batch_size: int, tokenizer: PreTrainedTokenizer
     """
     left = tokenizer.padding_side == "left"
     sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed, exact=left and not shuffle)
-    collate = PadCollator(tokenizer.pad_token_id, left=left)
+    collate = (HiddenCollator if isinstance(data, CachedSplit) else PadCollator)(tokenizer.pad_token_id, left=left)
     return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate)

@@ -80,6 +80,10 @@ class TrainConfig:
     early_stopping_patience: int = 0  # stop after this many epochs without improvement; 0 = never
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, fp32 on the CPU; or no, fp16, bf16
     device: str = "auto"  # auto, cpu or cuda
+    # compute the frozen bottom layers once and train from their cached output (see liftkit.frozen);
+    # false: recompute them every step (same results, slower)
+    cache_frozen: bool = True
+    cache_max_gb: float = 4.0  # host memory the cache may take; above it, recompute every step
 
     def problems(self) -> list[str]:
         out = []
@@ -96,6 +100,8 @@ class TrainConfig:
             out.append(f"train.best_metric={self.best_metric!r} is unknown: use one of {', '.join(METRICS)}")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             out.append(f"train.mixed_precision={self.mixed_precision!r}: use auto, no, fp16 or bf16")
+        if self.cache_max_gb < 0:
+            out.append(f"train.cache_max_gb={self.cache_max_gb} must not be negative")
         if self.device not in ("auto", "cpu", "cuda"):
             out.append(f"train.device={self.device!r}: use auto, cpu or cuda")
         return out
@@ -119,7 +125,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Collect every problem, then raise once, so a user fixes them all in one go."""
-        problems = self.data.problems() + self.model.problems() + self.method.problems()
+        problems = self.data.problems() + self.model.problems() + self.method.all_problems()
         problems += self.train.problems()
         if problems:
             raise LiftError("invalid config: " + "; ".join(problems))

@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -87,6 +88,36 @@ def arch_of(model: nn.Module) -> Arch:
             "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
         )
     return Arch(model_type, head=head, lora_targets=targets, decoder=bool(getattr(model.config, "is_decoder", False)))
+
+
+def transformer_layers(model: nn.Module) -> nn.ModuleList | None:
+    """The model's stack of transformer layers (BERT `encoder.layer`, GPT-2 `h`, llama `layers`...):
+    the outermost module list as long as the config's layer count, whatever wraps the model."""
+    count = getattr(model.config, "num_hidden_layers", None)
+    lists = [(name.count("."), module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module) == count]
+    return min(lists, key=lambda x: x[0])[1] if lists else None
+
+
+def top_layer_paths(model: nn.Module, train_layers: int | str | None) -> Callable[[str], bool]:
+    """A test of module paths: inside one of the top `train_layers` layers (a count, or a share
+    such as "50%"; every path when None).
+
+    Methods use it to place their trainable parts only there, leaving a frozen bottom that
+    training can cache (see `liftkit.frozen`).
+    """
+    from liftkit.methods import layer_count
+
+    layers = transformer_layers(model)
+    if train_layers is None or (layers is None and isinstance(train_layers, str)):
+        return lambda name: True  # a share of an unknown layer stack (ALBERT's shared layers): all of it
+    if layers is None:
+        raise LiftError(f"method.train_layers is set but liftkit found no layer stack in this {model.config.model_type} model: set it to null")
+    train_layers = layer_count(train_layers, len(layers))
+    if train_layers > len(layers):
+        raise LiftError(f"method.train_layers={train_layers} but the model has {len(layers)} layers: use at most {len(layers)}, or null for all")
+    path = next(name for name, module in model.named_modules() if module is layers)
+    top = tuple(f"{path}.{i}." for i in range(len(layers) - train_layers, len(layers)))
+    return lambda name: (name + ".").startswith(top)
 
 
 def resolve_model_source(name: str) -> str:

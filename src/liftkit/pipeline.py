@@ -73,7 +73,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
 
     trained = fit(
         model, tokens["train"], tokens["validation"], cfg.train, tokenizer, num_labels,
-        run_dir.checkpoint_dir(out), accelerator, lr=cfg.learning_rate, resume=resume,
+        run_dir.checkpoint_dir(out), accelerator, lr=cfg.learning_rate, resume=resume, log=log,
     )
     model = accelerator.unwrap_model(model)
     log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
@@ -97,6 +97,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
             "runtime_s": trained.runtime_s, "samples_per_s": trained.samples_per_s,
             "optimizer_steps": trained.optimizer_steps, "processes": trained.processes,
             "steps_per_s": trained.steps_per_s, "peak_memory_mb": trained.peak_memory_mb,
+            "frozen_layers": trained.frozen_layers, "frozen_cached": trained.frozen_cached,
             "history": trained.history,
         },
     }

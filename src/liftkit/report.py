@@ -40,11 +40,15 @@ def comparison_table(doc: dict[str, Any]) -> list[list[str]]:
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     p, t = doc["parameters"], doc["train"]
-    return [
+    lines = [
         f"trainable parameters: {p['trainable_params']:,} of {p['total_params']:,} ({p['trainable_percent']:.2f}%)",
         f"training: {t['epochs_run']} epoch(s), best epoch {t['best_epoch']}, {t['runtime_s']:.1f} s, "
         f"{t['samples_per_s']:.1f} samples/s, {t['steps_per_s']:.2f} steps/s, peak memory {t['peak_memory_mb']:.0f} MB",
     ]
+    if t.get("frozen_layers"):
+        how = "computed once and cached" if t["frozen_cached"] else "recomputed every step"
+        lines.append(f"frozen bottom: embeddings + {t['frozen_layers']} layer(s), no dropout, {how}")
+    return lines
 
 
 def render_text(table: list[list[str]]) -> str:

@@ -37,6 +37,25 @@ def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -
         )
 
 
+def place(model: nn.Module, targets: list[str], train_layers: int | str | None, what: str) -> list[str]:
+    """`targets` (suffixes: every layer), or the full paths of those in the top `train_layers` layers."""
+    from liftkit.modeling import top_layer_paths
+
+    if train_layers is None:
+        return targets
+    inside = top_layer_paths(model, train_layers)
+    names = [n for n, _ in model.named_modules() if inside(n) and any(n == t or n.endswith("." + t) for t in targets)]
+    if not names:
+        raise LiftError(f"method.train_layers={train_layers} leaves {what} nothing to adapt: use 1 or more, or the head method")
+    return names
+
+
+def no_layer_choice(options: Any, why: str) -> None:
+    """Methods that change every layer's input cannot be confined to the top layers."""
+    if options.train_layers is not None:
+        raise LiftError(f"{why}, so method.train_layers cannot apply: set it to null, or use lora, ia3 or adapter")
+
+
 def peft_wrap(model: nn.Module, config_class: type, arch: Arch, **options: Any) -> nn.Module:
     """`get_peft_model` for sequence classification, the whole head trained and saved with the
     adapter (`modules_to_save`): the piece plain peft classification setups most often miss."""

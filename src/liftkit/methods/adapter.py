@@ -86,9 +86,12 @@ def apply(model: nn.Module, options: AdapterOptions, arch: Arch) -> nn.Module:
     patterns = [arch.ffn_output] + ([arch.attention_output] if options.variant == "houlsby" else [])
     if None in patterns:
         raise LiftError(f"liftkit has no adapter placement for {arch.model_type!r} models: use lora or ia3")
-    sites = [name for name, _ in model.named_modules() if any(re.search(p, name) for p in patterns)]
+    from liftkit.modeling import top_layer_paths
+
+    inside = top_layer_paths(model, options.train_layers)
+    sites = [name for name, _ in model.named_modules() if inside(name) and any(re.search(p, name) for p in patterns)]
     if not sites:
-        raise LiftError(f"found no layer outputs to place adapters on in this {arch.model_type} model")
+        raise LiftError(f"found no layer outputs to place adapters on in this {arch.model_type} model (method.train_layers={options.train_layers})")
     for name in sites:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)

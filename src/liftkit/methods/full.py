@@ -1,4 +1,8 @@
-"""Full fine-tuning: every weight trains. The reference column PEFT methods are measured against."""
+"""Full fine-tuning: every weight trains. The reference column PEFT methods are measured against.
+
+With `method.train_layers: N` it is partial fine-tuning: the top N layers and the head train in
+full, the rest stays frozen (and is then computed once, see liftkit.frozen).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import native_load, native_save
+from liftkit.methods._common import head_paths, native_load, native_save
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,8 +26,12 @@ class FullOptions(MethodOptions):
 
 
 def apply(model: nn.Module, options: FullOptions, arch: Arch) -> nn.Module:
-    for param in model.parameters():
-        param.requires_grad = True
+    """Every weight trains; with method.train_layers, the top layers and the head only."""
+    from liftkit.modeling import top_layer_paths
+
+    inside, head = top_layer_paths(model, options.train_layers), head_paths(model, arch)
+    for name, param in model.named_parameters():
+        param.requires_grad = options.train_layers is None or inside(name) or any(name.startswith(h + ".") for h in head)
     return model
 
 

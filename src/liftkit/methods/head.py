@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from liftkit.errors import LiftError
 from liftkit.methods import Method, MethodOptions
 from liftkit.methods._common import head_paths, native_load, native_save, train_only
 
@@ -25,6 +26,8 @@ class HeadOptions(MethodOptions):
 
 
 def apply(model: nn.Module, options: HeadOptions, arch: Arch) -> nn.Module:
+    if options.train_layers:
+        raise LiftError(f"the head method trains no layer (method.train_layers={options.train_layers}): use full or lora with train_layers")
     train_only(model, head_paths(model, arch))
     return model
 

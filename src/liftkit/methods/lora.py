@@ -3,6 +3,8 @@
 The head (pooler + classifier, pre_classifier + classifier, score, ...) is listed in peft's
 `modules_to_save`, so it is trained in full and lands in `adapter_model.safetensors`: the run dir
 is a standard peft adapter folder that plain `peft` loads. LoRA never wraps a head module.
+By default it adapts the top half of the layers (`train_layers: 50%`), which lets training
+compute the frozen bottom half once instead of every step (liftkit.frozen).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap
+from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap, place
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +30,10 @@ class LoraOptions(MethodOptions):
     alpha: int = 16  # scaling numerator: the update is scaled by alpha / r
     dropout: float = 0.1  # dropout on the LoRA branch input
     target_modules: list[str] | None = None  # None: picked per architecture (BERT query,value; ...)
+    # the top half of the layers: the bottom half is then computed once instead of every step,
+    # about 2x faster training for under a point of accuracy on emotion (docs/results.md, Speed);
+    # null adapts every layer
+    train_layers: int | str | None = "50%"
 
     def problems(self) -> list[str]:
         out = []
@@ -47,6 +53,7 @@ def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
 
     targets = list(options.target_modules or arch.lora_targets)
     check_targets(model, targets, arch, "LoRA")
+    targets = place(model, targets, options.train_layers, "LoRA")
     return peft_wrap(
         model, LoraConfig, arch, r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
         target_modules=targets, fan_in_fan_out=arch.fan_in_fan_out,

@@ -20,7 +20,9 @@ from torch import nn
 
 from liftkit.errors import LiftError
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import head_paths, native_load, native_save, peft_load, peft_save, peft_wrap, train_only
+from liftkit.methods._common import (
+    head_paths, native_load, native_save, no_layer_choice, peft_load, peft_save, peft_wrap, train_only,
+)
 
 if TYPE_CHECKING:
     from liftkit.modeling import Arch
@@ -103,9 +105,12 @@ def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Mo
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
     width = getattr(config, "hidden_size", None) or config.dim
     pattern = re.compile(arch.attention)
-    layers = [mod for name, mod in model.named_modules() if pattern.search(name)]
+    from liftkit.modeling import top_layer_paths
+
+    inside = top_layer_paths(model, options.train_layers)
+    layers = [mod for name, mod in model.named_modules() if pattern.search(name) and inside(name)]
     if not layers:
-        raise LiftError(f"found no attention layers matching {arch.attention!r} in this {arch.model_type} model")
+        raise LiftError(f"found no attention layers matching {arch.attention!r} in this {arch.model_type} model (method.train_layers={options.train_layers})")
     for layer in layers:
         layer.liftkit_prefix = PrefixKV(heads, width // heads, options.num_virtual_tokens, options.reparameterize, options.projection_hidden)
     train_only(model, head_paths(model, arch) | {n for n, m in model.named_modules() if isinstance(m, PrefixKV)})
@@ -118,6 +123,8 @@ def apply(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
     from peft import PrefixTuningConfig
 
     from liftkit.methods.prompt import model_dims
+
+    no_layer_choice(options, "on decoders peft feeds the prefixes to every layer as a key/value cache")
 
     return peft_wrap(
         model, PrefixTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens,

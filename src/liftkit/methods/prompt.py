@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from liftkit.errors import LiftError
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import peft_load, peft_save, peft_wrap
+from liftkit.methods._common import no_layer_choice, peft_load, peft_save, peft_wrap
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,7 +47,8 @@ def model_dims(model: nn.Module) -> dict[str, int]:
     return {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
 
 
-def _check_embeddings(model: nn.Module, arch: Arch) -> None:
+def _check_embeddings(model: nn.Module, options: PromptOptions, arch: Arch) -> None:
+    no_layer_choice(options, "prompt methods add virtual tokens at the input, which every layer sees")
     try:
         model.get_input_embeddings()
     except (NotImplementedError, AttributeError):
@@ -57,14 +58,14 @@ def _check_embeddings(model: nn.Module, arch: Arch) -> None:
 def apply_prompt(model: nn.Module, options: PromptOptions, arch: Arch) -> nn.Module:
     from peft import PromptTuningConfig
 
-    _check_embeddings(model, arch)
+    _check_embeddings(model, options, arch)
     return peft_wrap(model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model))
 
 
 def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.Module:
     from peft import PromptEncoderConfig
 
-    _check_embeddings(model, arch)
+    _check_embeddings(model, options, arch)
     return peft_wrap(
         model, PromptEncoderConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
         encoder_hidden_size=options.encoder_hidden_size, **model_dims(model),
