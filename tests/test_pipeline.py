@@ -99,3 +99,10 @@ def test_plain_peft_loads_the_run_dir_and_agrees_with_liftkit(tiny_run_config):
         plain = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
     ours = liftkit.load(result.run_dir).predict_proba(texts)
     np.testing.assert_allclose(plain, ours, atol=1e-5)
+
+
+def test_evaluating_the_base_model_does_not_change_training(tiny_run_config, tmp_path):
+    with_base = run(tiny_run_config("bert", output_dir=str(tmp_path / "a")), log=lambda m: None).metrics
+    without = run(tiny_run_config("bert", output_dir=str(tmp_path / "b"), evaluate_base=False), log=lambda m: None).metrics
+    assert without["base"] is None
+    assert with_base["finetuned"]["loss"] == without["finetuned"]["loss"]

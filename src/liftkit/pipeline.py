@@ -65,7 +65,9 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     if cfg.evaluate_base:
         log("evaluating the base model (untrained head) on test ...")
         model.to(device)
-        with accelerator.autocast():
+        # iterating a DataLoader draws from the global RNG: fork it, so that evaluating the base
+        # or not leaves the adapter's initialisation and the dropout masks unchanged
+        with accelerator.autocast(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             base = evaluate(model, test_loader, device, num_labels)
     model = method.apply(model, cfg.method, arch)
     params = parameter_counts(model)
