@@ -52,3 +52,20 @@ def test_tokenization_is_cached_and_identical(tmp_path, monkeypatch):
     assert max(first.lengths) <= 32
     tokenize(split, tok, 16)  # another max_length is another cache entry
     assert len(list((tmp_path / "tokens").glob("*.npz"))) == 2
+
+
+def test_bucketed_per_batch_padding_changes_no_logit(tiny_models):
+    from liftkit.batching import loader
+    from liftkit.evaluate import predict_logits
+    from liftkit.modeling import load_classifier
+
+    cfg = ModelConfig(name=str(tiny_models["bert"]))
+    tok = load_tokenizer(cfg)
+    model = load_classifier(cfg, ["a", "b", "c", "d", "e", "f"], tok).eval()
+    split = load_splits(DataConfig(dataset="emotion", max_train_samples=40)).train
+    logits, labels = predict_logits(model, loader(tokenize(split, tok, 48), 8, tok, shuffle=False), torch.device("cpu"))
+    padded = tok(split.texts, padding="max_length", truncation=True, max_length=48, return_tensors="pt")
+    with torch.no_grad():  # what a plain loop computes: every row padded to max_length, dataset order
+        reference = model(**padded).logits.numpy()
+    np.testing.assert_allclose(logits, reference, atol=1e-5)
+    assert labels.tolist() == list(split.labels)
