@@ -111,7 +111,9 @@ def liftkit_run(args: argparse.Namespace) -> dict:
     from liftkit.modeling import load_tokenizer
 
     tok = load_tokenizer(cfg.model)
-    count = lambda texts: int(np.sum([len(x) for x in tok(texts, truncation=True, max_length=128)["input_ids"]]))  # noqa: E731
+    def count(texts: list[str]) -> int:
+        return int(np.sum([len(x) for x in tok(texts, truncation=True, max_length=128)["input_ids"]]))
+
     train_tokens, val_tokens = count(splits.train.texts), count(splits.validation.texts)
     return {
         "train_wall_s": t["runtime_s"], "samples_per_s": t["samples_per_s"], "tokens_per_s": train_tokens * args.epochs / t["runtime_s"],

@@ -138,11 +138,15 @@ class PadCollator:
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (ids, _) in enumerate(rows):
-            cols = slice(width - len(ids), width) if self.left else slice(0, len(ids))
+            cols = self.span(width, len(ids))
             input_ids[i, cols] = torch.from_numpy(ids)
             mask[i, cols] = 1
         labels = torch.tensor([label for _, label in rows], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+    def span(self, width: int, length: int) -> slice:
+        """Where a row of `length` tokens sits in a batch padded to `width`."""
+        return slice(width - length, width) if self.left else slice(0, length)
 
 
 class CachedSplit(TokenizedSplit):
@@ -166,8 +170,7 @@ class HiddenCollator(PadCollator):
         width = batch["input_ids"].shape[1]
         hidden = torch.zeros(len(rows), width, rows[0][2].shape[-1], dtype=rows[0][2].dtype)
         for i, (ids, _, states) in enumerate(rows):
-            cols = slice(width - len(ids), width) if self.left else slice(0, len(ids))
-            hidden[i, cols] = states
+            hidden[i, self.span(width, len(ids))] = states
         batch["hidden"] = hidden
         return batch
 

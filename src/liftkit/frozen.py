@@ -30,6 +30,7 @@ from torch import nn
 
 from liftkit.batching import CachedSplit, PadCollator, TokenizedSplit, loader
 from liftkit.modeling import transformer_layers
+from liftkit.resources import fork_rng
 
 
 class _Skip(nn.Module):
@@ -224,7 +225,7 @@ def plan(
         log(f"frozen-bottom cache: off (would need {need_gb:.1f} GB > train.cache_max_gb={max_gb:g}); {where}, recomputed every step")
     else:
         began = time.perf_counter()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with fork_rng(device):
             # iterating a DataLoader draws from the global RNG: caching must not shift the dropout
             # masks training draws next, or cached and recomputed runs would differ
             data = [bottom.cache(split, batch_size, tokenizer, device) for split in data]

@@ -25,7 +25,7 @@ from liftkit.errors import LiftError
 from liftkit.evaluate import evaluate, majority_metrics
 from liftkit.methods import METHODS
 from liftkit.modeling import arch_of, load_classifier, load_tokenizer, resolve_model_source
-from liftkit.resources import parameter_counts
+from liftkit.resources import fork_rng, parameter_counts
 from liftkit.train import fit, make_accelerator
 
 
@@ -67,7 +67,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
         model.to(device)
         # iterating a DataLoader draws from the global RNG: fork it, so that evaluating the base
         # or not leaves the adapter's initialisation and the dropout masks unchanged
-        with accelerator.autocast(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with accelerator.autocast(), fork_rng(device):
             base = evaluate(model, test_loader, device, num_labels)
     model = method.apply(model, cfg.method, arch)
     params = parameter_counts(model)

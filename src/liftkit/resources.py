@@ -32,6 +32,12 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
     return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100 * trainable / total}
 
 
+def fork_rng(device: torch.device):
+    """A context in which random draws (a DataLoader's seed, dropout) leave the global RNG state
+    as it was: the CPU generator and, on a GPU, that device's."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")

@@ -23,13 +23,18 @@ def linear_names(model: nn.Module) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))}
 
 
+def named_by(path: str, suffixes: list[str]) -> bool:
+    """Whether a module path is one of `suffixes` or ends with one (`query` names `...self.query`)."""
+    return any(path == s or path.endswith("." + s) for s in suffixes)
+
+
 def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -> None:
     """Targets must be linear layers outside the head, named by a suffix of their path."""
     clash = [t for t in targets if t.split(".")[0] in arch.head]
     if clash:
         raise LiftError(f"{what} target(s) {clash} are head modules, which liftkit trains in full: drop them from method.target_modules")
     names = [name for name, _ in model.named_modules()]
-    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    missing = [t for t in targets if not any(named_by(n, [t]) for n in names)]
     if missing:
         raise LiftError(
             f"{what} target module(s) {missing} not found in this {arch.model_type} model: "
@@ -44,7 +49,7 @@ def place(model: nn.Module, targets: list[str], train_layers: int | str | None, 
     if train_layers is None:
         return targets
     inside = top_layer_paths(model, train_layers)
-    names = [n for n, _ in model.named_modules() if inside(n) and any(n == t or n.endswith("." + t) for t in targets)]
+    names = [n for n, _ in model.named_modules() if inside(n) and named_by(n, targets)]
     if not names:
         raise LiftError(f"method.train_layers={train_layers} leaves {what} nothing to adapt: use 1 or more, or the head method")
     return names

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import head_paths, native_load, native_save
+from liftkit.methods._common import head_paths, native_load, native_save, train_only
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,9 +29,12 @@ def apply(model: nn.Module, options: FullOptions, arch: Arch) -> nn.Module:
     """Every weight trains; with method.train_layers, the top layers and the head only."""
     from liftkit.modeling import top_layer_paths
 
-    inside, head = top_layer_paths(model, options.train_layers), head_paths(model, arch)
-    for name, param in model.named_parameters():
-        param.requires_grad = options.train_layers is None or inside(name) or any(name.startswith(h + ".") for h in head)
+    if options.train_layers is None:
+        for param in model.parameters():
+            param.requires_grad = True
+        return model
+    inside = top_layer_paths(model, options.train_layers)
+    train_only(model, {n for n, _ in model.named_modules() if n and inside(n)} | head_paths(model, arch))
     return model
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap, place
+from liftkit.methods._common import check_targets, named_by, peft_load, peft_save, peft_wrap, place
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,7 +41,7 @@ def apply(model: nn.Module, options: IA3Options, arch: Arch) -> nn.Module:
     feedforward = list(options.feedforward_modules or ([] if options.target_modules else arch.ia3_feedforward))
     check_targets(model, targets, arch, "IA3")
     targets = place(model, targets, options.train_layers, "IA3")
-    feedforward = [t for t in targets if any(t == f or t.endswith("." + f) for f in feedforward)]
+    feedforward = [t for t in targets if named_by(t, feedforward)]
     return peft_wrap(model, IA3Config, arch, target_modules=targets, feedforward_modules=feedforward, fan_in_fan_out=arch.fan_in_fan_out)
 
 
