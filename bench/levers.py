@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from liftkit import frozen
-from liftkit.batching import LengthBucketSampler, loader, tokenize
+from liftkit.batching import LengthBucketSampler, Padding, loader, tokenize
 from liftkit.config import load_config
 from liftkit.data import load_splits
 from liftkit.methods import METHODS
@@ -51,7 +51,7 @@ def padding() -> dict:
 def evaluation() -> dict:
     model, tok, data = _lora_model(2000, None)
     model.eval()
-    batches = [{k: v for k, v in b.items() if k != "labels"} for b in loader(data, 16, tok, shuffle=False)]
+    batches = [{k: v for k, v in b.items() if k != "labels"} for b in loader(data, 16, Padding.of(tok), shuffle=False)]
     out = {}
     for name, ctx in (("no_grad_s", torch.no_grad), ("inference_mode_s", torch.inference_mode)):
         start = time.perf_counter()
@@ -66,7 +66,7 @@ def step_breakdown(train_layers, rows: int = 1600) -> dict:
     """Forward, backward and AdamW + clipping time for one epoch of `rows` rows, batch 16."""
     model, tok, data = _lora_model(rows, train_layers)
     start = time.perf_counter()
-    bottom, (data,) = frozen.plan(model, [data], tok, True, 4.0, 128, torch.device("cpu"), lambda m: None)
+    bottom, (data,) = frozen.plan(model, [data], Padding.of(tok), True, 4.0, 128, torch.device("cpu"), lambda m: None)
     cache_s = time.perf_counter() - start
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
@@ -75,7 +75,7 @@ def step_breakdown(train_layers, rows: int = 1600) -> dict:
     with bottom.top_only() if bottom else contextlib.nullcontext():
         run.train()
         start = time.perf_counter()
-        for batch in loader(data, 16, tok, shuffle=True):
+        for batch in loader(data, 16, Padding.of(tok), shuffle=True):
             a = time.perf_counter()
             loss = run(**batch).loss
             b = time.perf_counter()
@@ -93,7 +93,7 @@ def step_breakdown(train_layers, rows: int = 1600) -> dict:
 def dropout_cost(rows: int = 800) -> dict:
     """fwd+bwd time with LoRA in every layer: eval mode, train mode, train mode with dropout p=0."""
     model, tok, data = _lora_model(rows, None)
-    batches = list(loader(data, 16, tok, shuffle=True))
+    batches = list(loader(data, 16, Padding.of(tok), shuffle=True))
 
     def timed(train: bool) -> float:
         model.train(train)
@@ -115,7 +115,7 @@ def compiled(rows: int = 3200) -> dict:
     out = {}
     for mode in ("eager", "compile"):
         model, tok, data = _lora_model(rows, "50%")
-        bottom, (data,) = frozen.plan(model, [data], tok, True, 4.0, 128, torch.device("cpu"), lambda m: None)
+        bottom, (data,) = frozen.plan(model, [data], Padding.of(tok), True, 4.0, 128, torch.device("cpu"), lambda m: None)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         run = frozen.Runner(model, bottom)
         run = torch.compile(run, dynamic=True) if mode == "compile" else run
@@ -123,7 +123,7 @@ def compiled(rows: int = 3200) -> dict:
             run.train()
             for epoch in range(2):
                 start = time.perf_counter()
-                for batch in loader(data, 16, tok, shuffle=True):
+                for batch in loader(data, 16, Padding.of(tok), shuffle=True):
                     run(**batch).loss.backward()
                     opt.step()
                     opt.zero_grad()

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from liftkit.batching import LengthBucketSampler, PadCollator, tokenize
+from liftkit.batching import LengthBucketSampler, PadCollator, Padding, tokenize
 from liftkit.config import DataConfig
 from liftkit.data import load_splits
 from liftkit.modeling import load_tokenizer
@@ -63,7 +63,7 @@ def test_bucketed_per_batch_padding_changes_no_logit(tiny_models):
     tok = load_tokenizer(cfg)
     model = load_classifier(cfg, ["a", "b", "c", "d", "e", "f"], tok).eval()
     split = load_splits(DataConfig(dataset="emotion", max_train_samples=40)).train
-    logits, labels = predict_logits(model, loader(tokenize(split, tok, 48), 8, tok, shuffle=False), torch.device("cpu"))
+    logits, labels = predict_logits(model, loader(tokenize(split, tok, 48), 8, Padding.of(tok), shuffle=False), torch.device("cpu"))
     padded = tok(split.texts, padding="max_length", truncation=True, max_length=48, return_tensors="pt")
     with torch.no_grad():  # what a plain loop computes: every row padded to max_length, dataset order
         reference = model(**padded).logits.numpy()

@@ -32,7 +32,7 @@ def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, ca
     result = json.loads((out / "comparison.json").read_text())
     rows = {row[0]: row for row in result["table"]}
     assert set(rows) == {"method", "majority class", "base (untrained head)", "lora", "adapter", "head"}
-    assert rows["adapter"][1].startswith("failed: error: liftkit has no adapter placement")
+    assert rows["adapter"][1].startswith("failed: liftkit has no adapter placement")  # read from its error.json
     assert "±" in rows["lora"][5]  # two seeds: mean ± std
     header = result["table"][0]
     for name in ("trainable params", "train loss", "val loss", "accuracy", "macro-F1", "precision", "recall",
@@ -42,6 +42,9 @@ def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, ca
     head_params = int(rows["head"][1].split(" ")[0].replace(",", ""))
     assert lora_params > head_params > 0
     assert (out / "lora-seed1" / "adapter_model.safetensors").is_file()
+    error = json.loads((out / "adapter-seed0" / "error.json").read_text())
+    assert error["type"] == "LiftError" and (out / "adapter-seed0" / error["traceback"]).is_file()
+    assert (out / "adapter-seed0" / "run.log").is_file() and not (out / "adapter-seed1").exists()  # a failed method is not retried
     assert list(csv.reader((out / "comparison.csv").open()))[0] == header
     assert "| lora |" in (out / "comparison.md").read_text()
     assert "failed" in printed and "lora" in printed

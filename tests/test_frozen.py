@@ -6,7 +6,7 @@ import torch
 
 import liftkit
 from liftkit import frozen
-from liftkit.batching import PadCollator, loader, tokenize
+from liftkit.batching import PadCollator, Padding, loader, tokenize
 from liftkit.config import DataConfig, ModelConfig, load_config
 from liftkit.data import load_splits
 from liftkit.errors import LiftError
@@ -98,7 +98,7 @@ def test_train_layers_places_the_method_in_the_top_layers_only(tiny_models):
 def test_cached_training_never_runs_the_frozen_layers_and_matches_them(tiny_models):
     model, tok = _model(tiny_models, "bert", "lora", train_layers=1)
     data = tokenize(load_splits(DataConfig(dataset="emotion", max_train_samples=40), 0).train, tok, 48)
-    bottom, (cached,) = frozen.plan(model, [data], tok, True, 1.0, 16, torch.device("cpu"), lambda m: None)
+    bottom, (cached,) = frozen.plan(model, [data], Padding.of(tok), True, 1.0, 16, torch.device("cpu"), lambda m: None)
     assert bottom.cached and bottom.depth == 1
     # each row's cached states are those it gets alone: padding in the cache batch changed nothing
     collate = PadCollator(tok.pad_token_id)
@@ -108,7 +108,7 @@ def test_cached_training_never_runs_the_frozen_layers_and_matches_them(tiny_mode
     calls = []
     bottom.layers[0].register_forward_hook(lambda *a: calls.append(1))
     runner = frozen.Runner(model, bottom)
-    batch = next(iter(loader(cached, 8, tok, shuffle=True)))
+    batch = next(iter(loader(cached, 8, Padding.of(tok), shuffle=True)))
     with bottom.top_only():
         runner.train()
         runner(**batch).loss.backward()
@@ -143,7 +143,7 @@ def test_invalid_train_layers_is_a_config_error(value):
 
 
 def test_lora_adapts_the_top_half_by_default_and_shares_round_up():
-    from liftkit.methods import layer_count
+    from liftkit.modeling import layer_count
 
     assert load_config(None).method.train_layers == "50%"
     assert [layer_count("50%", n) for n in (1, 2, 6, 12, 30)] == [1, 1, 3, 6, 15]

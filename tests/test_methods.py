@@ -1,6 +1,7 @@
 """Every method on every tiny architecture: trains, saves, reloads, predicts identically."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,7 +101,7 @@ def test_prompt_tuning_on_a_decoder_pools_a_real_token(tiny_models, tiny_run_con
     cfg = tiny_run_config("llama", **{"method.name": "prompt", "train.epochs": 1})
     result = run(cfg, log=lambda m: None)
     predictor = liftkit.load(result.run_dir)
-    assert predictor.tokenizer.padding_side == "left"
+    assert predictor.padding.left and json.loads((result.run_dir / "liftkit.json").read_text())["padding_side"] == "left"
     together = predictor.predict_proba(TEXTS)
     alone = predictor.predict_proba(TEXTS[:1])
     np.testing.assert_allclose(together[0], alone[0], atol=1e-4)
@@ -122,11 +123,19 @@ def test_each_method_has_its_own_learning_rate_unless_one_is_given():
 
 
 def test_a_method_that_cannot_apply_fails_before_training(tiny_run_config, monkeypatch):
-    from liftkit import modeling
+    from liftkit import modeling, pipeline
 
     monkeypatch.setitem(modeling.ARCHS, "distilbert", modeling.ARCHS["distilbert"].__class__(
         "distilbert", head=("pre_classifier", "classifier"), lora_targets=("q_lin", "v_lin")))
+    called = []
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: called.append("evaluate"))
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: called.append("fit"))
     cfg = tiny_run_config("distilbert", **{"method.name": "adapter"})
     with pytest.raises(LiftError, match="no adapter placement"):
         run(cfg, log=lambda m: None)
-    assert not (cfg.output_dir and (__import__("pathlib").Path(cfg.output_dir) / "checkpoints").exists())
+    assert called == []  # neither the base evaluation nor training started
+    out = Path(cfg.output_dir)
+    error = json.loads((out / "error.json").read_text())
+    assert error["type"] == "LiftError" and "no adapter placement" in error["message"]
+    assert "Traceback" in (out / error["traceback"]).read_text()
+    assert not (out / "metrics.json").exists() and not (out / "history.jsonl").exists() and not (out / "checkpoints").exists()

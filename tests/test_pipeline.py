@@ -106,3 +106,14 @@ def test_evaluating_the_base_model_does_not_change_training(tiny_run_config, tmp
     without = run(tiny_run_config("bert", output_dir=str(tmp_path / "b"), evaluate_base=False), log=lambda m: None).metrics
     assert without["base"] is None
     assert with_base["finetuned"]["loss"] == without["finetuned"]["loss"]
+
+
+def test_predict_needs_nothing_but_the_manifest_and_weights(tiny_run_config):
+    cfg = tiny_run_config("bert", **{"method.name": "adapter", "method.variant": "pfeiffer", "method.reduction_factor": 4, "train.epochs": 1})
+    result = run(cfg, log=lambda m: None)
+    texts = ["i feel wonderful and loved", "this makes me so angry"]
+    before = liftkit.load(result.run_dir).predict_proba(texts)
+    manifest = json.loads((result.run_dir / "liftkit.json").read_text())
+    assert manifest["method_options"] == {"train_layers": None, "variant": "pfeiffer", "reduction_factor": 4, "non_linearity": "relu"}
+    (result.run_dir / "config.yaml").unlink()  # the config is for reproducing the run, not for loading it
+    np.testing.assert_array_equal(liftkit.load(result.run_dir).predict_proba(texts), before)

@@ -3,7 +3,7 @@
 The public API is small: `load_config` + `run` to fine-tune, `load` to predict.
 """
 
-__version__ = "0.1.0"
+from liftkit.version import __version__
 
 
 def __getattr__(name: str):  # lazy: `import liftkit` stays fast, torch loads on first use

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -20,12 +21,9 @@ from transformers import PreTrainedTokenizerBase
 
 from liftkit.data import Split
 from liftkit.modeling import tokenizer_fingerprint
+from liftkit.resources import cache_dir
 
 MEGA_BATCH = 50  # batches per sorting window: bigger pads less, smaller shuffles more
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LIFT_CACHE_DIR", Path.home() / ".cache" / "liftkit"))
 
 
 class TokenizedSplit(torch.utils.data.Dataset):
@@ -126,6 +124,28 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         yield from (batches[i] for i in rng.permutation(len(batches)))
 
 
+@dataclass(frozen=True)
+class Padding:
+    """How batches are padded: with which token id, and on which side.
+
+    Decided once per run (right, except decoders under a prompt method, see methods.prompt),
+    recorded in the run's manifest and passed explicitly to whatever batches rows: tokenizers do
+    not save their padding side, so it cannot live there.
+    """
+
+    pad_id: int
+    left: bool = False
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase, left: bool = False) -> Padding:
+        """Padding with `tokenizer`'s pad token (liftkit gives every tokenizer one, see modeling)."""
+        return cls(tokenizer.pad_token_id, left)
+
+    @property
+    def side(self) -> str:
+        return "left" if self.left else "right"
+
+
 class PadCollator:
     """Pads a batch to its own longest row, on the right unless `left` (see methods.prompt)."""
 
@@ -175,13 +195,12 @@ class HiddenCollator(PadCollator):
         return batch
 
 
-def loader(data: TokenizedSplit, batch_size: int, tokenizer: PreTrainedTokenizerBase, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    """Batches padded with the tokenizer's pad token, on its padding side.
+def loader(data: TokenizedSplit, batch_size: int, padding: Padding, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Length-bucketed batches, each padded to its longest row as `padding` says.
 
     Left padding shifts a row's absolute positions by its padding (GPT-2), so evaluation then
     batches only rows of equal length: a prediction never depends on its batch neighbours.
     """
-    left = tokenizer.padding_side == "left"
-    sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed, exact=left and not shuffle)
-    collate = (HiddenCollator if isinstance(data, CachedSplit) else PadCollator)(tokenizer.pad_token_id, left=left)
+    sampler = LengthBucketSampler(data.lengths, batch_size, shuffle, seed, exact=padding.left and not shuffle)
+    collate = (HiddenCollator if isinstance(data, CachedSplit) else PadCollator)(padding.pad_id, left=padding.left)
     return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate)

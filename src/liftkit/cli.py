@@ -79,18 +79,17 @@ def cmd_run(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, _overrides(args))
     result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
     print()
-    print(render_text(comparison_table(result.metrics)))
+    print(render_text(comparison_table(result.record)))
     print()
-    for line in summary_lines(result.metrics):
+    for line in summary_lines(result.record):
         print(line)
     print(f"run directory: {result.run_dir}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    import time
-
     from liftkit.compare import compare
     from liftkit.report import render_text
+    from liftkit.run_dir import new_comparison_dir
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -100,8 +99,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if not methods or not seeds:
         raise LiftError("give at least one method (--methods lora,full) and one seed (--seeds 0)")
     overrides = _overrides(args)
-    dataset = overrides.get("data.dataset", "data")
-    out = Path(args.output_dir or f"comparisons/{Path(str(dataset)).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = new_comparison_dir(args.output_dir, str(overrides.get("data.dataset", "data")))
     result = compare(args.config, overrides, methods, seeds, out, log=lambda m: print(m, file=sys.stderr))
     print()
     print(render_text(result["table"]))

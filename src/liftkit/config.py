@@ -2,7 +2,7 @@
 
 Every stage (data, model, method, train) takes its own section, so each can be built and tested
 alone. The resolved config is written into the run directory; `lift run RUN_DIR/config.yaml`
-reproduces the run.
+reproduces the run. Nothing here imports torch: a config is read and checked in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from liftkit.errors import LiftError
-from liftkit.methods import METHODS, MethodOptions
+from liftkit.methods.options import OPTIONS, MethodOptions
+from liftkit.record import METRICS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss")
 
 
 @dataclass
@@ -84,10 +84,11 @@ class TrainConfig:
     # false: recompute them every step (same results, slower)
     cache_frozen: bool = True
     cache_max_gb: float = 4.0  # host memory the cache may take; above it, recompute every step
+    log_every: int = 10  # optimizer steps per history.jsonl line (mean training loss over them, lr)
 
     def problems(self) -> list[str]:
         out = []
-        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every"):
             if getattr(self, name) < 1:
                 out.append(f"train.{name}={getattr(self, name)} must be at least 1")
         if self.learning_rate is not None and self.learning_rate <= 0:
@@ -113,7 +114,7 @@ class RunConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodOptions = field(default_factory=lambda: METHODS["lora"].options())
+    method: MethodOptions = field(default_factory=lambda: OPTIONS["lora"]())
     train: TrainConfig = field(default_factory=TrainConfig)
     output_dir: str | None = None  # default: runs/<dataset>-<method>-<timestamp>
     evaluate_base: bool = True  # evaluate the untrained-head base model first, for the comparison
@@ -147,15 +148,20 @@ class RunConfig:
             raise LiftError(f"unknown config section(s) {sorted(unknown)}: allowed are data, model, method, train, output_dir, evaluate_base")
         method_raw = dict(raw.pop("method", None) or {})
         method_name = method_raw.pop("name", "lora")
-        if method_name not in METHODS:
-            raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(METHODS))}")
+        if method_name not in OPTIONS:
+            raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(OPTIONS))}")
         return cls(
             data=_build(DataConfig, raw.pop("data", None), "data"),
             model=_build(ModelConfig, raw.pop("model", None), "model"),
-            method=_build(METHODS[method_name].options, method_raw, "method"),
+            method=build_options(method_name, method_raw),
             train=_build(TrainConfig, raw.pop("train", None), "train"),
             **raw,
         )
+
+
+def build_options(method: str, raw: dict[str, Any] | None) -> MethodOptions:
+    """The options of `method` from a mapping (a config's method section, a run's manifest)."""
+    return _build(OPTIONS[method], raw, "method")
 
 
 def _build(kind: type, raw: dict[str, Any] | None, section: str) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 
 from liftkit.config import DataConfig
 from liftkit.errors import LiftError
+from liftkit.record import DataSummary
 
 # short name -> (hub id, hub config name)
 REGISTRY: dict[str, tuple[str, str | None]] = {
@@ -53,13 +54,9 @@ class Splits:
     source: str  # where the rows came from, for the report
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled, for the report
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "labels": self.label_names,
-            "rows": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
-            "notes": self.notes,
-        }
+    def summary(self) -> DataSummary:
+        rows = {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        return DataSummary(self.source, self.label_names, rows, self.notes)
 
 
 def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:

@@ -1,38 +1,60 @@
 """Logits -> metrics, and the evaluation pass that produces the logits.
 
 `classification_metrics` is a pure function; `evaluate` runs the model once over a loader and
-times itself, so every figure it returns was measured by the call that returns it.
+times itself, so every figure it returns was measured by the call that returns it. Both return
+the typed record's `SplitMetrics` (scores, per-class scores, confusion matrix); `evaluate` also
+hands back the probabilities and labels themselves, for whatever wants to look at single rows.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from liftkit.record import ClassScores, Scores, SplitMetrics, Timing
 from liftkit.resources import peak_memory_mb
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy, macro precision / recall / F1, weighted F1 and mean cross-entropy."""
+@dataclass
+class Evaluation:
+    """One evaluation pass: its metrics and the per-row predictions behind them (dataset order)."""
+
+    metrics: SplitMetrics
+    probabilities: np.ndarray  # (rows, classes)
+    labels: np.ndarray  # (rows,) true class ids
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(-1)
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None) -> SplitMetrics:
+    """Accuracy, macro precision / recall / F1, weighted F1, mean cross-entropy, per-class scores
+    and the confusion matrix. Classes are the logits' columns, named by `label_names` (default
+    "0", "1", ...)."""
+    names = label_names or [str(i) for i in range(logits.shape[-1])]
     preds = logits.argmax(-1)
-    classes = list(range(num_labels))
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, preds, labels=classes, average="macro", zero_division=0
-    )
+    classes = list(range(logits.shape[-1]))
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=classes, average="macro", zero_division=0)
+    each = precision_recall_fscore_support(labels, preds, labels=classes, average=None, zero_division=0)
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=-1)
     loss = -log_probs[torch.arange(len(labels)), torch.from_numpy(labels)].mean().item()
-    return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1),
-        "macro_precision": float(precision),
-        "macro_recall": float(recall),
-        "weighted_f1": float(f1_score(labels, preds, labels=classes, average="weighted", zero_division=0)),
-        "loss": float(loss),
-    }
+    scores = Scores(
+        accuracy=float(accuracy_score(labels, preds)),
+        macro_f1=float(f1),
+        macro_precision=float(precision),
+        macro_recall=float(recall),
+        weighted_f1=float(f1_score(labels, preds, labels=classes, average="weighted", zero_division=0)),
+        loss=float(loss),
+    )
+    per_class = {name: ClassScores(float(p), float(r), float(f), int(s)) for name, p, r, f, s in zip(names, *each)}
+    matrix = confusion_matrix(labels, preds, labels=classes).tolist()
+    return SplitMetrics(scores, per_class, matrix)
 
 
 @torch.inference_mode()
@@ -51,23 +73,19 @@ def predict_logits(model: torch.nn.Module, loader: Any, device: torch.device) ->
     return torch.cat(chunks).numpy()[inverse], torch.cat(labels).numpy()[inverse]
 
 
-def evaluate(model: torch.nn.Module, loader: Any, device: torch.device, num_labels: int) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, loader: Any, device: torch.device, label_names: list[str] | None = None) -> Evaluation:
     """Metrics plus runtime, samples/s, steps/s and peak memory of this evaluation pass."""
     start = time.perf_counter()
     logits, labels = predict_logits(model, loader, device)
     runtime = time.perf_counter() - start
-    metrics = classification_metrics(logits, labels, num_labels)
-    metrics.update(
-        runtime_s=runtime,
-        samples_per_s=len(labels) / runtime,
-        steps_per_s=len(loader) / runtime,
-        peak_memory_mb=peak_memory_mb(device),
-    )
-    return metrics
+    metrics = classification_metrics(logits, labels, label_names)
+    metrics.timing = Timing(runtime, len(labels) / runtime, len(loader) / runtime, peak_memory_mb(device))
+    probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+    return Evaluation(metrics, probabilities, labels)
 
 
-def majority_metrics(train_labels: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+def majority_metrics(train_labels: np.ndarray, labels: np.ndarray, label_names: list[str]) -> SplitMetrics:
     """The floor any trained model must clear: always predict the most frequent training class."""
-    counts = np.bincount(train_labels, minlength=num_labels).astype(np.float64)
+    counts = np.bincount(train_labels, minlength=len(label_names)).astype(np.float64)
     logits = np.tile(np.log(np.maximum(counts / counts.sum(), 1e-12)), (len(labels), 1))
-    return classification_metrics(logits, labels, num_labels)
+    return classification_metrics(logits, labels, label_names)

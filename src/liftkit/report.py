@@ -1,53 +1,53 @@
-"""Metrics -> the side-by-side table (terminal) and report.md.
+"""A run record -> the side-by-side table (terminal) and report.md.
 
-Pure formatting: every number shown is read from the metrics document the run wrote.
+Pure formatting: every number shown is read from the `RunRecord` the run wrote.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from liftkit.record import METRICS, RunRecord, SplitMetrics
 
-ROWS = [  # (label, key, format)
-    ("accuracy", "accuracy", "{:.4f}"),
-    ("macro-F1", "macro_f1", "{:.4f}"),
-    ("macro precision", "macro_precision", "{:.4f}"),
-    ("macro recall", "macro_recall", "{:.4f}"),
-    ("weighted-F1", "weighted_f1", "{:.4f}"),
-    ("loss", "loss", "{:.4f}"),
-    ("eval runtime (s)", "runtime_s", "{:.1f}"),
-    ("eval samples/s", "samples_per_s", "{:.1f}"),
-    ("eval steps/s", "steps_per_s", "{:.2f}"),
-]
+LABELS = {  # how each metric of `record.METRICS` is named in tables
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "macro_precision": "macro precision",
+    "macro_recall": "macro recall",
+    "weighted_f1": "weighted-F1",
+    "loss": "loss",
+}
+TIMING_ROWS = [("eval runtime (s)", "runtime_s", "{:.1f}"), ("eval samples/s", "samples_per_s", "{:.1f}"), ("eval steps/s", "steps_per_s", "{:.2f}")]
 
 
-def _cell(metrics: dict[str, Any] | None, key: str, fmt: str) -> str:
-    if not metrics or metrics.get(key) is None:
-        return "-"
-    return fmt.format(metrics[key])
+def _score(metrics: SplitMetrics | None, key: str) -> str:
+    return "-" if metrics is None else f"{getattr(metrics.scores, key):.4f}"
 
 
-def comparison_table(doc: dict[str, Any]) -> list[list[str]]:
+def _timing(metrics: SplitMetrics | None, key: str, fmt: str) -> str:
+    return "-" if metrics is None or metrics.timing is None else fmt.format(getattr(metrics.timing, key))
+
+
+def comparison_table(record: RunRecord) -> list[list[str]]:
     """Rows of [metric, majority, base, fine-tuned, delta] on the test split."""
-    base, tuned, majority = doc.get("base"), doc["finetuned"], doc.get("majority")
-    table = [["test metric", "majority class", "base (untrained head)", f"fine-tuned ({doc['run']['method']})", "change vs base"]]
-    for label, key, fmt in ROWS:
-        delta = "-"
-        if base and key in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss"):
-            delta = f"{tuned[key] - base[key]:+.4f}"
-        table.append([label, _cell(majority, key, fmt), _cell(base, key, fmt), _cell(tuned, key, fmt), delta])
+    base, tuned, majority = record.base, record.finetuned, record.majority
+    table = [["test metric", "majority class", "base (untrained head)", f"fine-tuned ({record.run.method})", "change vs base"]]
+    for key in METRICS:
+        delta = f"{getattr(tuned.scores, key) - getattr(base.scores, key):+.4f}" if base else "-"
+        table.append([LABELS[key], _score(majority, key), _score(base, key), _score(tuned, key), delta])
+    for label, key, fmt in TIMING_ROWS:
+        table.append([label, _timing(majority, key, fmt), _timing(base, key, fmt), _timing(tuned, key, fmt), "-"])
     return table
 
 
-def summary_lines(doc: dict[str, Any]) -> list[str]:
-    p, t = doc["parameters"], doc["train"]
+def summary_lines(record: RunRecord) -> list[str]:
+    p, t = record.parameters, record.train
     lines = [
-        f"trainable parameters: {p['trainable_params']:,} of {p['total_params']:,} ({p['trainable_percent']:.2f}%)",
-        f"training: {t['epochs_run']} epoch(s), best epoch {t['best_epoch']}, {t['runtime_s']:.1f} s, "
-        f"{t['samples_per_s']:.1f} samples/s, {t['steps_per_s']:.2f} steps/s, peak memory {t['peak_memory_mb']:.0f} MB",
+        f"trainable parameters: {p.trainable_params:,} of {p.total_params:,} ({p.trainable_percent:.2f}%)",
+        f"training: {t.epochs_run} epoch(s), best epoch {t.best_epoch}, {t.runtime_s:.1f} s, "
+        f"{t.samples_per_s:.1f} samples/s, {t.steps_per_s:.2f} steps/s, peak memory {t.peak_memory_mb:.0f} MB",
     ]
-    if t.get("frozen_layers"):
-        how = "computed once and cached" if t["frozen_cached"] else "recomputed every step"
-        lines.append(f"frozen bottom: embeddings + {t['frozen_layers']} layer(s), no dropout, {how}")
+    if t.frozen_layers:
+        how = "computed once and cached" if t.frozen_cached else "recomputed every step"
+        lines.append(f"frozen bottom: embeddings + {t.frozen_layers} layer(s), no dropout, {how}")
     return lines
 
 
@@ -69,29 +69,29 @@ def render_markdown_table(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
-    run, data, t = doc["run"], doc["data"], doc["train"]
+def render_markdown(record: RunRecord) -> str:
+    run, data, t = record.run, record.data, record.train
     out = [
-        f"# {run['dataset']} · {run['model']} · {run['method']}",
+        f"# {run.dataset} · {run.model} · {run.method}",
         "",
-        f"Run on {run['date']} on {run['device']} (torch {run['torch']}, liftkit {run['liftkit']}), seed {run['seed']}.",
-        f"Data: {data['source']}; rows train {data['rows']['train']}, validation {data['rows']['validation']}, "
-        f"test {data['rows']['test']}; {len(data['labels'])} labels.",
-        *[f"- {note}" for note in data["notes"]],
+        f"Run on {run.date} on {run.device} (torch {run.torch}, liftkit {run.liftkit}), seed {run.seed}.",
+        f"Data: {data.source}; rows train {data.rows['train']}, validation {data.rows['validation']}, "
+        f"test {data.rows['test']}; {len(data.labels)} labels.",
+        *[f"- {note}" for note in data.notes],
         "",
         "## Test split: base vs fine-tuned",
         "",
-        render_markdown_table(comparison_table(doc)),
+        render_markdown_table(comparison_table(record)),
         "",
-        *[f"- {line}" for line in summary_lines(doc)],
+        *[f"- {line}" for line in summary_lines(record)],
         "",
         "## Per epoch",
         "",
         "| epoch | train loss | val loss | val accuracy | val macro-F1 |",
         "|---:|---:|---:|---:|---:|",
         *[
-            f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_accuracy']:.4f} | {h['val_macro_f1']:.4f} |"
-            for h in t["history"]
+            f"| {h.epoch} | {h.train_loss:.4f} | {h.val.scores.loss:.4f} | {h.val.scores.accuracy:.4f} | {h.val.scores.macro_f1:.4f} |"
+            for h in t.history
         ],
         "",
     ]

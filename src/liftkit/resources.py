@@ -1,11 +1,20 @@
-"""Measured resource figures: peak memory, parameter counts, device choice."""
+"""Machine resources: the cache folder, peak memory, parameter counts, device choice, RNG forks."""
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+from pathlib import Path
 
 import torch
+
+from liftkit.record import ParameterCounts
+
+
+def cache_dir() -> Path:
+    """liftkit's cache (token ids, converted models): $LIFT_CACHE_DIR, else ~/.cache/liftkit."""
+    return Path(os.environ.get("LIFT_CACHE_DIR", Path.home() / ".cache" / "liftkit"))
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -16,7 +25,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
+def parameter_counts(model: torch.nn.Module) -> ParameterCounts:
     """Trainable and total parameters (shared tensors counted once) and the trainable share.
 
     peft keeps a frozen copy of each fully trained module (`original_module`) only to be able to
@@ -29,7 +38,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
         seen.add(id(param))
         total += param.numel()
         trainable += param.numel() if param.requires_grad else 0
-    return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100 * trainable / total}
+    return ParameterCounts(trainable, total, 100 * trainable / total)
 
 
 def fork_rng(device: torch.device):

@@ -3,44 +3,79 @@
 ```
 RUN_DIR/
   config.yaml                 the resolved config: `lift run RUN_DIR/config.yaml` reproduces the run
-  liftkit.json                manifest: method, base model, labels, max_length, versions
+  liftkit.json                manifest: what loading the model needs (method and its options, base
+                              model, labels, max_length, padding side, versions); read by predict
   labels.json                 label names, position = class id
   adapter_config.json         \\ a standard peft adapter folder (PEFT methods): loads with plain
   adapter_model.safetensors   /  peft, classifier head included (modules_to_save)
   tokenizer.json, ...         the tokenizer, pad token set
-  metrics.json                every figure of the report, measured by this run
+  metrics.json                the run record (liftkit.record): every figure, measured by this run
+  history.jsonl               per-step training loss and lr, per-epoch validation (liftkit.tracking)
   report.md                   the human-readable comparison
+  error.json, error.txt       why the run failed (type, message; the traceback), while it has
   checkpoints/last, best      per-epoch training state (resume) and best-epoch weights
 ```
+A comparison folder holds one such run folder per method and seed, `<method>-seed<seed>/`.
 Only this module decides paths. Files are written beside their final name and renamed into
 place, so a crash never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from liftkit.errors import LiftError
+from liftkit.record import RunRecord
 
 MANIFEST = "liftkit.json"
+METRICS = "metrics.json"
+ERROR = "error.json"
+
+
+def _stem(dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).name.split(".")[0] or "data")
 
 
 def new_run_dir(output_dir: str | None, dataset: str, method: str) -> Path:
     if output_dir:
         return Path(output_dir)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).name.split(".")[0] or "data")
-    return Path("runs") / f"{stem}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{_stem(dataset)}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def new_comparison_dir(output_dir: str | None, dataset: str) -> Path:
+    if output_dir:
+        return Path(output_dir)
+    return Path("comparisons") / f"{_stem(dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def member_dir(parent: Path, method: str, seed: int) -> Path:
+    """The run folder of one method and seed inside a comparison (or search) folder."""
+    return parent / f"{method}-seed{seed}"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
+
+
+def history_path(run_dir: Path) -> Path:
+    return run_dir / "history.jsonl"
+
+
+def log_path(run_dir: Path) -> Path:
+    """Where a run started as a child process (compare, tune) has its output captured."""
+    return run_dir / "run.log"
 
 
 def write_text(path: Path, text: str) -> None:
@@ -64,7 +99,23 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: dict[str, Any]) -> None:
+@dataclass
+class Manifest:
+    """What loading a run's model needs, and all that `predict` reads: the run dir's liftkit.json."""
+
+    liftkit: str  # version that wrote the run
+    method: str
+    base_model: str
+    model_type: str
+    labels: list[str]
+    max_length: int
+    padding_side: str  # "right", or "left" for decoders under a prompt method; tokenizers do not save it
+    trust_remote_code: bool = False
+    revision: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
+
+
+def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest) -> None:
     """Write weights (through the method's saver), tokenizer, labels and manifest, each atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
@@ -75,12 +126,52 @@ def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: A
             os.replace(path, run_dir / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(run_dir / "labels.json", manifest["labels"])
-    write_json(run_dir / MANIFEST, manifest)
+    write_json(run_dir / "labels.json", manifest.labels)
+    write_json(run_dir / MANIFEST, dataclasses.asdict(manifest))
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+def read_manifest(run_dir: str | Path) -> Manifest:
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
-    return read_json(path)
+    raw = read_json(path)
+    if "method_options" not in raw and (Path(run_dir) / "config.yaml").is_file():
+        # runs written before the manifest carried the method's options: take them from the config
+        method = dict((yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("method") or {})
+        method.pop("name", None)
+        raw["method_options"] = method
+    names = {f.name for f in dataclasses.fields(Manifest)}
+    return Manifest(**{k: v for k, v in raw.items() if k in names})
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    write_json(run_dir / METRICS, record.to_dict())
+
+
+def read_record(run_dir: str | Path) -> RunRecord:
+    """The record of a finished run (its metrics.json)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise LiftError(f"{str(run_dir)!r} holds no finished run (no {METRICS}): pass a folder `lift run` completed")
+    return RunRecord.from_dict(read_json(path))
+
+
+def write_error(run_dir: Path, exc: BaseException) -> None:
+    """Record why a run failed: error.json (type, message, where the traceback is) and the
+    traceback itself in error.txt, so whoever started the run (compare, tune) reads a structure,
+    not a log."""
+    text = "".join(traceback.format_exception(exc))
+    write_text(run_dir / "error.txt", text)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    write_json(run_dir / ERROR, {"type": type(exc).__name__, "message": message, "traceback": "error.txt"})
+
+
+def read_error(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / ERROR
+    return read_json(path) if path.is_file() else None
+
+
+def clear_error(run_dir: Path) -> None:
+    """A run that finishes (after a resume, say) no longer carries the error of an earlier attempt."""
+    for name in (ERROR, "error.txt"):
+        (run_dir / name).unlink(missing_ok=True)

@@ -1,11 +1,11 @@
-"""One training loop: AdamW, linear warmup and decay, validation and a checkpoint every epoch.
+"""One training loop: AdamW, linear warmup and decay, validation every epoch, events for the rest.
 
 The loop runs through `accelerate`, which owns device placement, mixed precision, gradient
 accumulation and (when launched with several processes) data-parallel gradient sync; on a CPU it
-is plain fp32 PyTorch. Only trainable tensors are checkpointed: for a PEFT method that is a few
-hundred kB, so saving every epoch costs nothing. The weights of the best validation epoch are the
-ones kept at the end. Layers that nothing trains below the trainable ones are run once, before
-the first epoch, and the loop trains from their cached output (`liftkit.frozen`).
+is plain fp32 PyTorch. Layers that nothing trains below the trainable ones are run once, before
+the first epoch, and the loop trains from their cached output (`liftkit.frozen`). Everything else
+(progress bar, checkpoints and resuming, keeping the best epoch, early stopping, logging) listens
+to the loop's events as a callback (`liftkit.callbacks`), so the loop itself fits on a screen.
 """
 
 from __future__ import annotations
@@ -13,36 +13,20 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from liftkit import checkpoint, frozen
-from liftkit.batching import TokenizedSplit, loader
+from liftkit import frozen
+from liftkit.batching import Padding, TokenizedSplit, loader
+from liftkit.callbacks import Callback, Trainee, TrainState, emit
 from liftkit.config import TrainConfig
 from liftkit.evaluate import evaluate
+from liftkit.record import EpochRecord, TrainSummary
 from liftkit.resources import peak_memory_mb
-
-
-@dataclass
-class TrainResult:
-    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
-    best_epoch: int = 0  # 1-based epoch whose weights the model now holds
-    runtime_s: float = 0.0  # wall time of the fit in this process (validation included)
-    optimizer_steps: int = 0  # taken by this process in this fit
-    processes: int = 1  # data-parallel processes that shared the work
-    samples_per_s: float = 0.0
-    steps_per_s: float = 0.0
-    peak_memory_mb: float = 0.0
-    stopped_early: bool = False
-    resumed_from_epoch: int = 0
-    frozen_layers: int = 0  # bottom layers nothing trains (run in eval mode), see liftkit.frozen
-    frozen_cached: bool = False  # whether their output was computed once instead of every step
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -65,104 +49,101 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float, fused: bool)
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
-def fit(
-    model: torch.nn.Module,
-    train_data: TokenizedSplit,
-    val_data: TokenizedSplit,
-    cfg: TrainConfig,
-    tokenizer: Any,
-    num_labels: int,
-    checkpoint_dir: Path,
-    accelerator: Accelerator,
-    lr: float,
-    resume: bool = False,
-    log: Callable[[str], None] = print,
-) -> TrainResult:
-    """Train `model` in place at peak learning rate `lr`; on return it holds the best epoch's weights."""
-    start = time.perf_counter()  # the fit's wall time includes caching the frozen bottom
-    model.to(accelerator.device)
-    bottom, (train_data, val_data) = frozen.plan(
-        model, [train_data, val_data], tokenizer, cfg.cache_frozen, cfg.cache_max_gb, cfg.eval_batch_size, accelerator.device, log,
-    )
-    result = TrainResult()
-    if bottom is not None:
-        result.frozen_layers, result.frozen_cached = bottom.depth, bottom.cached
-    train_loader = loader(train_data, cfg.batch_size, tokenizer, shuffle=True, seed=cfg.seed)
+@dataclass
+class _Setup:
+    """What the loop iterates over and steps, built once per fit."""
+
+    model: torch.nn.Module  # as prepared by accelerate (possibly wrapped)
+    state: TrainState
+    train_loader: Any
+    sampler: Any  # the train loader's own batch sampler (accelerate may wrap it)
+    val_loader: Any
+    trainable: list[torch.nn.Parameter]
+
+
+def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, padding: Padding, cfg: TrainConfig, accelerator: Accelerator, lr: float) -> _Setup:
+    train_loader = loader(train_data, cfg.batch_size, padding, shuffle=True, seed=cfg.seed)
     sampler = train_loader.batch_sampler
-    val_loader = loader(val_data, cfg.eval_batch_size, tokenizer, shuffle=False)
+    val_loader = loader(val_data, cfg.eval_batch_size, padding, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = _optimizer(model, cfg, lr, fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    core = accelerator.unwrap_model(model)  # parameter names without wrapper prefixes
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    lower_is_better = cfg.best_metric == "loss"
+    trainee = Trainee(accelerator.unwrap_model(model), optimizer, scheduler)  # names without wrapper prefixes
+    state = TrainState(cfg.epochs, steps_per_epoch, accelerator.is_main_process, trainee)
+    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad])
 
-    best_score, start_epoch = None, 0
-    if resume:
-        state = checkpoint.load_last(checkpoint_dir, core, optimizer, scheduler)
-        if state is not None:
-            start_epoch = result.resumed_from_epoch = state["epoch"]
-            result.history, result.best_epoch, best_score = state["history"], state["best_epoch"], state["best_score"]
 
-    samples = steps = 0
-    run, run_eval = (model, core) if bottom is None else (frozen.Runner(model, bottom), frozen.Runner(core, bottom))
+def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float) -> torch.Tensor:
+    """One micro-batch forward and backward; the optimizer steps when accumulation is complete."""
+    with accelerator.accumulate(setup.model):
+        loss = run(**batch).loss
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm:
+            accelerator.clip_grad_norm_(setup.trainable, max_grad_norm)
+        setup.state.trainee.optimizer.step()
+        setup.state.trainee.scheduler.step()
+        setup.state.trainee.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def fit(
+    model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, cfg: TrainConfig, accelerator: Accelerator,
+    *, lr: float, padding: Padding, callbacks: Sequence[Callback] = (), log: Callable[[str], None] = print,
+) -> TrainSummary:
+    """Train `model` in place at peak learning rate `lr`, telling `callbacks` what happens.
+
+    Which weights the model holds on return is the callbacks' business: `Checkpointer` puts the
+    best epoch's back."""
+    start = time.perf_counter()  # the fit's wall time includes caching the frozen bottom
+    model.to(accelerator.device)
+    bottom, (train_data, val_data) = frozen.plan(
+        model, [train_data, val_data], padding, cfg.cache_frozen, cfg.cache_max_gb, cfg.eval_batch_size, accelerator.device, log,
+    )
+    setup = _setup(model, train_data, val_data, padding, cfg, accelerator, lr)
+    state, device = setup.state, accelerator.device
+    run, run_eval = (setup.model, state.trainee.model) if bottom is None else (frozen.Runner(setup.model, bottom), frozen.Runner(state.trainee.model, bottom))
+    stopped = False
+    emit(callbacks, "on_train_begin", state)
     with bottom.top_only() if bottom is not None else contextlib.nullcontext():
-        for epoch in range(start_epoch, cfg.epochs):
-            if result.best_epoch and cfg.early_stopping_patience and epoch - result.best_epoch >= cfg.early_stopping_patience:
-                result.stopped_early = True
+        for epoch in range(state.epoch, cfg.epochs):
+            if stopped := state.should_stop:
                 break
             # accelerate's loader re-sets its sampler's epoch from its own pass counter, which restarts
             # at 0 after a resume: set both, so the batch order depends on (seed, epoch) alone
-            train_loader.set_epoch(epoch)
-            sampler.set_epoch(epoch)
+            setup.train_loader.set_epoch(epoch)
+            setup.sampler.set_epoch(epoch)
+            state.epoch, state.loss_sum, state.rows = epoch + 1, torch.zeros((), device=device), 0
             run.train()
-            loss_sum, loss_rows = torch.zeros((), device=accelerator.device), 0
-            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process, leave=False)
-            for batch in bar:
-                with accelerator.accumulate(model):
-                    loss = run(**batch).loss
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        steps += 1
-                        if cfg.max_grad_norm:
-                            accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+            for batch in setup.train_loader:
+                loss = _step(run, batch, setup, accelerator, cfg.max_grad_norm)
                 rows = len(batch["labels"])
-                loss_sum += loss.detach() * rows
-                loss_rows += rows
-                samples += rows
-                if bar.n % 20 == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / loss_rows:.4f}")
-            totals = accelerator.reduce(torch.stack([loss_sum, torch.tensor(float(loss_rows), device=loss_sum.device)]), "sum")
-            train_loss = (totals[0] / totals[1]).item()
+                state.loss_sum += loss * rows
+                state.rows, state.samples = state.rows + rows, state.samples + rows
+                if accelerator.sync_gradients:
+                    state.step, state.steps_taken, state.lr = state.step + 1, state.steps_taken + 1, state.trainee.scheduler.get_last_lr()[0]
+                    emit(callbacks, "on_step", state)
+            totals = accelerator.reduce(torch.stack([state.loss_sum, torch.tensor(float(state.rows), device=device)]), "sum")
             with accelerator.autocast():
-                val = evaluate(run_eval, val_loader, accelerator.device, num_labels)
-            record = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
-            result.history.append(record)
-            score = val[cfg.best_metric]
-            if best_score is None or (score < best_score if lower_is_better else score > best_score):
-                best_score, result.best_epoch = score, epoch + 1
-                if accelerator.is_main_process:
-                    checkpoint.save_best(checkpoint_dir, core)
-            if accelerator.is_main_process:
-                checkpoint.save_last(
-                    checkpoint_dir, core, optimizer, scheduler,
-                    {"epoch": epoch + 1, "history": result.history, "best_epoch": result.best_epoch, "best_score": best_score},
-                )
+                val = evaluate(run_eval, setup.val_loader, device).metrics
+            state.end_epoch(EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), getattr(val.scores, cfg.best_metric), cfg.best_metric == "loss")
+            emit(callbacks, "on_eval", state, val)
+            emit(callbacks, "on_epoch_end", state)
             accelerator.wait_for_everyone()
-            if accelerator.is_local_main_process:
-                tqdm.write(
-                    f"epoch {epoch + 1}: train loss {train_loss:.4f} | val loss {val['loss']:.4f} "
-                    f"acc {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f}"
-                )
-    result.runtime_s = time.perf_counter() - start
-    result.optimizer_steps, result.processes = steps, accelerator.num_processes
-    result.samples_per_s = samples * accelerator.num_processes / result.runtime_s if samples else 0.0
-    result.steps_per_s = steps / result.runtime_s if steps else 0.0
-    result.peak_memory_mb = peak_memory_mb(accelerator.device)
-    checkpoint.restore_best(checkpoint_dir, core)
-    return result
+    emit(callbacks, "on_train_end", state)
+    return _summary(state, bottom, stopped, time.perf_counter() - start, accelerator)
+
+
+def _summary(state: TrainState, bottom: frozen.FrozenBottom | None, stopped: bool, runtime: float, accelerator: Accelerator) -> TrainSummary:
+    processes = accelerator.num_processes
+    return TrainSummary(
+        epochs_run=len(state.history), best_epoch=state.best_epoch, stopped_early=stopped,
+        resumed_from_epoch=state.resumed_from_epoch, runtime_s=runtime,
+        samples_per_s=state.samples * processes / runtime if state.samples else 0.0,
+        optimizer_steps=state.steps_taken, processes=processes,
+        steps_per_s=state.steps_taken / runtime if state.steps_taken else 0.0,
+        peak_memory_mb=peak_memory_mb(accelerator.device),
+        frozen_layers=bottom.depth if bottom else 0, frozen_cached=bool(bottom and bottom.cached),
+        history=state.history,
+    )

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
+from peft import PeftModel, TaskType, get_peft_model
+from safetensors.torch import save_file
+from torch import nn
+
+from liftkit.checkpoint import load_trainable, trainable_state
 from liftkit.errors import LiftError
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from liftkit.modeling import Arch
+from liftkit.modeling import Arch, linear_names, top_layer_paths
 
 WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
-
-
-def linear_names(model: nn.Module) -> set[str]:
-    """Last name component of every linear layer (GPT-2's transposed Conv1D included)."""
-    from torch import nn
-    from transformers.pytorch_utils import Conv1D
-
-    return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))}
 
 
 def named_by(path: str, suffixes: list[str]) -> bool:
@@ -44,8 +37,6 @@ def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -
 
 def place(model: nn.Module, targets: list[str], train_layers: int | str | None, what: str) -> list[str]:
     """`targets` (suffixes: every layer), or the full paths of those in the top `train_layers` layers."""
-    from liftkit.modeling import top_layer_paths
-
     if train_layers is None:
         return targets
     inside = top_layer_paths(model, train_layers)
@@ -64,10 +55,15 @@ def no_layer_choice(options: Any, why: str) -> None:
 def peft_wrap(model: nn.Module, config_class: type, arch: Arch, **options: Any) -> nn.Module:
     """`get_peft_model` for sequence classification, the whole head trained and saved with the
     adapter (`modules_to_save`): the piece plain peft classification setups most often miss."""
-    from peft import TaskType, get_peft_model
-
     config = config_class(task_type=TaskType.SEQ_CLS, modules_to_save=list(arch.head), **options)
     return get_peft_model(model, config)
+
+
+def model_dims(model: nn.Module) -> dict[str, int]:
+    """Sizes peft's prompt-learning configs need, read through the config's attribute aliases
+    (peft reads the raw dict and misses DistilBERT's `dim` / `n_layers` / `n_heads`)."""
+    config = model.config
+    return {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
 
 
 def peft_save(model: nn.Module, run_dir: Path) -> None:
@@ -75,8 +71,6 @@ def peft_save(model: nn.Module, run_dir: Path) -> None:
 
 
 def peft_load(model: nn.Module, options: Any, arch: Arch, run_dir: Path) -> nn.Module:
-    from peft import PeftModel
-
     return PeftModel.from_pretrained(model, str(run_dir))
 
 
@@ -93,16 +87,20 @@ def head_paths(model: nn.Module, arch: Arch) -> set[str]:
 
 def native_save(model: nn.Module, run_dir: Path) -> None:
     """Save exactly the trainable tensors: the method's own and the head's."""
-    from safetensors.torch import save_file
-
-    from liftkit.checkpoint import trainable_state
-
     save_file(trainable_state(model), run_dir / WEIGHTS)
 
 
 def native_load(model: nn.Module, run_dir: Path) -> nn.Module:
     """Copy saved tensors into a model that `apply` has already given the method's structure."""
-    from liftkit.checkpoint import load_trainable
-
     load_trainable(model, run_dir / WEIGHTS)
     return model
+
+
+def native_loader(apply: Callable[[nn.Module, Any, Arch], nn.Module]) -> Callable[[nn.Module, Any, Arch, Path], nn.Module]:
+    """The `load` of a liftkit-native method: give the base model the method's structure again
+    (`apply`), then copy the saved tensors in."""
+
+    def load(model: nn.Module, options: Any, arch: Arch, run_dir: Path) -> nn.Module:
+        return native_load(apply(model, options, arch), run_dir)
+
+    return load

@@ -10,41 +10,18 @@ bottleneck adapters and AdapterHub's `adapters` pins an old transformers, hence 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from liftkit.errors import LiftError
-from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import head_paths, native_load, native_save, train_only
+from liftkit.methods.base import Method, register
+from liftkit.methods._common import head_paths, native_loader, native_save, train_only
+from liftkit.methods.options import AdapterOptions
+from liftkit.modeling import Arch, top_layer_paths
 
-if TYPE_CHECKING:
-    from liftkit.modeling import Arch
-
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}
-
-
-@dataclass
-class AdapterOptions(MethodOptions):
-    name = "adapter"
-    default_lr = 1e-3
-
-    variant: str = "houlsby"  # houlsby: after attention and feed-forward; pfeiffer: after feed-forward only
-    reduction_factor: int = 16  # bottleneck width = hidden size / reduction_factor
-    non_linearity: str = "relu"  # relu, gelu, tanh or swish
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.variant not in ("houlsby", "pfeiffer"):
-            out.append(f"method.variant={self.variant!r}: use houlsby or pfeiffer")
-        if self.reduction_factor < 1:
-            out.append(f"method.reduction_factor={self.reduction_factor} must be at least 1")
-        if self.non_linearity not in ACTIVATIONS:
-            out.append(f"method.non_linearity={self.non_linearity!r}: use one of {', '.join(ACTIVATIONS)}")
-        return out
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}  # options.ACTIVATIONS names them
 
 
 class Bottleneck(nn.Module):
@@ -86,8 +63,6 @@ def apply(model: nn.Module, options: AdapterOptions, arch: Arch) -> nn.Module:
     patterns = [arch.ffn_output] + ([arch.attention_output] if options.variant == "houlsby" else [])
     if None in patterns:
         raise LiftError(f"liftkit has no adapter placement for {arch.model_type!r} models: use lora or ia3")
-    from liftkit.modeling import top_layer_paths
-
     inside = top_layer_paths(model, options.train_layers)
     sites = [name for name, _ in model.named_modules() if inside(name) and any(re.search(p, name) for p in patterns)]
     if not sites:
@@ -103,8 +78,4 @@ def apply(model: nn.Module, options: AdapterOptions, arch: Arch) -> nn.Module:
     return model
 
 
-def load(model: nn.Module, options: AdapterOptions, arch: Arch, run_dir: Path) -> nn.Module:
-    return native_load(apply(model, options, arch), run_dir)
-
-
-METHOD = Method(options=AdapterOptions, apply=apply, save=native_save, load=load)
+register(Method(options=AdapterOptions, apply=apply, save=native_save, load=native_loader(apply)))

@@ -5,24 +5,13 @@ The floor every adaptation method must clear to have been worth its cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from torch import nn
 
 from liftkit.errors import LiftError
-from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import head_paths, native_load, native_save, train_only
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from liftkit.modeling import Arch
-
-
-@dataclass
-class HeadOptions(MethodOptions):
-    name = "head"
-    default_lr = 5e-3
+from liftkit.methods.base import Method, register
+from liftkit.methods._common import head_paths, native_loader, native_save, train_only
+from liftkit.methods.options import HeadOptions
+from liftkit.modeling import Arch
 
 
 def apply(model: nn.Module, options: HeadOptions, arch: Arch) -> nn.Module:
@@ -32,8 +21,4 @@ def apply(model: nn.Module, options: HeadOptions, arch: Arch) -> nn.Module:
     return model
 
 
-def load(model: nn.Module, options: HeadOptions, arch: Arch, run_dir: Path) -> nn.Module:
-    return native_load(apply(model, options, arch), run_dir)
-
-
-METHOD = Method(options=HeadOptions, apply=apply, save=native_save, load=load)
+register(Method(options=HeadOptions, apply=apply, save=native_save, load=native_loader(apply)))

@@ -11,41 +11,25 @@ This works for every encoder whose attention goes through transformers' `Attenti
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from peft import PrefixTuningConfig
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from liftkit.errors import LiftError
-from liftkit.methods import Method, MethodOptions
+from liftkit.methods.base import Method, register
 from liftkit.methods._common import (
-    head_paths, native_load, native_save, no_layer_choice, peft_load, peft_save, peft_wrap, train_only,
+    head_paths, model_dims, native_load, native_save, no_layer_choice, peft_load, peft_save, peft_wrap, train_only,
 )
-
-if TYPE_CHECKING:
-    from liftkit.modeling import Arch
+from liftkit.methods.options import PrefixOptions
+from liftkit.modeling import Arch, top_layer_paths
 
 ATTENTION = "liftkit_prefix"  # name of the attention implementation registered below
-
-
-@dataclass
-class PrefixOptions(MethodOptions):
-    name = "prefix"
-    default_lr = 1e-2
-
-    num_virtual_tokens: int = 20  # prefix length per layer
-    reparameterize: bool = False  # produce the prefix through an MLP (Li & Liang); False: direct (P-tuning v2)
-    projection_hidden: int = 256  # hidden width of that MLP
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.num_virtual_tokens < 1:
-            out.append(f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1")
-        if self.projection_hidden < 1:
-            out.append(f"method.projection_hidden={self.projection_hidden} must be at least 1")
-        return out
 
 
 class PrefixKV(nn.Module):
@@ -70,8 +54,6 @@ class PrefixKV(nn.Module):
 
 
 def _prefixed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Any):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     prefix = getattr(module, "liftkit_prefix", None)
     if prefix is not None:
         p_key, p_value = prefix()
@@ -87,9 +69,6 @@ def _prefixed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
 
 
 def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(ATTENTION, _prefixed_attention)
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
@@ -105,8 +84,6 @@ def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Mo
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
     width = getattr(config, "hidden_size", None) or config.dim
     pattern = re.compile(arch.attention)
-    from liftkit.modeling import top_layer_paths
-
     inside = top_layer_paths(model, options.train_layers)
     layers = [mod for name, mod in model.named_modules() if pattern.search(name) and inside(name)]
     if not layers:
@@ -120,12 +97,7 @@ def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Mo
 def apply(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
     if not arch.decoder:
         return _apply_native(model, options, arch)
-    from peft import PrefixTuningConfig
-
-    from liftkit.methods.prompt import model_dims
-
     no_layer_choice(options, "on decoders peft feeds the prefixes to every layer as a key/value cache")
-
     return peft_wrap(
         model, PrefixTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
         prefix_projection=options.reparameterize, encoder_hidden_size=options.projection_hidden, **model_dims(model),
@@ -142,4 +114,4 @@ def load(model: nn.Module, options: PrefixOptions, arch: Arch, run_dir: Path) ->
     return native_load(_apply_native(model, options, arch), run_dir)
 
 
-METHOD = Method(options=PrefixOptions, apply=apply, save=save, load=load)
+register(Method(options=PrefixOptions, apply=apply, save=save, load=load))

@@ -8,43 +8,14 @@ last position is always a real token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from peft import PromptEncoderConfig, PromptTuningConfig
+from torch import nn
 
 from liftkit.errors import LiftError
-from liftkit.methods import Method, MethodOptions
-from liftkit.methods._common import no_layer_choice, peft_load, peft_save, peft_wrap
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from liftkit.modeling import Arch
-
-
-@dataclass
-class PromptOptions(MethodOptions):
-    name = "prompt"
-    default_lr = 3e-2
-
-    num_virtual_tokens: int = 20  # length of the learned prompt
-
-    def problems(self) -> list[str]:
-        return [] if self.num_virtual_tokens >= 1 else [f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1"]
-
-
-@dataclass
-class PTuningOptions(PromptOptions):
-    name = "ptuning"
-    default_lr = 1e-2
-
-    encoder_hidden_size: int = 128  # width of the MLP that produces the virtual tokens
-
-
-def model_dims(model: nn.Module) -> dict[str, int]:
-    """Sizes peft's prompt-learning configs need, read through the config's attribute aliases
-    (peft reads the raw dict and misses DistilBERT's `dim` / `n_layers` / `n_heads`)."""
-    config = model.config
-    return {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
+from liftkit.methods.base import Method, register
+from liftkit.methods._common import model_dims, no_layer_choice, peft_load, peft_save, peft_wrap
+from liftkit.methods.options import PromptOptions, PTuningOptions
+from liftkit.modeling import Arch
 
 
 def _check_embeddings(model: nn.Module, options: PromptOptions, arch: Arch) -> None:
@@ -56,15 +27,11 @@ def _check_embeddings(model: nn.Module, options: PromptOptions, arch: Arch) -> N
 
 
 def apply_prompt(model: nn.Module, options: PromptOptions, arch: Arch) -> nn.Module:
-    from peft import PromptTuningConfig
-
     _check_embeddings(model, options, arch)
     return peft_wrap(model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model))
 
 
 def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.Module:
-    from peft import PromptEncoderConfig
-
     _check_embeddings(model, options, arch)
     return peft_wrap(
         model, PromptEncoderConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
@@ -72,5 +39,5 @@ def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.M
     )
 
 
-PROMPT = Method(options=PromptOptions, apply=apply_prompt, save=peft_save, load=peft_load, feeds_embeddings=True)
-PTUNING = Method(options=PTuningOptions, apply=apply_ptuning, save=peft_save, load=peft_load, feeds_embeddings=True)
+register(Method(options=PromptOptions, apply=apply_prompt, save=peft_save, load=peft_load, feeds_embeddings=True))
+register(Method(options=PTuningOptions, apply=apply_ptuning, save=peft_save, load=peft_load, feeds_embeddings=True))

@@ -1,0 +1,70 @@
+"""Many runs, one child process each: a config goes in, a run record or a structured error comes out.
+
+`lift compare` (and the coming `lift tune`) run each configuration as its own `lift run` process:
+its runtime and peak memory are then its own (a process's peak RSS only grows), and a run that
+crashes cannot take the others down. The child writes config.yaml, metrics.json or error.json
+into its run folder (`liftkit.pipeline`); this module reads those back, and never parses a log.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from liftkit import run_dir
+from liftkit.config import RunConfig
+from liftkit.record import RunRecord
+
+
+@dataclass
+class RunError:
+    """Why a child run failed: the exception it raised, or how the process died."""
+
+    type: str  # exception class name, or "Killed" / "Exit"
+    message: str  # one line
+    traceback: Path | None = None  # the full traceback, when the child could write one
+    log: Path | None = None  # everything the child printed
+
+    def __str__(self) -> str:
+        return self.message if self.type == "LiftError" else f"{self.type}: {self.message}"
+
+
+@dataclass
+class ChildRun:
+    """One configuration run in a child process: its folder and either its record or its error."""
+
+    run_dir: Path
+    record: RunRecord | None = None
+    error: RunError | None = None
+
+
+def run_child(cfg: RunConfig) -> ChildRun:
+    """Run `cfg` as `lift run` in a child process; its output goes to RUN_DIR/run.log.
+
+    `cfg.output_dir` names the run folder (see `run_dir.member_dir`); `cfg` should be validated
+    already, so that a typo fails before hours of other runs."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "config.yaml"
+    run_dir.write_text(config, cfg.to_yaml())
+    for stale in (run_dir.ERROR, run_dir.METRICS):  # results of an earlier attempt in the same folder
+        (out / stale).unlink(missing_ok=True)
+    log = run_dir.log_path(out)
+    with log.open("w") as sink:
+        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", str(config)], stdout=sink, stderr=subprocess.STDOUT)
+    if proc.returncode == 0:
+        return ChildRun(out, record=run_dir.read_record(out))
+    return ChildRun(out, error=_error(out, proc.returncode, log))
+
+
+def _error(out: Path, returncode: int, log: Path) -> RunError:
+    saved = run_dir.read_error(out)
+    if saved is not None:
+        return RunError(saved["type"], saved["message"], out / saved["traceback"], log)
+    if returncode < 0:  # killed by a signal: out of memory, a timeout, a user
+        name = signal.Signals(-returncode).name
+        return RunError("Killed", f"the run was killed by {name} before it could report an error (see {log})", None, log)
+    return RunError("Exit", f"the run exited with code {returncode} without reporting an error (see {log})", None, log)
