@@ -1,8 +1,13 @@
-"""The `lift` command: parse arguments -> config -> library call. No logic of its own."""
+"""The `lift` command: parse arguments -> config -> library call. No logic of its own.
+
+Each command imports what it runs inside its own function: `lift --help` answers at once and
+`lift predict` loads no training code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -107,8 +112,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import json
-
     from liftkit.predict import load, read_texts
     from liftkit.run_dir import write_text
 
