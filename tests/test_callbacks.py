@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import liftkit
 from liftkit import checkpoint
@@ -88,16 +89,24 @@ def test_early_stopping_waits_patience_epochs_after_the_best(epoch, best_epoch, 
 
 def test_checkpointer_keeps_the_best_epoch_weights(tiny_models, tmp_path):
     class Spy(Callback):
+        def __init__(self):
+            self.weights = []
+
         def on_epoch_end(self, state):
-            self.last = {k: v.clone() for k, v in checkpoint.trainable_state(state.trainee.model).items()}
+            self.weights.append(checkpoint.trainable_state(state.trainee.model))
+
+        def on_train_end(self, state):
+            self.final = checkpoint.trainable_state(state.trainee.model)
 
     spy = Spy()
-    summary = _fit(tiny_models, [Checkpointer(tmp_path / "ck"), spy], epochs=2)
-    best = checkpoint.load_file(tmp_path / "ck" / "best" / "trainable.safetensors")
-    assert (tmp_path / "ck" / "last" / "state.json").is_file()
-    assert summary.best_epoch in (1, 2)
-    if summary.best_epoch == 2:  # the last epoch was the best: its weights were saved as best
-        assert all((best[k] == v).all() for k, v in spy.last.items())
+    summary = _fit(tiny_models, [Checkpointer(tmp_path / "ck"), spy], epochs=3)
+    best = spy.weights[summary.best_epoch - 1]
+    saved = checkpoint.load_file(tmp_path / "ck" / "best" / "trainable.safetensors")
+    assert set(saved) == set(best) and all(torch.equal(saved[k], v) for k, v in best.items())
+    assert json.loads((tmp_path / "ck" / "last" / "state.json").read_text())["epoch"] == 3
+    # at the end the model holds the best epoch's weights (Checkpointer ends before the spy does)
+    assert all(torch.equal(spy.final[k], v) for k, v in best.items())
+    assert any(not torch.equal(a, b) for a, b in zip(spy.weights[0].values(), spy.weights[2].values()))  # epochs differ
 
 
 def _lines(path):

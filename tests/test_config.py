@@ -59,3 +59,20 @@ def test_missing_and_malformed_files(tmp_path):
 def test_from_dict_rejects_unknown_sections():
     with pytest.raises(LiftError, match="unknown config section"):
         RunConfig.from_dict({"trainer": {}})
+
+
+def test_a_method_name_is_taken_once():
+    from dataclasses import dataclass
+
+    from liftkit.methods.options import OPTIONS, LoraOptions, MethodOptions
+
+    @dataclass
+    class TunedLora(LoraOptions):  # keeps the parent's name: a variant, not a new method
+        r: int = 16
+
+    assert OPTIONS["lora"] is LoraOptions
+    with pytest.raises(ValueError, match="two option classes name the method 'lora'"):
+        @dataclass
+        class Clash(MethodOptions):
+            name = "lora"
+    assert OPTIONS["lora"] is LoraOptions

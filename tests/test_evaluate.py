@@ -35,3 +35,26 @@ def test_majority_predicts_the_most_frequent_training_class():
     assert m.scores.accuracy == 0.75
     assert m.confusion_matrix == [[0, 0, 0], [0, 0, 1], [0, 0, 3]]
     assert m.timing is None  # nothing ran: no timing to report
+
+
+def test_an_evaluation_pass_returns_the_predictions_behind_its_metrics(tiny_models):
+    import torch
+
+    from liftkit.batching import Padding, loader, tokenize
+    from liftkit.config import DataConfig, ModelConfig
+    from liftkit.data import load_splits
+    from liftkit.evaluate import evaluate
+    from liftkit.modeling import load_classifier, load_tokenizer
+
+    cfg = ModelConfig(name=str(tiny_models["bert"]))
+    tok = load_tokenizer(cfg)
+    splits = load_splits(DataConfig(dataset="emotion", max_eval_samples=40))
+    model = load_classifier(cfg, splits.label_names, tok)
+    result = evaluate(model, loader(tokenize(splits.test, tok, 32), 8, Padding.of(tok), shuffle=False), torch.device("cpu"), splits.label_names)
+    assert result.labels.tolist() == splits.test.labels  # dataset order, not batch order
+    assert np.allclose(result.probabilities.sum(-1), 1)
+    matrix = np.zeros((6, 6), dtype=int)
+    np.add.at(matrix, (result.labels, result.predictions), 1)
+    assert result.metrics.confusion_matrix == matrix.tolist()
+    assert result.metrics.scores.accuracy == float((result.predictions == result.labels).mean())
+    assert list(result.metrics.per_class) == splits.label_names and result.metrics.timing.samples_per_s > 0

@@ -102,6 +102,9 @@ def test_prompt_tuning_on_a_decoder_pools_a_real_token(tiny_models, tiny_run_con
     result = run(cfg, log=lambda m: None)
     predictor = liftkit.load(result.run_dir)
     assert predictor.padding.left and json.loads((result.run_dir / "liftkit.json").read_text())["padding_side"] == "left"
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(result.run_dir).padding_side == "left"  # plain transformers pads the same side
     together = predictor.predict_proba(TEXTS)
     alone = predictor.predict_proba(TEXTS[:1])
     np.testing.assert_allclose(together[0], alone[0], atol=1e-4)
@@ -139,3 +142,26 @@ def test_a_method_that_cannot_apply_fails_before_training(tiny_run_config, monke
     assert error["type"] == "LiftError" and "no adapter placement" in error["message"]
     assert "Traceback" in (out / error["traceback"]).read_text()
     assert not (out / "metrics.json").exists() and not (out / "history.jsonl").exists() and not (out / "checkpoints").exists()
+
+
+def test_a_tokenizer_that_pads_left_keeps_padding_left(tiny_models, tiny_run_config, tmp_path):
+    """Llama-family hub tokenizers default to left padding; liftkit keeps the tokenizer's side, records
+    it in the manifest and in the saved tokenizer, and predicts with it."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "llama-left"
+    shutil.copytree(tiny_models["llama"], folder)
+    AutoTokenizer.from_pretrained(folder, padding_side="left").save_pretrained(folder)  # as such hub folders ship
+    logs = []
+    cfg = tiny_run_config("llama", **{"model.name": str(folder), "train.epochs": 1})
+    result = run(cfg, log=logs.append)
+    assert any("frozen-bottom cache: off (left padding" in line for line in logs)
+    assert json.loads((result.run_dir / "liftkit.json").read_text())["padding_side"] == "left"
+    assert AutoTokenizer.from_pretrained(result.run_dir).padding_side == "left"
+    predictor = liftkit.load(result.run_dir)
+    assert predictor.padding.left
+    test = load_splits(cfg.data, cfg.train.seed).test
+    probs = predictor.predict_proba(test.texts)
+    assert float((probs.argmax(-1) == np.asarray(test.labels)).mean()) == pytest.approx(result.record.finetuned.scores.accuracy)

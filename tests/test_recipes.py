@@ -25,6 +25,7 @@ def test_recipe_is_valid_and_names_its_reference_model(path):
 def test_recipe_runs_offline_with_the_embedded_model(path, tmp_path):
     """Each recipe, as its header says to run it offline, on a slice of its data: trains, saves, and
     the saved model reproduces the reported test accuracy; the recipe's own settings are the run's."""
+    import dataclasses
     import json
 
     import numpy as np
@@ -42,7 +43,7 @@ def test_recipe_runs_offline_with_the_embedded_model(path, tmp_path):
     assert record.run.learning_rate == recipe.learning_rate and record.data.rows["train"] == 32
     manifest = json.loads((result.run_dir / "liftkit.json").read_text())
     assert manifest["max_length"] == recipe.data.max_length
-    assert {k: v for k, v in manifest["method_options"].items()} == {k: getattr(recipe.method, k) for k in manifest["method_options"]}
+    assert manifest["method_options"] == dataclasses.asdict(recipe.method)
     test = load_splits(cfg.data, cfg.train.seed).test
     probs = liftkit.load(result.run_dir).predict_proba(test.texts)
     assert float((probs.argmax(-1) == np.asarray(test.labels)).mean()) == pytest.approx(record.finetuned.scores.accuracy)

@@ -30,3 +30,16 @@ def test_a_child_that_dies_without_a_word_is_named_by_how_it_died(tmp_path):
     error = _error(tmp_path, -signal.SIGKILL, log)
     assert error.type == "Killed" and "SIGKILL" in error.message and str(log) in error.message
     assert _error(tmp_path, 3, log).type == "Exit"
+
+
+def test_what_the_child_would_refuse_is_refused_without_a_child_and_nothing_is_lost(tiny_models, tmp_path):
+    small = {"model.name": str(tiny_models["bert"]), "data.max_train_samples": 32, "data.max_eval_samples": 16, "train.epochs": 1}
+    cfg = load_config(None, {**small, "output_dir": str(tmp_path / "done")})
+    assert run_child(cfg).error is None
+    before = (tmp_path / "done" / "metrics.json").read_text()
+    again = run_child(load_config(None, {**small, "output_dir": str(tmp_path / "done")}))
+    assert again.error.type == "LiftError" and "already holds a finished run" in again.error.message
+    assert (tmp_path / "done" / "metrics.json").read_text() == before and not (tmp_path / "done" / "error.json").exists()
+    model = tmp_path / "no-such-model"
+    gone = run_child(load_config(None, {**small, "model.name": str(model), "output_dir": str(tmp_path / "gone")}))
+    assert "does not exist" in gone.error.message and not (tmp_path / "gone").exists()

@@ -128,9 +128,9 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
 class Padding:
     """How batches are padded: with which token id, and on which side.
 
-    Decided once per run (right, except decoders under a prompt method, see methods.prompt),
-    recorded in the run's manifest and passed explicitly to whatever batches rows: tokenizers do
-    not save their padding side, so it cannot live there.
+    Decided once per run (the tokenizer's own side, but always left for decoders under a prompt
+    method, see methods.prompt), recorded in the run's manifest and passed explicitly to whatever
+    batches rows, rather than read back from a tokenizer attribute that any caller may change.
     """
 
     pad_id: int

@@ -43,7 +43,7 @@ class TrainState:
     trainee: Trainee
     epoch: int = 0  # 1-based epoch in progress; once it has ended, the number of epochs finished
     step: int = 0  # optimizer steps taken, those before a resume included
-    lr: float = 0.0  # learning rate of the last optimizer step
+    lr: float = 0.0  # the schedule's learning rate after the last optimizer step (what the next step uses)
     loss_sum: torch.Tensor | None = None  # this epoch's summed training loss (on the device: read it sparingly)
     rows: int = 0  # training rows this epoch, this process
     samples: int = 0  # training rows this fit, this process (throughput)
@@ -92,8 +92,10 @@ class ProgressBar(Callback):
         self.bar: tqdm | None = None
 
     def on_step(self, state: TrainState) -> None:
+        if not state.is_main:
+            return
         if self.bar is None:
-            self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch}/{state.epochs}", disable=not state.is_main, leave=False)
+            self.bar = tqdm(total=state.steps_per_epoch, desc=f"epoch {state.epoch}/{state.epochs}", leave=False)
         self.bar.update(1)
         if self.bar.n % self.refresh_every == 0:
             self.bar.set_postfix(loss=f"{state.loss_sum.item() / state.rows:.4f}")
@@ -172,7 +174,7 @@ class MetricLogging(Callback):
         self._since: tuple[float, int] = (0.0, 0)  # epoch loss sum and rows at the last line
 
     def _log(self, state: TrainState, metrics: dict[str, Any]) -> None:
-        if state.is_main:
+        if state.is_main:  # the other processes read no device value either: no sync for nothing
             for logger in self.loggers:
                 logger.log({"epoch": state.epoch, **metrics}, state.step)
 
@@ -189,11 +191,11 @@ class MetricLogging(Callback):
                 logger.start(state.step)
 
     def on_step(self, state: TrainState) -> None:
-        if state.step % self.every == 0:
+        if state.is_main and state.step % self.every == 0:
             self._loss_line(state)
 
     def on_eval(self, state: TrainState, metrics: SplitMetrics) -> None:
-        if state.rows:
+        if state.is_main and state.rows:
             self._loss_line(state)  # the epoch's last steps, when fewer than `every`
         self._since = (0.0, 0)
         self._log(state, state.history[-1].to_dict())

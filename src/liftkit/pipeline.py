@@ -61,15 +61,23 @@ class _Prepared:
     accelerator: Accelerator
 
 
-def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> RunResult:
-    """Fine-tune as `cfg` says, evaluate before and after, save the run directory.
-
-    A run that fails leaves error.json (and error.txt, the traceback) in its folder."""
+def preflight(cfg: RunConfig, resume: bool = False) -> Path:
+    """The checks that need no data and write nothing: the config, the model path, and a run
+    folder that does not already hold a finished run. Returns the run folder."""
     cfg.validate()
     resolve_model_source(cfg.model.name)  # a bad model path fails before any data is read
     out = run_dir.new_run_dir(cfg.output_dir, cfg.data.dataset, cfg.method.name)
     if not resume and (out / run_dir.MANIFEST).exists():
         raise LiftError(f"{str(out)!r} already holds a finished run: pick another --output-dir, or --resume it")
+    return out
+
+
+def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> RunResult:
+    """Fine-tune as `cfg` says, evaluate before and after, save the run directory.
+
+    A run that fails after `preflight` leaves error.json (and error.txt, the traceback) in its
+    folder; one that fails `preflight` writes nothing."""
+    out = preflight(cfg, resume)
     cfg.output_dir = str(out)
     run_dir.write_text(out / "config.yaml", cfg.to_yaml())
     try:
@@ -93,8 +101,9 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
         method.apply(copy.deepcopy(model), cfg.method, arch)
-    # the last position must be a real token for a decoder that sees embeddings (see methods.prompt)
-    padding = Padding.of(tokenizer, left=arch.decoder and method.feeds_embeddings)
+    # the tokenizer's own side, except that a decoder seeing embeddings must pad left: its last
+    # position must be a real token (see methods.prompt)
+    padding = Padding.of(tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings))
     return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator)
 
 
@@ -142,6 +151,9 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
         trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision,
         method_options=dataclasses.asdict(cfg.method),
     )
+    # plain transformers users should load the side that was trained; save_pretrained writes only
+    # attributes the tokenizer was constructed with, so the side goes into its init kwargs too
+    p.tokenizer.padding_side = p.tokenizer.init_kwargs["padding_side"] = p.padding.side
     run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest)
     run_dir.write_record(out, record)
     run_dir.write_text(out / "report.md", report.render_markdown(record))

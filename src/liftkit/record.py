@@ -71,9 +71,9 @@ class SplitMetrics:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SplitMetrics:
-        timing = _pick(Timing, raw) if "runtime_s" in raw else None
+        timing = known_fields(Timing, raw) if "runtime_s" in raw else None
         per_class = {name: ClassScores(**c) for name, c in (raw.get("per_class") or {}).items()}
-        return cls(_pick(Scores, raw), per_class, raw.get("confusion_matrix") or [], timing)
+        return cls(known_fields(Scores, raw), per_class, raw.get("confusion_matrix") or [], timing)
 
 
 @dataclass
@@ -117,7 +117,7 @@ class TrainSummary:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainSummary:
-        summary = _pick(cls, {k: v for k, v in raw.items() if k != "history"})
+        summary = known_fields(cls, {k: v for k, v in raw.items() if k != "history"})
         summary.history = [EpochRecord.from_dict(h) for h in raw.get("history", [])]
         return summary
 
@@ -187,9 +187,9 @@ class RunRecord:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
         return cls(
-            run=_pick(RunInfo, raw["run"]),
-            data=_pick(DataSummary, raw["data"]),
-            parameters=_pick(ParameterCounts, raw["parameters"]),
+            run=known_fields(RunInfo, raw["run"]),
+            data=known_fields(DataSummary, raw["data"]),
+            parameters=known_fields(ParameterCounts, raw["parameters"]),
             majority=SplitMetrics.from_dict(raw["majority"]),
             base=SplitMetrics.from_dict(raw["base"]) if raw.get("base") else None,
             finetuned=SplitMetrics.from_dict(raw["finetuned"]),
@@ -197,7 +197,7 @@ class RunRecord:
         )
 
 
-def _pick(kind: type, raw: dict[str, Any]) -> Any:
+def known_fields(kind: type, raw: dict[str, Any]) -> Any:
     """Build dataclass `kind` from the keys of `raw` it knows: files written by a newer liftkit
     may hold more keys, and that must not stop an older reader."""
     names = {f.name for f in dataclasses.fields(kind)}

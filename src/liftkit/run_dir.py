@@ -37,7 +37,7 @@ from typing import Any, Callable
 import yaml
 
 from liftkit.errors import LiftError
-from liftkit.record import RunRecord
+from liftkit.record import RunRecord, known_fields
 
 MANIFEST = "liftkit.json"
 METRICS = "metrics.json"
@@ -109,7 +109,7 @@ class Manifest:
     model_type: str
     labels: list[str]
     max_length: int
-    padding_side: str  # "right", or "left" for decoders under a prompt method; tokenizers do not save it
+    padding_side: str = "right"  # batching.Padding's side; manifests older than the prompt methods lack it: right
     trust_remote_code: bool = False
     revision: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
@@ -140,8 +140,7 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         method = dict((yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("method") or {})
         method.pop("name", None)
         raw["method_options"] = method
-    names = {f.name for f in dataclasses.fields(Manifest)}
-    return Manifest(**{k: v for k, v in raw.items() if k in names})
+    return known_fields(Manifest, raw)
 
 
 def write_record(run_dir: Path, record: RunRecord) -> None:

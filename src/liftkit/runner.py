@@ -4,6 +4,7 @@
 its runtime and peak memory are then its own (a process's peak RSS only grows), and a run that
 crashes cannot take the others down. The child writes config.yaml, metrics.json or error.json
 into its run folder (`liftkit.pipeline`); this module reads those back, and never parses a log.
+A stale error.json from an earlier attempt is overwritten by a new failure and removed by a success.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from liftkit import run_dir
 from liftkit.config import RunConfig
+from liftkit.errors import LiftError
+from liftkit.pipeline import preflight
 from liftkit.record import RunRecord
 
 
@@ -44,14 +47,16 @@ class ChildRun:
 def run_child(cfg: RunConfig) -> ChildRun:
     """Run `cfg` as `lift run` in a child process; its output goes to RUN_DIR/run.log.
 
-    `cfg.output_dir` names the run folder (see `run_dir.member_dir`); `cfg` should be validated
-    already, so that a typo fails before hours of other runs."""
+    `cfg.output_dir` names the run folder (see `run_dir.member_dir`). What the child would refuse
+    before writing anything (a bad config or model path, a folder holding a finished run) is
+    refused here, without a child: no error.json could tell it."""
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        preflight(cfg)
+    except LiftError as exc:
+        return ChildRun(out, error=RunError("LiftError", str(exc)))
     config = out / "config.yaml"
     run_dir.write_text(config, cfg.to_yaml())
-    for stale in (run_dir.ERROR, run_dir.METRICS):  # results of an earlier attempt in the same folder
-        (out / stale).unlink(missing_ok=True)
     log = run_dir.log_path(out)
     with log.open("w") as sink:
         proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", str(config)], stdout=sink, stderr=subprocess.STDOUT)

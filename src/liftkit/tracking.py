@@ -38,7 +38,7 @@ class JsonlLogger:
     def start(self, step: int) -> None:
         kept = []
         if step and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
@@ -56,4 +56,12 @@ class JsonlLogger:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _step_of(line: str) -> float:
+    """A history line's step; infinite (dropped on resume) for a line a kill cut short."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 

@@ -59,6 +59,7 @@ class _Setup:
     sampler: Any  # the train loader's own batch sampler (accelerate may wrap it)
     val_loader: Any
     trainable: list[torch.nn.Parameter]
+    labels: list[str]  # class names, from the model config (load_classifier sets them)
 
 
 def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, padding: Padding, cfg: TrainConfig, accelerator: Accelerator, lr: float) -> _Setup:
@@ -71,8 +72,11 @@ def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: Tokeniz
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     trainee = Trainee(accelerator.unwrap_model(model), optimizer, scheduler)  # names without wrapper prefixes
-    state = TrainState(cfg.epochs, steps_per_epoch, accelerator.is_main_process, trainee)
-    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad])
+    # the schedule spans every process's steps; each process takes its share of the batches
+    state = TrainState(cfg.epochs, math.ceil(len(train_loader) / cfg.grad_accum_steps), accelerator.is_main_process, trainee)
+    id2label = trainee.model.config.id2label
+    labels = [id2label[i] for i in range(len(id2label))]
+    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad], labels)
 
 
 def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float) -> torch.Tensor:
@@ -126,7 +130,7 @@ def fit(
                     emit(callbacks, "on_step", state)
             totals = accelerator.reduce(torch.stack([state.loss_sum, torch.tensor(float(state.rows), device=device)]), "sum")
             with accelerator.autocast():
-                val = evaluate(run_eval, setup.val_loader, device).metrics
+                val = evaluate(run_eval, setup.val_loader, device, setup.labels).metrics
             state.end_epoch(EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), getattr(val.scores, cfg.best_metric), cfg.best_metric == "loss")
             emit(callbacks, "on_eval", state, val)
             emit(callbacks, "on_epoch_end", state)

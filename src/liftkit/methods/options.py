@@ -30,6 +30,10 @@ class MethodOptions:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a subclass that keeps its parent's name is not a new method
+            return
+        if cls.name in OPTIONS:
+            raise ValueError(f"two option classes name the method {cls.name!r}: {OPTIONS[cls.name].__qualname__} and {cls.__qualname__}")
         OPTIONS[cls.name] = cls
 
     def problems(self) -> list[str]:
