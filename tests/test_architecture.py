@@ -151,7 +151,7 @@ print("ok", len(METHODS))
     record = {
         "run": {"dataset": "d", "model": "m", "method": "lora", "seed": 0, "learning_rate": 0.002, "date": "x", "device": "cpu",
                 "torch": "t", "liftkit": "0.1.0", "transformers": "5", "peft": "0.21"},
-        "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": []},
+        "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": [], "warnings": []},
         "parameters": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50.0},
         "majority": {"accuracy": 0.5, "macro_f1": 0.3, "macro_precision": 0.25, "macro_recall": 0.5, "weighted_f1": 0.3, "loss": 0.7,
                      "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}}, "confusion_matrix": [[1, 0], [1, 0]]},

@@ -34,7 +34,7 @@ def test_predict_texts_and_files(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run), "i feel happy", "i feel sad"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].endswith("i feel happy")
-    labels = json.loads((trained_run / "labels.json").read_text())
+    labels = json.loads((trained_run / "liftkit.json").read_text())["labels"]
     assert lines[0].split("\t")[0] in labels
 
     inputs = {

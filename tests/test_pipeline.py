@@ -26,8 +26,9 @@ def test_run_saves_a_dir_whose_reload_reproduces_the_reported_test_metrics(tiny_
     cfg = tiny_run_config(kind)
     result = run(cfg, log=lambda m: None)
     out = result.run_dir
-    for name in ("config.yaml", "metrics.json", "report.md", "adapter_config.json", "adapter_model.safetensors", "labels.json", "liftkit.json", "tokenizer_config.json"):
+    for name in ("config.yaml", "metrics.json", "report.md", "adapter_config.json", "adapter_model.safetensors", "liftkit.json", "tokenizer_config.json", "history.jsonl"):
         assert (out / name).is_file(), name
+    assert not (out / "labels.json").exists()  # the label names live in liftkit.json alone
     doc = json.loads((out / "metrics.json").read_text())
     assert doc == json.loads(json.dumps(result.metrics))
     for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss", "runtime_s", "samples_per_s", "steps_per_s"):
@@ -91,7 +92,7 @@ def test_plain_peft_loads_the_run_dir_and_agrees_with_liftkit(tiny_run_config):
 
     cfg = tiny_run_config("distilbert", **{"train.epochs": 1})
     result = run(cfg, log=lambda m: None)
-    labels = json.loads((result.run_dir / "labels.json").read_text())
+    labels = json.loads((result.run_dir / "liftkit.json").read_text())["labels"]
     texts = ["i feel wonderful and loved", "this makes me so angry", "i am afraid of the dark"]
     model = AutoPeftModelForSequenceClassification.from_pretrained(result.run_dir, num_labels=len(labels)).eval()
     tok = AutoTokenizer.from_pretrained(result.run_dir)

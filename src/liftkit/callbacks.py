@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -116,9 +116,10 @@ class Checkpointer(Callback):
     """Resumes from `root/last` (when `resume`), saves the best and the last epoch after each
     epoch, and puts the best epoch's weights back at the end: the model returned is the best one."""
 
-    def __init__(self, root: Path, resume: bool = False):
+    def __init__(self, root: Path, resume: bool = False, log: Callable[[str], None] = print):
         self.root = root
         self.resume = resume
+        self.log = log
 
     def on_train_begin(self, state: TrainState) -> None:
         if not self.resume:
@@ -126,18 +127,20 @@ class Checkpointer(Callback):
         t = state.trainee
         saved = checkpoint.load_last(self.root, t.model, t.optimizer, t.scheduler)
         if saved is None:
+            self.log("resume: no complete checkpoint yet, training from the start")
             return
         state.epoch = state.resumed_from_epoch = saved["epoch"]
         state.history = [EpochRecord.from_dict(h) for h in saved["history"]]
         state.best_epoch, state.best_score = saved["best_epoch"], saved["best_score"]
         state.step = saved.get("step", saved["epoch"] * state.steps_per_epoch)
+        self.log(f"resumed from epoch {state.epoch} of {state.epochs} (optimizer step {state.step}, best epoch so far {state.best_epoch})")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main:
             return
         t = state.trainee
         if state.improved:
-            checkpoint.save_best(self.root, t.model)
+            checkpoint.save_best(self.root, t.model, state.epoch)
         history = [h.to_dict() for h in state.history]
         saved = {"epoch": state.epoch, "history": history, "best_epoch": state.best_epoch, "best_score": state.best_score, "step": state.step}
         checkpoint.save_last(self.root, t.model, t.optimizer, t.scheduler, saved)

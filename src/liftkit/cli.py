@@ -64,6 +64,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None and key != "method.name":
             out[key] = _parse_value(key, value)
+    if getattr(args, "trust_remote_code", False):
+        out["model.trust_remote_code"] = True
     for item in args.set or []:
         if "=" not in item:
             raise LiftError(f"--set {item!r} needs the form key=value, e.g. --set train.weight_decay=0.1")
@@ -82,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         cfg.output_dir = args.resume
     else:
         cfg = load_config(args.config, _overrides(args))
-    result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
+    result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
     print()
     print(render_text(comparison_table(result.record)))
     print()
@@ -118,7 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if bool(args.texts) == bool(args.input):
         raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
     texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
-    predictor = load(args.run_dir, device=args.device)
+    predictor = load(args.run_dir, device=args.device, trust_remote_code=args.trust_remote_code)
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input))
     lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(texts, preds)]
     if args.output:
@@ -136,6 +138,7 @@ def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
             dest = "method_first" if key == "method.name" else None
             p.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=f"sets {key}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.weight_decay=0.1")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code to run (never taken from a file)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -146,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="fine-tune, evaluate base vs fine-tuned, save the run directory")
     _config_flags(p, skip=())
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete a finished run in --output-dir and run again")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="run several methods on the same data and seeds, one table")
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_predict)
     return parser

@@ -8,6 +8,7 @@ reproduces the run. Nothing here imports torch: a config is read and checked in 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class DataConfig:
     max_eval_samples: int | None = None  # seeded random subset of validation and of test
     validation_fraction: float = 0.1  # carved from train (stratified) when there is no validation split
     test_fraction: float = 0.2  # carved from train when a single file has no test split
+    drop_empty: bool = True  # drop rows whose text is empty (with a warning); false: such rows are an error
 
     def problems(self) -> list[str]:
         out = []
@@ -124,12 +126,13 @@ class RunConfig:
         """The peak learning rate this run uses."""
         return self.train.learning_rate or self.method.default_lr
 
+    def problems(self) -> list[str]:
+        """Every problem with the values, one message each (empty when all is well)."""
+        return self.data.problems() + self.model.problems() + self.method.all_problems() + self.train.problems()
+
     def validate(self) -> RunConfig:
         """Collect every problem, then raise once, so a user fixes them all in one go."""
-        problems = self.data.problems() + self.model.problems() + self.method.all_problems()
-        problems += self.train.problems()
-        if problems:
-            raise LiftError("invalid config: " + "; ".join(problems))
+        _raise_if(self.problems())
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,37 +145,121 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build and check a config from plain values (YAML, CLI overrides): every value is parsed
+        to its field's type, and every problem, of type or of value, is reported at once."""
         raw = dict(raw or {})
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        problems: list[str] = []
+        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise LiftError(f"unknown config section(s) {sorted(unknown)}: allowed are data, model, method, train, output_dir, evaluate_base")
-        method_raw = dict(raw.pop("method", None) or {})
-        method_name = method_raw.pop("name", "lora")
+            problems.append(f"unknown config section(s) {unknown}: allowed are data, model, method, train, output_dir, evaluate_base")
+        method_raw = raw.pop("method", None) or {}
+        method_raw = dict(method_raw) if isinstance(method_raw, dict) else method_raw
+        method_name = method_raw.pop("name", "lora") if isinstance(method_raw, dict) else "lora"
         if method_name not in OPTIONS:
             raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(OPTIONS))}")
-        return cls(
-            data=_build(DataConfig, raw.pop("data", None), "data"),
-            model=_build(ModelConfig, raw.pop("model", None), "model"),
-            method=build_options(method_name, method_raw),
-            train=_build(TrainConfig, raw.pop("train", None), "train"),
-            **raw,
-        )
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        built = {name: _build(kind, raw.pop(name, None), name, problems) for name, kind in sections.items()}
+        built["method"] = _build(OPTIONS[method_name], method_raw, "method", problems)
+        top = _build(_TopLevel, {k: v for k, v in raw.items() if k not in unknown}, "", problems)
+        cfg = cls(**built, output_dir=top.output_dir, evaluate_base=top.evaluate_base)
+        _raise_if(problems + cfg.problems())
+        return cfg
+
+
+@dataclass
+class _TopLevel:
+    """The config's keys outside any section, parsed like a section's."""
+
+    output_dir: str | None = None
+    evaluate_base: bool = True
+
+
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise LiftError("invalid config: " + "; ".join(problems))
 
 
 def build_options(method: str, raw: dict[str, Any] | None) -> MethodOptions:
     """The options of `method` from a mapping (a config's method section, a run's manifest)."""
-    return _build(OPTIONS[method], raw, "method")
+    problems: list[str] = []
+    options = _build(OPTIONS[method], raw, "method", problems)
+    _raise_if(problems + options.all_problems())
+    return options
 
 
-def _build(kind: type, raw: dict[str, Any] | None, section: str) -> Any:
-    raw = raw or {}
+def _build(kind: type, raw: Any, section: str, problems: list[str]) -> Any:
+    """`kind` from the mapping `raw`, each value parsed to its field's type. A value that cannot be
+    parsed adds a problem and leaves the field at its default, so later checks still run."""
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise LiftError(f"config section {section!r} must be a mapping, got {raw!r}")
-    allowed = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(raw) - allowed)
+        problems.append(f"config section {section!r} must be a mapping of keys to values, got {raw!r}")
+        return kind()
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise LiftError(f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(allowed))}")
-    return kind(**raw)
+        problems.append(f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(fields))}")
+    values = {}
+    for name, value in raw.items():
+        if name in fields:
+            key = f"{section}.{name}" if section else name
+            parsed, problem = parse_value(value, str(fields[name].type), key, fields[name].metadata.get("expects"))
+            if problem:
+                problems.append(problem)
+            else:
+                values[name] = parsed
+    return kind(**values)
+
+
+_TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
+_WHAT = {"int": "a whole number", "float": "a number", "bool": "true or false (or yes/no, 1/0)", "str": "a text",
+         "list[str]": "a list of names (or one comma-separated text)", "None": "null"}
+
+
+def parse_value(value: Any, annotation: str, key: str, expects: str | None = None) -> tuple[Any, str | None]:
+    """`value` as the type `annotation` names ("int", "float | None", "list[str] | None", ...), or a
+    problem naming the key, the value and what is allowed (`expects`, where the type says too
+    little). YAML reads 5e-5 as text and the CLI passes text: both are parsed here, so every
+    spelling of a number works."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None:
+        return (None, None) if "None" in kinds else (None, f"{key} must not be null: give {_WHAT.get(kinds[0], kinds[0])}")
+    for kind in kinds:
+        ok, parsed = _parse_as(kind, value)
+        if ok:
+            return parsed, None
+    allowed = expects or " or ".join(_WHAT.get(k, k) for k in kinds)
+    return None, f"{key}={value!r} must be {allowed}"
+
+
+def _parse_as(kind: str, value: Any) -> tuple[bool, Any]:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    text = value.strip() if isinstance(value, str) else None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return True, value
+        word = text.lower() if text is not None else (str(int(value)) if number and value in (0, 1) else None)
+        return (True, word in _TRUE) if word in _TRUE | _FALSE else (False, None)
+    if kind == "int":
+        if number and float(value).is_integer():
+            return True, int(value)
+        try:
+            return (True, int(text)) if text is not None else (False, None)
+        except ValueError:
+            return False, None
+    if kind == "float":
+        try:
+            parsed = float(value) if number else float(text) if text is not None else None
+        except ValueError:
+            return False, None
+        return (True, parsed) if parsed is not None and math.isfinite(parsed) else (False, None)
+    if kind == "str":
+        return (True, value) if isinstance(value, str) else (False, None)
+    if kind == "list[str]":
+        if isinstance(value, str):
+            return True, [part.strip() for part in value.split(",") if part.strip()]
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        return (True, list(value)) if ok else (False, None)
+    return False, None
 
 
 def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -201,11 +288,22 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise LiftError(f"config file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
         if not isinstance(raw, dict):
             raise LiftError(f"config file {str(path)!r} must hold a mapping of sections (data, model, method, train)")
-    for dotted, value in (overrides or {}).items():
+    overrides = overrides or {}
+    if path is not None and "model.trust_remote_code" not in overrides:
+        _no_trust_from_files(raw, path)
+    for dotted, value in overrides.items():
         if dotted == "method.name" and value != (raw.get("method") or {}).get("name", "lora"):
             raw["method"] = {}  # options of another method do not carry over
         set_dotted(raw, dotted, value)
-    try:
-        return RunConfig.from_dict(raw).validate()
-    except TypeError as exc:  # a dataclass got a value of the wrong shape
-        raise LiftError(f"invalid config: {exc}") from None
+    return RunConfig.from_dict(raw)
+
+
+def _no_trust_from_files(raw: dict[str, Any], path: Path) -> None:
+    """Running a model repository's own code is the caller's decision, never a file's: a recipe or
+    a run folder someone sent you must not switch it on."""
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("trust_remote_code") not in (None, False, "false", "no", 0):
+        raise LiftError(
+            f"config file {str(path)!r} sets model.trust_remote_code, which would run the model repository's own code: "
+            "pass --trust-remote-code yourself if you trust it, or set it to false"
+        )

@@ -53,18 +53,25 @@ class Splits:
     label_names: list[str]
     source: str  # where the rows came from, for the report
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled, for the report
+    warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead
 
     def summary(self) -> DataSummary:
         rows = {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
-        return DataSummary(self.source, self.label_names, rows, self.notes)
+        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings)
 
 
 def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
-    """Resolve, read, check and cut the dataset named in `cfg`."""
+    """Resolve, read, check and cut the dataset named in `cfg`.
+
+    What cannot train a sound classifier is an error (one class, a repeated header row, a label
+    outside the label list); what may mislead is a warning kept in `Splits.warnings` (dropped
+    empty texts, evaluation labels never seen in training, classes missing from an evaluation
+    split)."""
     tables, label_names, source = _read_source(cfg.dataset)
-    tables = {name: _columns(table, name, cfg, source) for name, table in tables.items()}
-    label_names = label_names or _discover_labels(tables)
-    splits = {name: _encode_labels(texts, raw, label_names, name, source) for name, (texts, raw) in tables.items()}
+    warnings: list[str] = []
+    tables = {name: _columns(table, name, cfg, source, warnings) for name, table in tables.items()}
+    label_names, index = _label_space(tables, label_names)
+    splits = {name: _encode_labels(texts, raw, label_names, index, name, source) for name, (texts, raw) in tables.items()}
     notes: list[str] = []
     if "train" not in splits:
         raise LiftError(f"dataset {source} has no train split (found {sorted(splits)}): add a train file")
@@ -79,7 +86,8 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
             pick = np.sort(np.random.default_rng(seed).permutation(len(splits[name]))[:limit])
             notes.append(f"{name} subsampled to {limit} of {len(splits[name])} rows (seed {seed})")
             splits[name] = splits[name].subset(pick)
-    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes)
+    warnings += _check_classes(splits, label_names, source)
+    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings)
 
 
 def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
@@ -126,11 +134,11 @@ def _read_file(path: Path) -> Any:
         raise LiftError(f"data file {str(path)!r} is empty: fill it or remove it")
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
-            table = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            table = pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
         elif name.endswith((".json", ".json.gz")):
-            table = pd.read_json(path, dtype=False, convert_dates=False)
+            table = pd.read_json(path, dtype=False, convert_dates=False, encoding="utf-8-sig")
         elif name.endswith((".csv", ".csv.gz", ".tsv")):
-            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False)
+            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False, encoding="utf-8-sig")
         elif name.endswith(".parquet"):
             table = pd.read_parquet(path)
         else:
@@ -177,7 +185,7 @@ def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, 
     return tables, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
 
 
-def _columns(table: Any, split: str, cfg: DataConfig, source: str) -> tuple[list[str], list[Any]]:
+def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]) -> tuple[list[str], list[Any]]:
     columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
     for role, column in (("text", cfg.text_column), ("label", cfg.label_column)):
         if column not in columns:
@@ -186,24 +194,63 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str) -> tuple[list
                 f"pass --{role}-column NAME"
             )
     texts, labels = list(table[cfg.text_column]), list(table[cfg.label_column])
+    where = f"the {split} split of {source}"
+    for i, label in enumerate(labels):
+        if isinstance(label, str) and label.strip() == cfg.label_column:
+            raise LiftError(f"row {i} of {where} looks like a repeated header row (label {label!r}): delete that row")
+    empty = [i for i, text in enumerate(texts) if text is None or (isinstance(text, float) and math.isnan(text)) or (isinstance(text, str) and not text.strip())]
+    if empty and not cfg.drop_empty:
+        raise LiftError(f"{len(empty)} row(s) of {where} have no text (first: row {empty[0]}): fill or drop them, or set data.drop_empty=true")
+    if empty:
+        warnings.append(f"dropped {len(empty)} row(s) with empty text from {where} (first: row {empty[0]})")
+        keep = sorted(set(range(len(texts))) - set(empty))
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     if not texts:
-        raise LiftError(f"the {split} split of {source} is empty: add rows or remove the file")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            if text is None or (isinstance(text, float) and math.isnan(text)):
-                raise LiftError(f"row {i} of the {split} split of {source} has no text: fill or drop it")
-            texts[i] = str(text)
-    return texts, labels
+        raise LiftError(f"{where} has no rows with text: add rows or remove the file")
+    return [t if isinstance(t, str) else str(t) for t in texts], labels
 
 
-def _discover_labels(tables: dict[str, tuple[list[str], list[Any]]]) -> list[str]:
-    """Without labels.json: integer labels name themselves 0..max, string labels sort."""
+def _label_space(tables: dict[str, tuple[list[str], list[Any]]], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
+    """Label names, and each raw label value's class id.
+
+    With a label list (labels.json, the hub's names), a label is a name from it or its position in
+    it. Without one, integer labels name themselves: 0..K-1 keep their ids, any other set of
+    integers (1 and 2, say) becomes classes "1", "2" in order, so no empty class is invented.
+    Text labels sort.
+    """
     values = [v for _, labels in tables.values() for v in labels]
-    if all(_as_int(v) is not None for v in values):
-        return [str(i) for i in range(max(_as_int(v) for v in values) + 1)]
+    if names:
+        index: dict[Any, int] = {name: i for i, name in enumerate(names)}
+        index.update({i: i for i in range(len(names))})
+        return names, index
+    ints = [_as_int(v) for v in values]
+    if all(i is not None for i in ints):
+        found = sorted(set(ints))
+        return [str(i) for i in found], {i: k for k, i in enumerate(found)}
     if all(isinstance(v, str) for v in values):
-        return sorted(set(values))
+        found = sorted(set(values))
+        return found, {name: k for k, name in enumerate(found)}
     raise LiftError("labels mix numbers and names: use one kind, or add a labels.json listing the names")
+
+
+def _check_classes(splits: dict[str, Split], names: list[str], source: str) -> list[str]:
+    """Errors for train sets no classifier can learn from; warnings for evaluation splits that
+    cannot measure every class."""
+    trained = set(splits["train"].labels)
+    if len(trained) < 2:
+        only = ", ".join(repr(names[i]) for i in sorted(trained)) or "none"
+        raise LiftError(f"the train split of {source} has {len(trained)} class ({only}): a classifier needs at least two; check the label column and the data")
+    warnings = []
+    for name in ("validation", "test"):
+        labels = splits[name].labels
+        unseen = {names[i]: labels.count(i) for i in sorted(set(labels) - trained)}
+        if unseen:
+            counts = ", ".join(f"{label} {n}" for label, n in unseen.items())
+            warnings.append(f"{sum(unseen.values())} {name} row(s) have labels never seen in training ({counts}): the model cannot predict them")
+        missing = [names[i] for i in sorted(trained - set(labels))]
+        if missing:
+            warnings.append(f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(missing[:10])}): too small to measure them, add rows")
+    return warnings
 
 
 def _as_int(value: Any) -> int | None:
@@ -216,12 +263,11 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _encode_labels(texts: list[str], raw: list[Any], names: list[str], split: str, source: str) -> Split:
-    index = {name: i for i, name in enumerate(names)}
+def _encode_labels(texts: list[str], raw: list[Any], names: list[str], index: dict[Any, int], split: str, source: str) -> Split:
     labels = []
     for row, value in enumerate(raw):
-        label = index.get(value) if isinstance(value, str) else _as_int(value)
-        if label is None or not 0 <= label < len(names):
+        label = index.get(value if isinstance(value, str) else _as_int(value))
+        if label is None:
             raise LiftError(
                 f"label {value!r} in row {row} of the {split} split of {source} is not one of the "
                 f"{len(names)} labels {names[:10]}{'...' if len(names) > 10 else ''}: fix the row or the label list (labels.json)"

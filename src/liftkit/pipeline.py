@@ -6,8 +6,10 @@ listen to training, and what is written where (through `run_dir`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -61,37 +63,50 @@ class _Prepared:
     accelerator: Accelerator
 
 
-def preflight(cfg: RunConfig, resume: bool = False) -> Path:
+def preflight(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """The checks that need no data and write nothing: the config, the model path, and a run
     folder that does not already hold a finished run. Returns the run folder."""
     cfg.validate()
     resolve_model_source(cfg.model.name)  # a bad model path fails before any data is read
     out = run_dir.new_run_dir(cfg.output_dir, cfg.data.dataset, cfg.method.name)
-    if not resume and (out / run_dir.MANIFEST).exists():
-        raise LiftError(f"{str(out)!r} already holds a finished run: pick another --output-dir, or --resume it")
+    _check_not_finished(out, resume, overwrite)
     return out
 
 
-def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print) -> RunResult:
+def _check_not_finished(out: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.finished(out) and not (resume or overwrite):
+        raise LiftError(f"{str(out)!r} already holds a finished run: pick another --output-dir, --resume it, or --overwrite it")
+
+
+def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False) -> RunResult:
     """Fine-tune as `cfg` says, evaluate before and after, save the run directory.
 
-    A run that fails after `preflight` leaves error.json (and error.txt, the traceback) in its
-    folder; one that fails `preflight` writes nothing."""
-    out = preflight(cfg, resume)
-    cfg.output_dir = str(out)
-    run_dir.write_text(out / "config.yaml", cfg.to_yaml())
-    try:
-        record = _run(cfg, out, resume, log)
-    except (Exception, KeyboardInterrupt) as exc:
-        run_dir.write_error(out, exc)
-        raise
-    run_dir.clear_error(out)
+    The run holds the folder's lock throughout (one run per folder). A run that fails after
+    `preflight` leaves error.json (and error.txt, the traceback) in its folder; one that fails
+    `preflight` writes nothing. `overwrite` deletes a finished run in the folder first."""
+    out = preflight(cfg, resume, overwrite)
+    main_rank = os.environ.get("RANK", "0") == "0"  # data-parallel runs: the first process holds the folder
+    with run_dir.lock(out) if main_rank else contextlib.nullcontext():
+        _check_not_finished(out, resume, overwrite)  # again, now that no other run can finish meanwhile
+        if overwrite and not resume and main_rank and run_dir.finished(out):
+            log(f"--overwrite: deleting the finished run in {out}")
+            run_dir.clear(out)
+        cfg.output_dir = str(out)
+        run_dir.write_text(out / "config.yaml", cfg.to_yaml())
+        try:
+            record = _run(cfg, out, resume, log)
+        except (Exception, KeyboardInterrupt) as exc:
+            run_dir.write_error(out, exc)
+            raise
+        run_dir.clear_error(out)
     return RunResult(out, record)
 
 
 def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     splits = load_splits(cfg.data, cfg.train.seed)
     log(f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {len(splits.label_names)} labels")
+    for warning in splits.warnings:
+        log(f"warning: {warning}")
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.train.seed)  # before the head is initialised: same seed, same run
     model = load_classifier(cfg.model, splits.label_names, tokenizer)
@@ -123,7 +138,7 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
     params = parameter_counts(model)
     log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)")
     callbacks = [
-        Checkpointer(run_dir.checkpoint_dir(out), resume), EarlyStopping(cfg.train.early_stopping_patience),
+        Checkpointer(run_dir.checkpoint_dir(out), resume, log), EarlyStopping(cfg.train.early_stopping_patience),
         MetricLogging([JsonlLogger(run_dir.history_path(out))], cfg.train.log_every), ProgressBar(),
     ]
     trained = fit(

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -23,7 +25,7 @@ from liftkit.evaluate import predict_logits
 from liftkit.methods import METHODS
 from liftkit.modeling import arch_of, load_classifier
 from liftkit.resources import pick_device
-from liftkit.run_dir import read_manifest
+from liftkit.run_dir import WEIGHTS, read_manifest
 
 
 class Predictor:
@@ -38,17 +40,28 @@ class Predictor:
         self.device = device
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "auto") -> Predictor:
-        """Everything but the weights comes from the run's manifest (liftkit.json)."""
+    def from_run(cls, path: str | Path, device: str = "auto", trust_remote_code: bool = False) -> Predictor:
+        """Everything but the weights comes from the run's manifest (liftkit.json). Whether the base
+        model's own code may run is the caller's decision (`trust_remote_code`), never the folder's."""
         path = Path(path)
         manifest = read_manifest(path)
         if manifest.method not in METHODS:
             raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
-        model_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=manifest.trust_remote_code, revision=manifest.revision)
-        tokenizer = AutoTokenizer.from_pretrained(path)  # saved by the run, pad token included
+        check_weights(path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)  # saved by the run, pad token included
+        except (OSError, ValueError) as exc:
+            raise damaged(path, f"its tokenizer cannot be loaded ({_first_line(exc)})") from None
+        model_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision)
         base = load_classifier(model_cfg, manifest.labels, tokenizer)
         options = build_options(manifest.method, manifest.method_options)
-        model = METHODS[manifest.method].load(base, options, arch_of(base), path)
+        try:
+            model = METHODS[manifest.method].load(base, options, arch_of(base), path)
+        except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+            what = _first_line(exc)[:200]
+            if "size mismatch" in what or "size of tensor" in what:
+                raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json ({what})") from None
+            raise damaged(path, f"its weights cannot be loaded ({what})") from None
         torch_device = pick_device(device)
         padding = Padding.of(tokenizer, left=manifest.padding_side == "left")
         return cls(model.to(torch_device), tokenizer, manifest.labels, manifest.max_length, padding, torch_device)
@@ -57,7 +70,16 @@ class Predictor:
         """Class probabilities, one row per text, columns in `self.labels` order."""
         if isinstance(texts, str):
             texts = [texts]
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        texts = list(texts)
+        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+        if bad:
+            kinds = ", ".join(f"texts[{i}] is {type(texts[i]).__name__}" for i in bad[:5])
+            raise LiftError(f"{len(bad)} item(s) to classify are not text ({kinds}): pass strings")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise LiftError(f"batch_size={batch_size!r} must be a whole number of at least 1")
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         data = TokenizedSplit([np.asarray(x, dtype=np.int64) for x in ids], np.zeros(len(ids), dtype=np.int64))
         batches = loader(data, batch_size, self.padding, shuffle=False)
         if progress:
@@ -87,35 +109,71 @@ class _ProgressLoader:
         return iter(tqdm(self.inner, desc="predict", leave=False))
 
 
-def load(path: str | Path, device: str = "auto") -> Predictor:
+def load(path: str | Path, device: str = "auto", trust_remote_code: bool = False) -> Predictor:
     """The public entry point: `liftkit.load(RUN_DIR).predict([...])`."""
-    return Predictor.from_run(path, device)
+    return Predictor.from_run(path, device, trust_remote_code)
+
+
+def damaged(path: Path, what: str) -> LiftError:
+    return LiftError(f"run folder {str(path)!r} is damaged: {what}; copy it again, or retrain")
+
+
+def check_weights(path: Path) -> None:
+    """The weight files a run folder must hold: peft's adapter pair, or liftkit's own tensors."""
+    if (path / "adapter_config.json").is_file():
+        if not (path / "adapter_model.safetensors").is_file():
+            raise damaged(path, "adapter_model.safetensors (the adapter and the classifier head) is missing")
+    elif not (path / WEIGHTS).is_file():
+        raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
-    """Texts from a .txt (one per line), .jsonl or .csv file."""
+    """Texts from a .txt (one per line), .jsonl or .csv file (UTF-8, a byte-order mark allowed)."""
     if not path.is_file():
         raise LiftError(f"input file {str(path)!r} not found: check the path")
     name = path.name.lower()
-    if name.endswith(".txt"):
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif name.endswith(".jsonl"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        texts = _column(rows, text_column, path)
-    elif name.endswith(".csv"):
-        with path.open(newline="", encoding="utf-8") as f:
-            texts = _column(list(csv.DictReader(f)), text_column, path)
-    else:
+    if not name.endswith((".txt", ".jsonl", ".csv")):
         raise LiftError(f"input file {str(path)!r} has an unknown format: use .txt, .jsonl or .csv")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise LiftError(f"input file {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}): convert it to UTF-8") from None
+    if name.endswith(".txt"):
+        texts = [line for line in content.splitlines() if line.strip()]
+    elif name.endswith(".jsonl"):
+        texts = _column(_json_lines(content, path), text_column, path)
+    else:
+        texts = _column(csv.DictReader(io.StringIO(content, newline="")), text_column, path)
     if not texts:
         raise LiftError(f"input file {str(path)!r} holds no texts: add some")
     return texts
 
 
-def _column(rows: Iterable[dict[str, Any]], column: str, path: Path) -> list[str]:
+def _json_lines(content: str, path: Path) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(content.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LiftError(f"line {number} of {str(path)!r} is not valid JSON ({exc.msg}, column {exc.colno}): fix the line") from None
+
+
+def _column(rows: Iterable[Any], column: str, path: Path) -> list[str]:
+    """The `column` of every row; rows are (line number, dict) for JSONL, dicts for CSV."""
     texts = []
     for i, row in enumerate(rows):
+        number, row = row if isinstance(row, tuple) else (i + 2, row)  # CSV: line 1 is the header
         if not isinstance(row, dict) or column not in row:
-            raise LiftError(f"row {i} of {str(path)!r} has no {column!r} field: pass --text-column NAME")
-        texts.append(str(row[column]))
+            raise LiftError(f"line {number} of {str(path)!r} has no {column!r} field: pass --text-column NAME")
+        text = row[column]
+        if not isinstance(text, str):
+            what = "null" if text is None else f"a {type(text).__name__} ({text!r})"
+            raise LiftError(f"line {number} of {str(path)!r}: {column!r} is {what}, not a text: fix or drop the line")
+        texts.append(text)
     return texts

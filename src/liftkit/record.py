@@ -103,7 +103,7 @@ class TrainSummary:
     resumed_from_epoch: int = 0
     runtime_s: float = 0.0  # wall time of the fit in this process (frozen-bottom caching and validation included)
     samples_per_s: float = 0.0
-    optimizer_steps: int = 0  # taken by this process in this fit
+    optimizer_steps: int = 0  # taken by this process over the whole run, those before a resume included
     processes: int = 1  # data-parallel processes that shared the work
     steps_per_s: float = 0.0
     peak_memory_mb: float = 0.0
@@ -152,6 +152,7 @@ class DataSummary:
     labels: list[str]
     rows: dict[str, int]  # split -> row count
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled
+    warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead (see liftkit.data)
 
 
 @dataclass

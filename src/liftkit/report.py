@@ -78,6 +78,7 @@ def render_markdown(record: RunRecord) -> str:
         f"Data: {data.source}; rows train {data.rows['train']}, validation {data.rows['validation']}, "
         f"test {data.rows['test']}; {len(data.labels)} labels.",
         *[f"- {note}" for note in data.notes],
+        *[f"- **warning:** {warning}" for warning in data.warnings],
         "",
         "## Test split: base vs fine-tuned",
         "",

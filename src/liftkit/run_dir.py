@@ -5,9 +5,9 @@ RUN_DIR/
   config.yaml                 the resolved config: `lift run RUN_DIR/config.yaml` reproduces the run
   liftkit.json                manifest: what loading the model needs (method and its options, base
                               model, labels, max_length, padding side, versions); read by predict
-  labels.json                 label names, position = class id
   adapter_config.json         \\ a standard peft adapter folder (PEFT methods): loads with plain
   adapter_model.safetensors   /  peft, classifier head included (modules_to_save)
+  liftkit_weights.safetensors the trainable tensors of liftkit's own methods (instead of the pair above)
   tokenizer.json, ...         the tokenizer, pad token set
   metrics.json                the run record (liftkit.record): every figure, measured by this run
   history.jsonl               per-step training loss and lr, per-epoch validation (liftkit.tracking)
@@ -23,6 +23,7 @@ place, so a crash never leaves a half-written file behind.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -30,9 +31,10 @@ import shutil
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -42,6 +44,7 @@ from liftkit.record import RunRecord, known_fields
 MANIFEST = "liftkit.json"
 METRICS = "metrics.json"
 ERROR = "error.json"
+WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
 
 
 def _stem(dataset: str) -> str:
@@ -63,6 +66,42 @@ def new_comparison_dir(output_dir: str | None, dataset: str) -> Path:
 def member_dir(parent: Path, method: str, seed: int) -> Path:
     """The run folder of one method and seed inside a comparison (or search) folder."""
     return parent / f"{method}-seed{seed}"
+
+
+@contextmanager
+def lock(run_dir: Path) -> Iterator[None]:
+    """Hold an OS lock on RUN_DIR/.lock while a run writes there: a second run into the same folder
+    fails at once, naming the process that holds it. The OS releases the lock however the holder
+    ends (exception, Ctrl-C, kill -9), so a stale lock never blocks a resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise LiftError(f"run folder {str(run_dir)!r} is in use by {holder}: wait for it to finish, or pick another --output-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"lift (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / MANIFEST).is_file()
+
+
+def clear(run_dir: Path) -> None:
+    """Delete what a run wrote into `run_dir` (for --overwrite), keeping the lock the caller holds."""
+    for path in run_dir.iterdir():
+        if path.name != ".lock":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -116,7 +155,8 @@ class Manifest:
 
 
 def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest) -> None:
-    """Write weights (through the method's saver), tokenizer, labels and manifest, each atomically."""
+    """Write weights (through the method's saver), tokenizer and manifest (which holds the label
+    names: one source), each atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
     try:
@@ -126,7 +166,6 @@ def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: A
             os.replace(path, run_dir / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(run_dir / "labels.json", manifest.labels)
     write_json(run_dir / MANIFEST, dataclasses.asdict(manifest))
 
 

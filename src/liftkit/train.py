@@ -145,7 +145,7 @@ def _summary(state: TrainState, bottom: frozen.FrozenBottom | None, stopped: boo
         epochs_run=len(state.history), best_epoch=state.best_epoch, stopped_early=stopped,
         resumed_from_epoch=state.resumed_from_epoch, runtime_s=runtime,
         samples_per_s=state.samples * processes / runtime if state.samples else 0.0,
-        optimizer_steps=state.steps_taken, processes=processes,
+        optimizer_steps=state.step, processes=processes,
         steps_per_s=state.steps_taken / runtime if state.steps_taken else 0.0,
         peak_memory_mb=peak_memory_mb(accelerator.device),
         frozen_layers=bottom.depth if bottom else 0, frozen_cached=bool(bottom and bottom.cached),

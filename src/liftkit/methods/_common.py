@@ -12,8 +12,8 @@ from torch import nn
 from liftkit.checkpoint import load_trainable, trainable_state
 from liftkit.errors import LiftError
 from liftkit.modeling import Arch, linear_names, top_layer_paths
+from liftkit.run_dir import WEIGHTS
 
-WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
 
 
 def named_by(path: str, suffixes: list[str]) -> bool:

@@ -8,9 +8,10 @@ itself under its `name` when defined (`OPTIONS`); `module` names the module unde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+TRAIN_LAYERS = "a number of layers (0 or more), a share such as '50%', or null for all"
 OPTIONS: dict[str, type[MethodOptions]] = {}  # method name -> its options class, filled as classes are defined
 
 
@@ -26,7 +27,7 @@ class MethodOptions:
 
     # adapt only the top N transformer layers, or the top "P%" of them (null: all). The layers below
     # then stay frozen and training computes them once instead of every step (see liftkit.frozen)
-    train_layers: int | str | None = None
+    train_layers: int | str | None = field(default=None, metadata={"expects": TRAIN_LAYERS})
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -47,7 +48,7 @@ class MethodOptions:
         if isinstance(layers, bool) or not (
             layers is None or (isinstance(layers, int) and layers >= 0) or (isinstance(layers, str) and share(layers) is not None)
         ):
-            out.append(f"method.train_layers={layers!r} must be a number of layers (0 or more), a share such as '50%', or null for all")
+            out.append(f"method.train_layers={layers!r} must be {TRAIN_LAYERS}")
         return out
 
 
@@ -80,7 +81,7 @@ class LoraOptions(MethodOptions):
     # the top half of the layers: the bottom half is then computed once instead of every step,
     # 1.75x faster training for 0.9 to 1.55 points of accuracy on emotion (docs/results.md,
     # Speed); null adapts every layer
-    train_layers: int | str | None = "50%"
+    train_layers: int | str | None = field(default="50%", metadata={"expects": TRAIN_LAYERS})
 
     def problems(self) -> list[str]:
         out = []
