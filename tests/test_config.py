@@ -76,3 +76,23 @@ def test_a_method_name_is_taken_once():
         class Clash(MethodOptions):
             name = "lora"
     assert OPTIONS["lora"] is LoraOptions
+
+
+@pytest.mark.parametrize("text, value", [("5e-5", 5e-5), ("1e-3", 1e-3), ("0.00005", 5e-5), ("2E-3", 2e-3)])
+def test_every_spelling_of_a_learning_rate_works(text, value, tmp_path):
+    from liftkit.cli import _parse_value
+
+    assert load_config(None, {"train.learning_rate": _parse_value("train.learning_rate", text)}).train.learning_rate == value
+    (tmp_path / "c.yaml").write_text(f"train:\n  learning_rate: {text}\n")  # YAML reads 5e-5 as text
+    assert load_config(tmp_path / "c.yaml").train.learning_rate == value
+
+
+@pytest.mark.parametrize(
+    "raw, parsed",
+    [({"train.epochs": "1"}, ("epochs", 1)), ({"train.cache_frozen": "no"}, ("cache_frozen", False)),
+     ({"train.cache_frozen": 1}, ("cache_frozen", True)), ({"train.epochs": 2.0}, ("epochs", 2))],
+)
+def test_values_are_parsed_to_their_declared_type(raw, parsed):
+    name, value = parsed
+    got = getattr(load_config(None, raw).train, name)
+    assert got == value and type(got) is type(value)

@@ -94,3 +94,39 @@ def test_bad_input_gives_one_clear_line(setup, fragment, tmp_path, monkeypatch):
         load_splits(DataConfig(dataset=dataset))
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_integer_labels_name_themselves_and_invent_no_empty_class(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "label": [1, 2][i % 2]} for i in range(20)])
+    _write_jsonl(tmp_path / "test.jsonl", [{"text": f"x{i}", "label": [1, 2][i % 2]} for i in range(6)])
+    splits = load_splits(DataConfig(dataset=str(tmp_path)))
+    assert splits.label_names == ["1", "2"] and set(splits.train.labels) == {0, 1}
+    assert splits.warnings == []
+
+
+def test_what_may_mislead_is_warned_and_empty_texts_are_dropped(tmp_path):
+    train = [{"text": f"t{i}", "label": ["a", "b", "c"][i % 3]} for i in range(30)] + [{"text": "", "label": "a"}, {"text": None, "label": "b"}]
+    _write_jsonl(tmp_path / "train.jsonl", train)
+    _write_jsonl(tmp_path / "validation.jsonl", [{"text": f"v{i}", "label": ["a", "b"][i % 2]} for i in range(4)])
+    _write_jsonl(tmp_path / "test.jsonl", [{"text": f"x{i}", "label": ["a", "b", "c", "z"][i % 4]} for i in range(8)])
+    splits = load_splits(DataConfig(dataset=str(tmp_path)))
+    assert len(splits.train) == 30 and "" not in splits.train.texts
+    assert splits.label_names == ["a", "b", "c", "z"]
+    assert splits.warnings == [
+        "dropped 2 row(s) with empty text from the train split of " + str(tmp_path) + " (first: row 30)",
+        "the validation split has no rows of 1 class(es) (c): too small to measure them, add rows",
+        "2 test row(s) have labels never seen in training (z 2): the model cannot predict them",
+    ]
+    with pytest.raises(LiftError, match=r"2 row\(s\) of the train split .* have no text \(first: row 30\): fill or drop them, or set data.drop_empty=true"):
+        load_splits(DataConfig(dataset=str(tmp_path), drop_empty=False))
+
+
+def test_data_warnings_reach_the_log_and_the_record(tiny_run_config, tmp_path):
+    from liftkit.pipeline import run
+
+    rows = [{"text": f"some words {i}", "label": ["a", "b"][i % 2]} for i in range(40)] + [{"text": " ", "label": "a"}]
+    _write_jsonl(tmp_path / "data.jsonl", rows)
+    logs = []
+    result = run(tiny_run_config("bert", **{"data.dataset": str(tmp_path / "data.jsonl"), "train.epochs": 1}), log=logs.append)
+    warning = next(w for w in result.record.data.warnings if w.startswith("dropped 1 row(s) with empty text"))
+    assert f"warning: {warning}" in logs and warning in (result.run_dir / "report.md").read_text()

@@ -21,3 +21,59 @@ def test_a_manifest_from_a_newer_liftkit_loads_what_this_one_knows(tmp_path):
     (tmp_path / "liftkit.json").write_text(json.dumps(new))
     manifest = run_dir.read_manifest(tmp_path)
     assert (manifest.padding_side, manifest.method_options, manifest.liftkit) == ("left", {"r": 4}, "9.0")
+
+
+def _run_cmd(tiny_models, out, *extra):
+    import sys
+
+    return [sys.executable, "-m", "liftkit.cli", "run", "--model", str(tiny_models["bert"]), "--max-train-samples", "48",
+            "--max-eval-samples", "24", "--epochs", "1", "--max-length", "32", "--output-dir", str(out), *extra]
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once_naming_the_holder(tiny_models, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    first = subprocess.Popen(_run_cmd(tiny_models, out, "--seed", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "pid" not in ((out / ".lock").read_text() if (out / ".lock").exists() else ""):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGSTOP)  # hold it there, lock taken, for as long as the second needs
+        try:
+            second = subprocess.run(_run_cmd(tiny_models, out, "--seed", "2"), capture_output=True, text=True, timeout=120)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        assert second.returncode == 2
+        last = second.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: run folder") and f"is in use by lift (pid {first.pid}" in last and "Traceback" not in second.stderr
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    saved = (out / "config.yaml").read_text()
+    assert "seed: 1" in saved and json.loads((out / "metrics.json").read_text())["run"]["seed"] == 1  # one run's folder, whole
+
+
+def test_the_lock_goes_with_its_holder(tmp_path):
+    with run_dir.lock(tmp_path):
+        pass
+    with run_dir.lock(tmp_path):  # released: taken again at once
+        pass
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite(tiny_models, tmp_path):
+    import subprocess
+
+    out = tmp_path / "run"
+    assert subprocess.run(_run_cmd(tiny_models, out), capture_output=True).returncode == 0
+    (out / "stray.txt").write_text("from the first run")
+    again = subprocess.run(_run_cmd(tiny_models, out), capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    replaced = subprocess.run(_run_cmd(tiny_models, out, "--overwrite", "--seed", "3"), capture_output=True, text=True)
+    assert replaced.returncode == 0, replaced.stderr
+    assert not (out / "stray.txt").exists() and json.loads((out / "metrics.json").read_text())["run"]["seed"] == 3

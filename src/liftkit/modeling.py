@@ -195,6 +195,11 @@ def smollm2_dir() -> Path:
 
 def _hub_error(name: str, exc: Exception) -> LiftError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "trust_remote_code" in str(exc):
+        return LiftError(
+            f"model {name!r} needs its own code to load (its folder or repository ships custom modeling files), which "
+            "liftkit does not run unless you ask: pass --trust-remote-code (liftkit.load(..., trust_remote_code=True)) if you trust it"
+        )
     return LiftError(
         f"could not load model {name!r} ({first[:200]}): if it is a hub id, go online once or pre-download it "
         f"into the Hugging Face cache; or pass a local folder, or the embedded default {DEFAULT_MODEL!r}"

@@ -59,8 +59,8 @@ class Predictor:
             model = METHODS[manifest.method].load(base, options, arch_of(base), path)
         except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
             what = _first_line(exc)[:200]
-            if "size mismatch" in what or "size of tensor" in what:
-                raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json ({what})") from None
+            if "size mismatch" in str(exc) or "size of tensor" in str(exc):
+                raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json") from None
             raise damaged(path, f"its weights cannot be loaded ({what})") from None
         torch_device = pick_device(device)
         padding = Padding.of(tokenizer, left=manifest.padding_side == "left")
