@@ -36,6 +36,11 @@ def three_rows(tmp):
     return _jsonl(tmp / "three.jsonl", [{"text": t, "label": ["a", "b", "a"][i]} for i, t in enumerate(_texts(3))])
 
 
+def null_label(tmp):
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(_texts())] + [{"text": "fine", "label": None}]
+    return _jsonl(tmp / "null-label.jsonl", rows)
+
+
 def empty_texts_strict(tmp):
     rows = [{"text": t, "label": i % 2} for i, t in enumerate(_texts())] + [{"text": "  ", "label": 0}]
     return _jsonl(tmp / "empty.jsonl", rows)
@@ -50,12 +55,18 @@ RUN_CASES = [  # (id, extra argv given a tmp folder, expected fragment of the on
     ("bool-text", lambda tmp: ["--set", "train.cache_frozen=abc"], "train.cache_frozen='abc' must be true or false"),
     ("top-level-bool", lambda tmp: ["--set", "evaluate_base=maybe"], "evaluate_base='maybe' must be true or false"),
     ("samples-text-in-yaml", lambda tmp: [str(_yaml(tmp, "data:\n  max_train_samples: forty\n"))], "data.max_train_samples='forty' must be a whole number or null"),
-    ("several-at-once", lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"], "train.seed='x'"),
+    ("several-at-once", lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"], "unknown key(s) ['epoch'] in config section 'train'"),
+    ("several-at-once-2", lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"], "train.seed='x' must be a whole number; train.epochs=0 must be at least 1"),
     ("trust-from-a-file", lambda tmp: [str(_yaml(tmp, "model:\n  trust_remote_code: true\n"))], "pass --trust-remote-code yourself"),
     ("repeated-header", lambda tmp: ["--dataset", str(repeated_header(tmp))], "looks like a repeated header row (label 'label')"),
     ("one-class", lambda tmp: ["--dataset", str(one_class(tmp))], "has 1 class ('1'): a classifier needs at least two"),
     ("three-rows", lambda tmp: ["--dataset", str(three_rows(tmp))], "a classifier needs at least two"),
     ("empty-text-strict", lambda tmp: ["--dataset", str(empty_texts_strict(tmp)), "--set", "data.drop_empty=false"], "1 row(s) of the train split"),
+    ("null-label-strict", lambda tmp: ["--dataset", str(null_label(tmp)), "--set", "data.drop_empty=false"], "have no label (first: row 24)"),
+    ("method-section-a-word", lambda tmp: [str(_yaml(tmp, "method: lora\n"))], "config section 'method' must be a mapping"),
+    ("method-name-a-list", lambda tmp: [str(_yaml(tmp, "method:\n  name: [a]\n"))], "unknown method ['a']"),
+    ("number-as-key", lambda tmp: [str(_yaml(tmp, "train:\n  1: 2\n  epochs: 1\n"))], "unknown key(s) ['1'] in config section 'train'"),
+    ("bad-precision", lambda tmp: ["--mixed-precision", "half"], "train.mixed_precision='half': use auto, no, fp16 or bf16"),
 ]
 
 
@@ -116,6 +127,12 @@ def drop_tokenizer(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
+def _drop_key(run: Path, key: str) -> None:
+    manifest = json.loads((run / "liftkit.json").read_text())
+    del manifest[key]
+    (run / "liftkit.json").write_text(json.dumps(manifest))
+
+
 def _input(tmp: Path, name: str, data: bytes) -> list[str]:
     (tmp / name).write_bytes(data)
     return ["--input", str(tmp / name)]
@@ -134,6 +151,9 @@ PREDICT_CASES = [  # (id, damage to a copy of a good run, extra argv given a tmp
     ("tokenizer-deleted", drop_tokenizer, lambda tmp: ["hello"], "is damaged: its tokenizer cannot be loaded"),
     ("labels-do-not-fit-head", relabel, lambda tmp: ["hello"], "its saved head does not fit the 4 labels in liftkit.json"),
     ("manifest-missing", lambda run: (run / "liftkit.json").unlink(), lambda tmp: ["hello"], "is not a liftkit run directory"),
+    ("manifest-not-json", lambda run: (run / "liftkit.json").write_text("{oops"), lambda tmp: ["hello"], "is damaged: liftkit.json is unreadable or incomplete"),
+    ("manifest-a-list", lambda run: (run / "liftkit.json").write_text("[1, 2]"), lambda tmp: ["hello"], "is damaged: liftkit.json is unreadable or incomplete"),
+    ("manifest-without-labels", lambda run: _drop_key(run, "labels"), lambda tmp: ["hello"], "is damaged: liftkit.json"),
 ]
 
 

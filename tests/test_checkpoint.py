@@ -95,3 +95,36 @@ def test_kill_9_mid_training_then_resume_gives_the_same_bytes(tiny_models, tmp_p
     assert (cut / "adapter_model.safetensors").read_bytes() == (tmp_path / "full" / "adapter_model.safetensors").read_bytes()
     a, b = (json.loads((p / "metrics.json").read_text()) for p in (tmp_path / "full", cut))
     assert a["finetuned"] == {**b["finetuned"], **{k: a["finetuned"][k] for k in ("runtime_s", "samples_per_s", "steps_per_s", "peak_memory_mb")}}
+
+
+def test_checkpoints_written_before_manifests_are_still_recovered(tmp_path):
+    def old_style(folder, epoch):
+        folder.mkdir(parents=True)
+        (folder / "trainable.safetensors").write_bytes(b"w" * 10)
+        (folder / "state.json").write_text(json.dumps({"epoch": epoch}))
+
+    old_style(tmp_path / "last.old", 1)  # an old liftkit killed between its two renames
+    old_style(tmp_path / "last.tmp", 2)
+    checkpoint.recover(tmp_path)
+    assert json.loads((tmp_path / "last" / "state.json").read_text())["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_a_damaged_new_checkpoint_is_not_taken_for_an_old_one(tmp_path):
+    folder = tmp_path / "last"
+    folder.mkdir()
+    (folder / "trainable.safetensors").write_bytes(b"x" * 100)
+    (folder / "state.json").write_text(json.dumps({"epoch": 3}))
+    checkpoint._write_manifest(folder, 3)
+    (folder / "trainable.safetensors").write_bytes(b"x" * 10)
+    assert checkpoint._epoch(folder) is None
+
+
+def test_a_best_checkpoint_newer_than_last_is_dropped_on_resume(tmp_path):
+    for name, epoch in (("last", 1), ("best", 2)):  # killed between saving best and last of epoch 2
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "state.json" if name == "last" else folder / "trainable.safetensors").write_text(json.dumps({"epoch": epoch}))
+        checkpoint._write_manifest(folder, epoch)
+    checkpoint.recover(tmp_path)
+    assert (tmp_path / "last").is_dir() and not (tmp_path / "best").exists()

@@ -96,3 +96,16 @@ def test_values_are_parsed_to_their_declared_type(raw, parsed):
     name, value = parsed
     got = getattr(load_config(None, raw).train, name)
     assert got == value and type(got) is type(value)
+
+
+def test_yaml_words_that_read_as_booleans_or_numbers_still_work(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  mixed_precision: no\nmodel:\n  revision: 2\n")  # YAML 1.1: no -> false, 2 -> int
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.train.mixed_precision == "no" and cfg.model.revision == "2"
+    (tmp_path / "e.yaml").write_text("train:\n")  # an empty section, then a flag for it
+    assert load_config(tmp_path / "e.yaml", {"train.epochs": 5}).train.epochs == 5
+    from liftkit.cli import _parse_value
+
+    assert load_config(None, {"train.mixed_precision": _parse_value("train.mixed_precision", "no")}).train.mixed_precision == "no"
+    (tmp_path / "t.yaml").write_text("model:\n  trust_remote_code: 'False'\n")  # a file saying no is fine
+    assert load_config(tmp_path / "t.yaml").model.trust_remote_code is False

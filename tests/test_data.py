@@ -114,8 +114,8 @@ def test_what_may_mislead_is_warned_and_empty_texts_are_dropped(tmp_path):
     assert splits.label_names == ["a", "b", "c", "z"]
     assert splits.warnings == [
         "dropped 2 row(s) with empty text from the train split of " + str(tmp_path) + " (first: row 30)",
-        "the validation split has no rows of 1 class(es) (c): too small to measure them, add rows",
-        "2 test row(s) have labels never seen in training (z 2): the model cannot predict them",
+        "the validation split has no rows of 1 class(es) ('c'): too small to measure them, add rows",
+        "2 test row(s) have labels never seen in training ('z': 2): the model cannot predict them",
     ]
     with pytest.raises(LiftError, match=r"2 row\(s\) of the train split .* have no text \(first: row 30\): fill or drop them, or set data.drop_empty=true"):
         load_splits(DataConfig(dataset=str(tmp_path), drop_empty=False))

@@ -59,11 +59,36 @@ def test_a_second_run_into_a_busy_folder_fails_at_once_naming_the_holder(tiny_mo
     assert "seed: 1" in saved and json.loads((out / "metrics.json").read_text())["run"]["seed"] == 1  # one run's folder, whole
 
 
-def test_the_lock_goes_with_its_holder(tmp_path):
-    with run_dir.lock(tmp_path):
-        pass
-    with run_dir.lock(tmp_path):  # released: taken again at once
-        pass
+def test_the_lock_goes_with_its_holder_even_on_kill_9(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from liftkit.errors import LiftError
+
+    holder = subprocess.Popen([sys.executable, "-c", f"from liftkit import run_dir; import pathlib, time\n"
+                               f"with run_dir.lock(pathlib.Path({str(tmp_path)!r})):\n    print('locked', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LiftError, match=f"is in use by lift \\(pid {holder.pid}"):
+            with run_dir.lock(tmp_path):
+                pass
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while True:  # the OS has released it: taken again at once
+        try:
+            with run_dir.lock(tmp_path):
+                break
+        except LiftError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_a_finished_run_is_replaced_only_with_overwrite(tiny_models, tmp_path):
@@ -71,9 +96,24 @@ def test_a_finished_run_is_replaced_only_with_overwrite(tiny_models, tmp_path):
 
     out = tmp_path / "run"
     assert subprocess.run(_run_cmd(tiny_models, out), capture_output=True).returncode == 0
-    (out / "stray.txt").write_text("from the first run")
+    (out / "notes.txt").write_text("the user's, not the run's")
     again = subprocess.run(_run_cmd(tiny_models, out), capture_output=True, text=True)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
-    replaced = subprocess.run(_run_cmd(tiny_models, out, "--overwrite", "--seed", "3"), capture_output=True, text=True)
+    resumed = subprocess.run(_run_cmd(tiny_models, out, "--resume", str(out)), capture_output=True, text=True)
+    assert resumed.returncode == 2 and "nothing is left to resume" in resumed.stderr
+    both = subprocess.run(_run_cmd(tiny_models, out, "--resume", str(out), "--overwrite"), capture_output=True, text=True)
+    assert both.returncode == 2 and "pass one of them" in both.stderr
+    replaced = subprocess.run(_run_cmd(tiny_models, out, "--overwrite", "--method", "head"), capture_output=True, text=True)
     assert replaced.returncode == 0, replaced.stderr
-    assert not (out / "stray.txt").exists() and json.loads((out / "metrics.json").read_text())["run"]["seed"] == 3
+    assert json.loads((out / "metrics.json").read_text())["run"]["method"] == "head"
+    assert not (out / "adapter_model.safetensors").exists() and not (out / "adapter_config.json").exists()  # the old run's files went
+    assert (out / "notes.txt").read_text() == "the user's, not the run's"  # only what a run writes is deleted
+
+
+def test_a_new_run_does_not_mix_with_an_interrupted_one(tiny_models, tmp_path):
+    import subprocess
+
+    out = tmp_path / "run"
+    (out / "checkpoints" / "last").mkdir(parents=True)  # what an interrupted run leaves
+    refused = subprocess.run(_run_cmd(tiny_models, out), capture_output=True, text=True)
+    assert refused.returncode == 2 and "holds an interrupted run: --resume it, or --overwrite it" in refused.stderr

@@ -43,3 +43,12 @@ def test_what_the_child_would_refuse_is_refused_without_a_child_and_nothing_is_l
     model = tmp_path / "no-such-model"
     gone = run_child(load_config(None, {**small, "model.name": str(model), "output_dir": str(tmp_path / "gone")}))
     assert "does not exist" in gone.error.message and not (tmp_path / "gone").exists()
+
+
+def test_the_callers_trust_reaches_the_child(tiny_models, tmp_path):
+    """A child reads its config from a file, which alone may not switch remote code on: the runner
+    passes the caller's --trust-remote-code along."""
+    cfg = load_config(None, {"model.name": str(tiny_models["bert"]), "model.trust_remote_code": True, "data.max_train_samples": 32,
+                             "data.max_eval_samples": 16, "train.epochs": 1, "output_dir": str(tmp_path / "trusted")})
+    child = run_child(cfg)
+    assert child.error is None, child.error

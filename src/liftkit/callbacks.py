@@ -127,13 +127,15 @@ class Checkpointer(Callback):
         t = state.trainee
         saved = checkpoint.load_last(self.root, t.model, t.optimizer, t.scheduler)
         if saved is None:
-            self.log("resume: no complete checkpoint yet, training from the start")
+            if state.is_main:
+                self.log("resume: no complete checkpoint yet, training from the start")
             return
         state.epoch = state.resumed_from_epoch = saved["epoch"]
         state.history = [EpochRecord.from_dict(h) for h in saved["history"]]
         state.best_epoch, state.best_score = saved["best_epoch"], saved["best_score"]
         state.step = saved.get("step", saved["epoch"] * state.steps_per_epoch)
-        self.log(f"resumed from epoch {state.epoch} of {state.epochs} (optimizer step {state.step}, best epoch so far {state.best_epoch})")
+        if state.is_main:
+            self.log(f"resumed from epoch {state.epoch} of {state.epochs} (optimizer step {state.step}, best epoch so far {state.best_epoch})")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main:

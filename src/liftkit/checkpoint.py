@@ -34,6 +34,9 @@ def load_trainable(model: torch.nn.Module, path: Path) -> None:
     unknown = sorted(set(state) - set(params))
     if unknown:
         raise LiftError(f"{path} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model or method?")
+    misfit = [name for name, tensor in state.items() if tensor.shape != params[name].shape]
+    if misfit:
+        raise LiftError(f"{path} holds tensors of other shapes than this model's ({misfit[:3]}): the labels, model or method changed since it was saved")
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].copy_(tensor)
@@ -70,25 +73,43 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _recover(root: Path, name: str) -> Path | None:
-    """After an interrupted run, make `root/name` the newest complete checkpoint among `name`,
-    `name.old` and `name.tmp` (what a kill mid-swap leaves), and clear the rest."""
+def _epoch(folder: Path) -> int | None:
+    """The epoch of a complete checkpoint folder, else None. Folders written before manifests
+    count when their last-written file is there (`last`: state.json; `best`: its one file, epoch
+    unknown: -1)."""
+    if (folder / MANIFEST).is_file():
+        manifest = _complete(folder)
+        return manifest["epoch"] if manifest else None
+    try:
+        return int(json.loads((folder / "state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1 if folder.name == "best" and (folder / "trainable.safetensors").is_file() else None
+
+
+def _recover(root: Path, name: str) -> int | None:
+    """Make `root/name` the newest complete checkpoint among `name`, `name.old` and `name.tmp` (what
+    a kill mid-swap leaves; the final name wins a tie) and delete the rest. Returns its epoch, or
+    None when none is complete."""
     final = root / name
-    candidates = [(m["epoch"], i, p) for i, p in enumerate((final, root / f"{name}.old", root / f"{name}.tmp")) if (m := _complete(p))]
-    if not candidates and _legacy_complete(final):
-        return final
-    chosen = max(candidates, key=lambda c: (c[0], -c[1]))[2] if candidates else None
+    found = [(epoch, -i, path) for i, path in enumerate((final, root / f"{name}.old", root / f"{name}.tmp")) if (epoch := _epoch(path)) is not None]
+    epoch, _, chosen = max(found, key=lambda f: f[:2]) if found else (None, 0, None)
     if chosen is not None and chosen != final:
         shutil.rmtree(final, ignore_errors=True)
         os.rename(chosen, final)
-    for leftover in (root / f"{name}.old", root / f"{name}.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    return final if chosen is not None else None
+    for path in (final, root / f"{name}.old", root / f"{name}.tmp"):
+        if path != final or chosen is None:
+            shutil.rmtree(path, ignore_errors=True)
+    return epoch
 
 
-def _legacy_complete(folder: Path) -> bool:
-    """Checkpoints written before manifests: `last` ends with state.json, `best` is one file."""
-    return (folder / "state.json").is_file() or (folder.name == "best" and (folder / "trainable.safetensors").is_file())
+def recover(root: Path) -> None:
+    """Before resuming (by the one process that owns the run folder): settle `last` and `best` after
+    an interrupted swap, and drop a best checkpoint newer than `last`, saved by an epoch the resume
+    is about to redo (it will be saved again if it is still the best)."""
+    last = _recover(root, "last")
+    best = _recover(root, "best")
+    if best is not None and (last is None or best > last):
+        shutil.rmtree(root / "best")
 
 
 def _fresh(path: Path) -> Path:
@@ -114,11 +135,10 @@ def save_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
 
 
 def load_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
-    """Restore the newest complete last checkpoint into model/optimizer/scheduler (recovering from
-    an interrupted swap first); None when there is none."""
-    last = _recover(root, "last")
-    _recover(root, "best")
-    if last is None:
+    """Restore the last checkpoint into model/optimizer/scheduler; None when there is no complete
+    one (`recover` first settles what an interrupted swap left)."""
+    last = root / "last"
+    if _epoch(last) is None:
         return None
     load_trainable(model, last / "trainable.safetensors")
     extra = torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import OPTIONS, MethodOptions
 from liftkit.record import METRICS
 
@@ -149,18 +149,18 @@ class RunConfig:
         to its field's type, and every problem, of type or of value, is reported at once."""
         raw = dict(raw or {})
         problems: list[str] = []
-        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+        unknown = sorted(map(str, set(raw) - {f.name for f in dataclasses.fields(cls)}))
         if unknown:
             problems.append(f"unknown config section(s) {unknown}: allowed are data, model, method, train, output_dir, evaluate_base")
         method_raw = raw.pop("method", None) or {}
         method_raw = dict(method_raw) if isinstance(method_raw, dict) else method_raw
         method_name = method_raw.pop("name", "lora") if isinstance(method_raw, dict) else "lora"
-        if method_name not in OPTIONS:
+        if not isinstance(method_name, str) or method_name not in OPTIONS:
             raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(OPTIONS))}")
         sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
         built = {name: _build(kind, raw.pop(name, None), name, problems) for name, kind in sections.items()}
         built["method"] = _build(OPTIONS[method_name], method_raw, "method", problems)
-        top = _build(_TopLevel, {k: v for k, v in raw.items() if k not in unknown}, "", problems)
+        top = _build(_TopLevel, {k: v for k, v in raw.items() if str(k) not in unknown}, "", problems)
         cfg = cls(**built, output_dir=top.output_dir, evaluate_base=top.evaluate_base)
         _raise_if(problems + cfg.problems())
         return cfg
@@ -195,7 +195,7 @@ def _build(kind: type, raw: Any, section: str, problems: list[str]) -> Any:
         problems.append(f"config section {section!r} must be a mapping of keys to values, got {raw!r}")
         return kind()
     fields = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(map(str, set(raw) - set(fields)))
     if unknown:
         problems.append(f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(fields))}")
     values = {}
@@ -253,7 +253,9 @@ def _parse_as(kind: str, value: Any) -> tuple[bool, Any]:
             return False, None
         return (True, parsed) if parsed is not None and math.isfinite(parsed) else (False, None)
     if kind == "str":
-        return (True, value) if isinstance(value, str) else (False, None)
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a boolean: `mixed_precision: no`
+            return True, "yes" if value else "no"
+        return (True, value if isinstance(value, str) else str(value)) if isinstance(value, str) or number else (False, None)
     if kind == "list[str]":
         if isinstance(value, str):
             return True, [part.strip() for part in value.split(",") if part.strip()]
@@ -267,7 +269,9 @@ def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = raw
     for key in parents:
-        node = node.setdefault(key, {})
+        if node.get(key) is None:  # absent, or an empty section in the YAML (`train:`)
+            node[key] = {}
+        node = node[key]
         if not isinstance(node, dict):
             raise LiftError(f"cannot set {dotted!r}: {key!r} is not a section")
     node[leaf] = value
@@ -285,14 +289,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise LiftError(f"config file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}): fix the syntax") from None
+            raise LiftError(f"config file {str(path)!r} is not valid YAML ({first_line(exc)}): fix the syntax") from None
         if not isinstance(raw, dict):
             raise LiftError(f"config file {str(path)!r} must hold a mapping of sections (data, model, method, train)")
     overrides = overrides or {}
     if path is not None and "model.trust_remote_code" not in overrides:
         _no_trust_from_files(raw, path)
     for dotted, value in overrides.items():
-        if dotted == "method.name" and value != (raw.get("method") or {}).get("name", "lora"):
+        section = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+        if dotted == "method.name" and value != section.get("name", "lora"):
             raw["method"] = {}  # options of another method do not carry over
         set_dotted(raw, dotted, value)
     return RunConfig.from_dict(raw)
@@ -302,7 +307,7 @@ def _no_trust_from_files(raw: dict[str, Any], path: Path) -> None:
     """Running a model repository's own code is the caller's decision, never a file's: a recipe or
     a run folder someone sent you must not switch it on."""
     model = raw.get("model")
-    if isinstance(model, dict) and model.get("trust_remote_code") not in (None, False, "false", "no", 0):
+    if isinstance(model, dict) and parse_value(model.get("trust_remote_code"), "bool | None", "model.trust_remote_code")[0]:
         raise LiftError(
             f"config file {str(path)!r} sets model.trust_remote_code, which would run the model repository's own code: "
             "pass --trust-remote-code yourself if you trust it, or set it to false"

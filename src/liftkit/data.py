@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from liftkit.config import DataConfig
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.record import DataSummary
 
 # short name -> (hub id, hub config name)
@@ -144,7 +144,7 @@ def _read_file(path: Path) -> Any:
         else:
             raise LiftError(f"data file {str(path)!r} has an unknown format: use one of {', '.join(FILE_SUFFIXES)}")
     except (ValueError, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LiftError(f"could not read data file {str(path)!r} ({first[:160]}): check its format") from None
     if len(table) == 0:
         raise LiftError(f"data file {str(path)!r} has no rows: fill it or remove it")
@@ -170,7 +170,7 @@ def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, 
 
         loaded = datasets.load_dataset(hub_id, config)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, auth: all end the same way for the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LiftError(f"dataset {why_hub}, and loading it from the hub failed ({first[:160]})") from None
     tables = {}
     for split, aliases in SPLIT_ALIASES.items():
@@ -198,16 +198,22 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: lis
     for i, label in enumerate(labels):
         if isinstance(label, str) and label.strip() == cfg.label_column:
             raise LiftError(f"row {i} of {where} looks like a repeated header row (label {label!r}): delete that row")
-    empty = [i for i, text in enumerate(texts) if text is None or (isinstance(text, float) and math.isnan(text)) or (isinstance(text, str) and not text.strip())]
-    if empty and not cfg.drop_empty:
-        raise LiftError(f"{len(empty)} row(s) of {where} have no text (first: row {empty[0]}): fill or drop them, or set data.drop_empty=true")
-    if empty:
-        warnings.append(f"dropped {len(empty)} row(s) with empty text from {where} (first: row {empty[0]})")
-        keep = sorted(set(range(len(texts))) - set(empty))
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    for what, values in (("text", texts), ("label", labels)):
+        empty = [i for i, value in enumerate(values) if _is_empty(value)]
+        if empty and not cfg.drop_empty:
+            raise LiftError(f"{len(empty)} row(s) of {where} have no {what} (first: row {empty[0]}): fill or drop them, or set data.drop_empty=true")
+        if empty:
+            warnings.append(f"dropped {len(empty)} row(s) with empty {what} from {where} (first: row {empty[0]})")
+            keep = sorted(set(range(len(texts))) - set(empty))
+            texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     if not texts:
         raise LiftError(f"{where} has no rows with text: add rows or remove the file")
     return [t if isinstance(t, str) else str(t) for t in texts], labels
+
+
+def _is_empty(value: Any) -> bool:
+    """No text or no label: null, NaN (pandas' null), or only white space."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
 def _label_space(tables: dict[str, tuple[list[str], list[Any]]], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
@@ -245,11 +251,11 @@ def _check_classes(splits: dict[str, Split], names: list[str], source: str) -> l
         labels = splits[name].labels
         unseen = {names[i]: labels.count(i) for i in sorted(set(labels) - trained)}
         if unseen:
-            counts = ", ".join(f"{label} {n}" for label, n in unseen.items())
+            counts = ", ".join(f"{label!r}: {n}" for label, n in unseen.items())
             warnings.append(f"{sum(unseen.values())} {name} row(s) have labels never seen in training ({counts}): the model cannot predict them")
         missing = [names[i] for i in sorted(trained - set(labels))]
         if missing:
-            warnings.append(f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(missing[:10])}): too small to measure them, add rows")
+            warnings.append(f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(map(repr, missing[:10]))}): too small to measure them, add rows")
     return warnings
 
 

@@ -9,3 +9,10 @@ traceback.
 
 class LiftError(Exception):
     """A user-facing error: one line, says what is wrong and what to do about it."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): what a one-line
+    error quotes of a library's multi-line explanation."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,7 +27,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from liftkit.config import DEFAULT_MODEL, ModelConfig
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import share
 from liftkit.resources import cache_dir
 
@@ -193,8 +193,9 @@ def smollm2_dir() -> Path:
     return target
 
 
-def _hub_error(name: str, exc: Exception) -> LiftError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def load_error(name: str, exc: Exception) -> LiftError:
+    """The one line for a model or tokenizer that would not load: remote code refused, or not found."""
+    first = first_line(exc)
     if "trust_remote_code" in str(exc):
         return LiftError(
             f"model {name!r} needs its own code to load (its folder or repository ships custom modeling files), which "
@@ -213,7 +214,7 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
             source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
         )
     except (OSError, ValueError) as exc:
-        raise _hub_error(cfg.name, exc) from None
+        raise load_error(cfg.name, exc) from None
     if tokenizer.pad_token is None:  # GPT-2, llama: pad with EOS
         if tokenizer.eos_token is None:
             raise LiftError(f"tokenizer of {cfg.name!r} has neither a pad nor an EOS token: pick another model")
@@ -245,7 +246,7 @@ def load_classifier(
             dtype=torch.float32,  # train in fp32; mixed precision is the training loop's business
         )
     except (OSError, ValueError) as exc:
-        raise _hub_error(cfg.name, exc) from None
+        raise load_error(cfg.name, exc) from None
     return model
 
 

@@ -22,7 +22,7 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from liftkit import report, run_dir
+from liftkit import checkpoint, report, run_dir
 from liftkit.batching import Padding, TokenizedSplit, loader, tokenize
 from liftkit.callbacks import Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig
@@ -65,40 +65,61 @@ class _Prepared:
 
 def preflight(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """The checks that need no data and write nothing: the config, the model path, and a run
-    folder that does not already hold a finished run. Returns the run folder."""
+    folder that suits the request. Returns the run folder."""
+    if resume and overwrite:
+        raise LiftError("--resume continues the run in a folder and --overwrite deletes it: pass one of them")
     cfg.validate()
     resolve_model_source(cfg.model.name)  # a bad model path fails before any data is read
     out = run_dir.new_run_dir(cfg.output_dir, cfg.data.dataset, cfg.method.name)
-    _check_not_finished(out, resume, overwrite)
+    _check_folder(out, resume, overwrite)
     return out
 
 
-def _check_not_finished(out: Path, resume: bool, overwrite: bool) -> None:
-    if run_dir.finished(out) and not (resume or overwrite):
-        raise LiftError(f"{str(out)!r} already holds a finished run: pick another --output-dir, --resume it, or --overwrite it")
+def _check_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run goes into a folder with no run in it (or replaces one with --overwrite); --resume
+    needs an unfinished one."""
+    if overwrite:
+        return
+    if run_dir.finished(out):
+        what = "nothing is left to resume" if resume else "pick another --output-dir (rerunning its config.yaml? add --output-dir NEW), or --overwrite it to replace it"
+        raise LiftError(f"{str(out)!r} already holds a finished run: {what}")
+    if run_dir.started(out) and not resume:
+        raise LiftError(f"{str(out)!r} holds an interrupted run: --resume it, or --overwrite it to start again")
+
+
+def is_main_process() -> bool:
+    """The process that owns the run folder: the only one in a plain run, rank 0 in a data-parallel
+    launch (torch.distributed.run sets RANK and WORLD_SIZE)."""
+    return os.environ.get("WORLD_SIZE", "1") == "1" or os.environ.get("RANK", "0") == "0"
 
 
 def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False) -> RunResult:
     """Fine-tune as `cfg` says, evaluate before and after, save the run directory.
 
-    The run holds the folder's lock throughout (one run per folder). A run that fails after
-    `preflight` leaves error.json (and error.txt, the traceback) in its folder; one that fails
-    `preflight` writes nothing. `overwrite` deletes a finished run in the folder first."""
+    The main process holds the folder's lock throughout (one run per folder) and is the only one
+    that writes there. A run that fails after `preflight` leaves error.json (and error.txt, the
+    traceback) in its folder; one that fails `preflight` writes nothing. `overwrite` deletes the
+    run in the folder first; `resume` first recovers a checkpoint swap a kill interrupted."""
     out = preflight(cfg, resume, overwrite)
-    main_rank = os.environ.get("RANK", "0") == "0"  # data-parallel runs: the first process holds the folder
-    with run_dir.lock(out) if main_rank else contextlib.nullcontext():
-        _check_not_finished(out, resume, overwrite)  # again, now that no other run can finish meanwhile
-        if overwrite and not resume and main_rank and run_dir.finished(out):
-            log(f"--overwrite: deleting the finished run in {out}")
-            run_dir.clear(out)
-        cfg.output_dir = str(out)
-        run_dir.write_text(out / "config.yaml", cfg.to_yaml())
+    cfg.output_dir = str(out)
+    main = is_main_process()
+    with run_dir.lock(out) if main else contextlib.nullcontext():
+        if main:
+            _check_folder(out, resume, overwrite)  # again, now that no other run can write meanwhile
+            if overwrite and (run_dir.finished(out) or run_dir.started(out)):
+                log(f"--overwrite: deleting the run in {out}")
+                run_dir.clear(out)
+            if resume:
+                checkpoint.recover(run_dir.checkpoint_dir(out))
+            run_dir.write_text(out / "config.yaml", cfg.to_yaml())
         try:
             record = _run(cfg, out, resume, log)
         except (Exception, KeyboardInterrupt) as exc:
-            run_dir.write_error(out, exc)
+            if main:
+                run_dir.write_error(out, exc)
             raise
-        run_dir.clear_error(out)
+        if main:
+            run_dir.clear_error(out)
     return RunResult(out, record)
 
 
@@ -169,9 +190,9 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
     # plain transformers users should load the side that was trained; save_pretrained writes only
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too
     p.tokenizer.padding_side = p.tokenizer.init_kwargs["padding_side"] = p.padding.side
-    run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest)
     run_dir.write_record(out, record)
     run_dir.write_text(out / "report.md", report.render_markdown(record))
+    run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest)  # its manifest last: finished
 
 
 def _run_info(cfg: RunConfig, device: torch.device) -> RunInfo:

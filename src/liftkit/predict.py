@@ -20,12 +20,12 @@ from transformers import AutoTokenizer
 
 from liftkit.batching import Padding, TokenizedSplit, loader
 from liftkit.config import ModelConfig, build_options
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.evaluate import predict_logits
 from liftkit.methods import METHODS
-from liftkit.modeling import arch_of, load_classifier
+from liftkit.modeling import arch_of, load_classifier, load_error
 from liftkit.resources import pick_device
-from liftkit.run_dir import WEIGHTS, read_manifest
+from liftkit.run_dir import WEIGHTS, damaged, read_manifest
 
 
 class Predictor:
@@ -48,18 +48,20 @@ class Predictor:
         if manifest.method not in METHODS:
             raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
         check_weights(path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)  # saved by the run, pad token included
+        try:  # saved by the run, pad token included
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
-            raise damaged(path, f"its tokenizer cannot be loaded ({_first_line(exc)})") from None
+            if "trust_remote_code" in str(exc):
+                raise load_error(f"the tokenizer in {path}", exc) from None
+            raise damaged(path, f"its tokenizer cannot be loaded ({first_line(exc)})") from None
         model_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision)
         base = load_classifier(model_cfg, manifest.labels, tokenizer)
         options = build_options(manifest.method, manifest.method_options)
         try:
             model = METHODS[manifest.method].load(base, options, arch_of(base), path)
-        except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
-            what = _first_line(exc)[:200]
-            if "size mismatch" in str(exc) or "size of tensor" in str(exc):
+        except (OSError, RuntimeError, ValueError, SafetensorError, LiftError) as exc:
+            what = first_line(exc)[:200]
+            if "size mismatch" in str(exc) or "other shapes" in str(exc):
                 raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json") from None
             raise damaged(path, f"its weights cannot be loaded ({what})") from None
         torch_device = pick_device(device)
@@ -114,10 +116,6 @@ def load(path: str | Path, device: str = "auto", trust_remote_code: bool = False
     return Predictor.from_run(path, device, trust_remote_code)
 
 
-def damaged(path: Path, what: str) -> LiftError:
-    return LiftError(f"run folder {str(path)!r} is damaged: {what}; copy it again, or retrain")
-
-
 def check_weights(path: Path) -> None:
     """The weight files a run folder must hold: peft's adapter pair, or liftkit's own tensors."""
     if (path / "adapter_config.json").is_file():
@@ -126,10 +124,6 @@ def check_weights(path: Path) -> None:
     elif not (path / WEIGHTS).is_file():
         raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
@@ -144,19 +138,21 @@ def read_texts(path: Path, text_column: str = "text") -> list[str]:
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise LiftError(f"input file {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}): convert it to UTF-8") from None
+    lines = [line.removesuffix("\r") for line in content.split("\n")]  # only newlines end a line, not U+2028 & co.
     if name.endswith(".txt"):
-        texts = [line for line in content.splitlines() if line.strip()]
+        texts = [line for line in lines if line.strip()]
     elif name.endswith(".jsonl"):
-        texts = _column(_json_lines(content, path), text_column, path)
+        texts = _column(_json_lines(lines, path), text_column, path)
     else:
-        texts = _column(csv.DictReader(io.StringIO(content, newline="")), text_column, path)
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        texts = _column(((reader.line_num, row) for row in reader), text_column, path)
     if not texts:
         raise LiftError(f"input file {str(path)!r} holds no texts: add some")
     return texts
 
 
-def _json_lines(content: str, path: Path) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(content.splitlines(), start=1):
+def _json_lines(lines: list[str], path: Path) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
                 yield number, json.loads(line)
@@ -164,11 +160,10 @@ def _json_lines(content: str, path: Path) -> Iterator[tuple[int, Any]]:
                 raise LiftError(f"line {number} of {str(path)!r} is not valid JSON ({exc.msg}, column {exc.colno}): fix the line") from None
 
 
-def _column(rows: Iterable[Any], column: str, path: Path) -> list[str]:
-    """The `column` of every row; rows are (line number, dict) for JSONL, dicts for CSV."""
+def _column(rows: Iterable[tuple[int, Any]], column: str, path: Path) -> list[str]:
+    """The `column` of every (line number, row) pair."""
     texts = []
-    for i, row in enumerate(rows):
-        number, row = row if isinstance(row, tuple) else (i + 2, row)  # CSV: line 1 is the header
+    for number, row in rows:
         if not isinstance(row, dict) or column not in row:
             raise LiftError(f"line {number} of {str(path)!r} has no {column!r} field: pass --text-column NAME")
         text = row[column]

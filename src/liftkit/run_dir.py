@@ -23,6 +23,7 @@ place, so a crash never leaves a half-written file behind.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -38,12 +39,13 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord, known_fields
 
 MANIFEST = "liftkit.json"
 METRICS = "metrics.json"
 ERROR = "error.json"
+LOCK = ".lock"  # held (flock) by the run writing the folder; holds the holder's pid
 WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
 
 
@@ -73,15 +75,20 @@ def lock(run_dir: Path) -> Iterator[None]:
     """Hold an OS lock on RUN_DIR/.lock while a run writes there: a second run into the same folder
     fails at once, naming the process that holds it. The OS releases the lock however the holder
     ends (exception, Ctrl-C, kill -9), so a stale lock never blocks a resume."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = (run_dir / ".lock").open("a+")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (run_dir / LOCK).open("a+")
+    except OSError as exc:
+        raise LiftError(f"cannot write into the run folder {str(run_dir)!r} ({first_line(exc)}): pick another --output-dir") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise LiftError(f"run folder {str(run_dir)!r} is in use by {holder}: wait for it to finish, or pick another --output-dir") from None
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise LiftError(f"run folder {str(run_dir)!r} is in use by {holder}: wait for it to finish, or pick another --output-dir") from None
+        raise LiftError(f"cannot lock the run folder {str(run_dir)!r} ({first_line(exc)}): put runs on a local disk") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"lift (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -93,15 +100,34 @@ def lock(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+# what every run may write besides the files its manifest lists (see the layout above)
+RUN_FILES = ("config.yaml", MANIFEST, METRICS, "history.jsonl", "report.md", ERROR, "error.txt", "run.log", "checkpoints")
+
+
 def finished(run_dir: Path) -> bool:
+    """A run ended here: its manifest is the last file a run writes."""
     return (run_dir / MANIFEST).is_file()
 
 
+def started(run_dir: Path) -> bool:
+    """A run began here and has not finished (it left checkpoints or an error)."""
+    return not finished(run_dir) and ((run_dir / "checkpoints").exists() or (run_dir / ERROR).exists())
+
+
 def clear(run_dir: Path) -> None:
-    """Delete what a run wrote into `run_dir` (for --overwrite), keeping the lock the caller holds."""
-    for path in run_dir.iterdir():
-        if path.name != ".lock":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    """Delete what a run wrote into `run_dir` (for --overwrite): the files every run writes, those
+    its manifest lists, and its checkpoints. Anything else in the folder stays."""
+    names = set(RUN_FILES)
+    try:
+        names.update(read_json(run_dir / MANIFEST).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        pass  # no manifest (an unfinished run) or a damaged one: the fixed names only
+    for name in names:
+        path = run_dir / Path(name).name  # names only: a damaged manifest cannot point elsewhere
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -149,19 +175,22 @@ class Manifest:
     labels: list[str]
     max_length: int
     padding_side: str = "right"  # batching.Padding's side; manifests older than the prompt methods lack it: right
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # what the training run was allowed; informational: loading asks the caller
     revision: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
+    files: list[str] = field(default_factory=list)  # weight and tokenizer files save_model wrote (what --overwrite deletes)
 
 
 def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest) -> None:
-    """Write weights (through the method's saver), tokenizer and manifest (which holds the label
-    names: one source), each atomically."""
+    """Write weights (through the method's saver) and tokenizer, then the manifest (which holds the
+    label names, one source, and lists the files written), each atomically. The manifest comes
+    last: its presence means the run finished (`finished`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
     try:
         save_weights(staging)
         tokenizer.save_pretrained(staging)
+        manifest.files = sorted(path.name for path in staging.iterdir())
         for path in staging.iterdir():
             os.replace(path, run_dir / path.name)
     finally:
@@ -170,16 +199,27 @@ def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: A
 
 
 def read_manifest(run_dir: str | Path) -> Manifest:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).is_file():
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
-    raw = read_json(path)
-    if "method_options" not in raw and (Path(run_dir) / "config.yaml").is_file():
-        # runs written before the manifest carried the method's options: take them from the config
-        method = dict((yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("method") or {})
-        method.pop("name", None)
-        raw["method_options"] = method
-    return known_fields(Manifest, raw)
+    try:
+        raw = read_json(run_dir / MANIFEST)
+        if "method_options" not in raw and (run_dir / "config.yaml").is_file():
+            # runs written before the manifest carried the method's options: take them from the config
+            method = dict((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("method") or {})
+            method.pop("name", None)
+            raw["method_options"] = method
+        manifest = known_fields(Manifest, raw)
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise damaged(run_dir, f"{MANIFEST} is unreadable or incomplete ({first_line(exc)[:160]})") from None
+    if not isinstance(manifest.labels, list) or not manifest.labels or not isinstance(manifest.method_options, dict):
+        raise damaged(run_dir, f"{MANIFEST} lacks its label list or method options")
+    return manifest
+
+
+def damaged(run_dir: Path, what: str) -> LiftError:
+    """The one line for a run folder that lost or broke a file."""
+    return LiftError(f"run folder {str(run_dir)!r} is damaged: {what}; copy it again, or retrain")
 
 
 def write_record(run_dir: Path, record: RunRecord) -> None:
@@ -200,7 +240,7 @@ def write_error(run_dir: Path, exc: BaseException) -> None:
     not a log."""
     text = "".join(traceback.format_exception(exc))
     write_text(run_dir / "error.txt", text)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc)
     write_json(run_dir / ERROR, {"type": type(exc).__name__, "message": message, "traceback": "error.txt"})
 
 

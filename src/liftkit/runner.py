@@ -59,7 +59,8 @@ def run_child(cfg: RunConfig) -> ChildRun:
     run_dir.write_text(config, cfg.to_yaml())
     log = run_dir.log_path(out)
     with log.open("w") as sink:
-        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", str(config)], stdout=sink, stderr=subprocess.STDOUT)
+        trust = ["--trust-remote-code"] if cfg.model.trust_remote_code else []  # the caller's word, passed on: files cannot carry it
+        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", str(config), "--output-dir", str(out), *trust], stdout=sink, stderr=subprocess.STDOUT)
     if proc.returncode == 0:
         return ChildRun(out, record=run_dir.read_record(out))
     return ChildRun(out, error=_error(out, proc.returncode, log))
