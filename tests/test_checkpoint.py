@@ -1,7 +1,6 @@
 """Checkpoints survive a kill at any step of their swap, and resuming picks the newest complete one."""
 
 import json
-import shutil
 
 import pytest
 
