@@ -117,3 +117,17 @@ def test_a_new_run_does_not_mix_with_an_interrupted_one(tiny_models, tmp_path):
     (out / "checkpoints" / "last").mkdir(parents=True)  # what an interrupted run leaves
     refused = subprocess.run(_run_cmd(tiny_models, out), capture_output=True, text=True)
     assert refused.returncode == 2 and "holds an interrupted run: --resume it, or --overwrite it" in refused.stderr
+
+
+def test_a_run_that_failed_before_training_can_simply_be_run_again(tiny_models, tmp_path):
+    import subprocess
+
+    out = tmp_path / "run"
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"words {i}", "label": 1}) + "\n" for i in range(30)))  # one class
+    failed = subprocess.run(_run_cmd(tiny_models, out, "--dataset", str(data)), capture_output=True, text=True)
+    assert failed.returncode == 2 and (out / "error.json").is_file()
+    data.write_text("".join(json.dumps({"text": f"words {i}", "label": i % 2}) + "\n" for i in range(30)))  # fixed
+    again = subprocess.run(_run_cmd(tiny_models, out, "--dataset", str(data)), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert not (out / "error.json").exists() and (out / "metrics.json").is_file()

@@ -110,8 +110,9 @@ def finished(run_dir: Path) -> bool:
 
 
 def started(run_dir: Path) -> bool:
-    """A run began here and has not finished (it left checkpoints or an error)."""
-    return not finished(run_dir) and ((run_dir / "checkpoints").exists() or (run_dir / ERROR).exists())
+    """A run trained here and has not finished: it left checkpoints a new run must not mix with (a
+    run that failed before its first checkpoint leaves nothing a rerun would pick up)."""
+    return not finished(run_dir) and (run_dir / "checkpoints").exists()
 
 
 def clear(run_dir: Path) -> None:
