@@ -64,8 +64,8 @@ def test_local_folder_with_labels_json_and_gzip(tmp_path):
         ("unknown", "is not a registered dataset"),
         ("missing_path", "does not exist"),
         ("missing_column", "column 'text' not found in the train split"),
-        ("unknown_label", "label 'meh' in row 1 of the train split"),
-        ("label_out_of_range", "label 7 in row 0"),
+        ("unknown_label", "label 'meh' in line 2 of the train split"),
+        ("label_out_of_range", "label 7 in line 1"),
         ("empty_file", "is empty"),
         ("empty_folder", "holds no split files"),
         ("no_hub", "LIFT_DATA_DIR is not set"),
@@ -113,11 +113,11 @@ def test_what_may_mislead_is_warned_and_empty_texts_are_dropped(tmp_path):
     assert len(splits.train) == 30 and "" not in splits.train.texts
     assert splits.label_names == ["a", "b", "c", "z"]
     assert splits.warnings == [
-        "dropped 2 row(s) with empty text from the train split of " + str(tmp_path) + " (first: row 30)",
+        "dropped 2 row(s) with empty text from the train split of " + str(tmp_path) + " (first: line 31)",
         "the validation split has no rows of 1 class(es) ('c'): too small to measure them, add rows",
         "2 test row(s) have labels never seen in training ('z': 2): the model cannot predict them",
     ]
-    with pytest.raises(LiftError, match=r"2 row\(s\) of the train split .* have no text \(first: row 30\): fill or drop them, or set data.drop_empty=true"):
+    with pytest.raises(LiftError, match=r"2 row\(s\) of the train split .* have no text \(first: line 31\): fill or drop them, or set data.drop_empty=true"):
         load_splits(DataConfig(dataset=str(tmp_path), drop_empty=False))
 
 

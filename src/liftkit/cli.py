@@ -84,7 +84,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         cfg.output_dir = args.resume
     else:
         cfg = load_config(args.config, _overrides(args))
-    result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
+    try:
+        result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: `lift run --resume {cfg.output_dir}` continues from the last finished epoch "
+              "(from the start if none finished)", file=sys.stderr)
+        raise SystemExit(130) from None
     print()
     print(render_text(comparison_table(result.record)))
     print()
@@ -95,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from liftkit.compare import compare
+    from liftkit.config import load_config
     from liftkit.report import render_text
     from liftkit.run_dir import new_comparison_dir
 
@@ -106,7 +112,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if not methods or not seeds:
         raise LiftError("give at least one method (--methods lora,full) and one seed (--seeds 0)")
     overrides = _overrides(args)
-    out = new_comparison_dir(args.output_dir, str(overrides.get("data.dataset", "data")))
+    out = new_comparison_dir(args.output_dir, load_config(args.config, overrides).data.dataset)
     result = compare(args.config, overrides, methods, seeds, out, log=lambda m: print(m, file=sys.stderr))
     print()
     print(render_text(result["table"]))

@@ -71,7 +71,7 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
     warnings: list[str] = []
     tables = {name: _columns(table, name, cfg, source, warnings) for name, table in tables.items()}
     label_names, index = _label_space(tables, label_names)
-    splits = {name: _encode_labels(texts, raw, label_names, index, name, source) for name, (texts, raw) in tables.items()}
+    splits = {name: _encode_labels(texts, raw, places, label_names, index, name, source) for name, (texts, raw, places) in tables.items()}
     notes: list[str] = []
     if "train" not in splits:
         raise LiftError(f"dataset {source} has no train split (found {sorted(splits)}): add a train file")
@@ -135,10 +135,12 @@ def _read_file(path: Path) -> Any:
     try:
         if name.endswith((".jsonl", ".jsonl.gz")):
             table = pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
+            table.attrs["first_line"] = 1  # errors then name the file's line, not a row index
         elif name.endswith((".json", ".json.gz")):
             table = pd.read_json(path, dtype=False, convert_dates=False, encoding="utf-8-sig")
         elif name.endswith((".csv", ".csv.gz", ".tsv")):
             table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False, encoding="utf-8-sig")
+            table.attrs["first_line"] = 2  # after the header
         elif name.endswith(".parquet"):
             table = pd.read_parquet(path)
         else:
@@ -185,7 +187,9 @@ def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, 
     return tables, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
 
 
-def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]) -> tuple[list[str], list[Any]]:
+def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]) -> tuple[list[str], list[Any], list[str]]:
+    """Texts, raw labels and each row's place ("line 19" of a JSONL/CSV file, else "row 18",
+    counting from 1) for messages; rows a check drops are gone from all three."""
     columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
     for role, column in (("text", cfg.text_column), ("label", cfg.label_column)):
         if column not in columns:
@@ -194,21 +198,23 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: lis
                 f"pass --{role}-column NAME"
             )
     texts, labels = list(table[cfg.text_column]), list(table[cfg.label_column])
+    first_line = getattr(table, "attrs", {}).get("first_line")
+    places = [f"line {i + first_line}" if first_line else f"row {i + 1}" for i in range(len(texts))]
     where = f"the {split} split of {source}"
     for i, label in enumerate(labels):
         if isinstance(label, str) and label.strip() == cfg.label_column:
-            raise LiftError(f"row {i} of {where} looks like a repeated header row (label {label!r}): delete that row")
+            raise LiftError(f"{places[i]} of {where} looks like a repeated header row (label {label!r}): delete it")
     for what, values in (("text", texts), ("label", labels)):
         empty = [i for i, value in enumerate(values) if _is_empty(value)]
         if empty and not cfg.drop_empty:
-            raise LiftError(f"{len(empty)} row(s) of {where} have no {what} (first: row {empty[0]}): fill or drop them, or set data.drop_empty=true")
+            raise LiftError(f"{len(empty)} row(s) of {where} have no {what} (first: {places[empty[0]]}): fill or drop them, or set data.drop_empty=true")
         if empty:
-            warnings.append(f"dropped {len(empty)} row(s) with empty {what} from {where} (first: row {empty[0]})")
+            warnings.append(f"dropped {len(empty)} row(s) with empty {what} from {where} (first: {places[empty[0]]})")
             keep = sorted(set(range(len(texts))) - set(empty))
-            texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+            texts, labels, places = [texts[i] for i in keep], [labels[i] for i in keep], [places[i] for i in keep]
     if not texts:
         raise LiftError(f"{where} has no rows with text: add rows or remove the file")
-    return [t if isinstance(t, str) else str(t) for t in texts], labels
+    return [t if isinstance(t, str) else str(t) for t in texts], labels, places
 
 
 def _is_empty(value: Any) -> bool:
@@ -216,7 +222,7 @@ def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def _label_space(tables: dict[str, tuple[list[str], list[Any]]], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
+def _label_space(tables: dict[str, tuple[list[str], list[Any], list[str]]], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
     """Label names, and each raw label value's class id.
 
     With a label list (labels.json, the hub's names), a label is a name from it or its position in
@@ -224,7 +230,7 @@ def _label_space(tables: dict[str, tuple[list[str], list[Any]]], names: list[str
     integers (1 and 2, say) becomes classes "1", "2" in order, so no empty class is invented.
     Text labels sort.
     """
-    values = [v for _, labels in tables.values() for v in labels]
+    values = [v for _, labels, _ in tables.values() for v in labels]
     if names:
         index: dict[Any, int] = {name: i for i, name in enumerate(names)}
         index.update({i: i for i in range(len(names))})
@@ -269,13 +275,13 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _encode_labels(texts: list[str], raw: list[Any], names: list[str], index: dict[Any, int], split: str, source: str) -> Split:
+def _encode_labels(texts: list[str], raw: list[Any], places: list[str], names: list[str], index: dict[Any, int], split: str, source: str) -> Split:
     labels = []
-    for row, value in enumerate(raw):
+    for place, value in zip(places, raw):
         label = index.get(value if isinstance(value, str) else _as_int(value))
         if label is None:
             raise LiftError(
-                f"label {value!r} in row {row} of the {split} split of {source} is not one of the "
+                f"label {value!r} in {place} of the {split} split of {source} is not one of the "
                 f"{len(names)} labels {names[:10]}{'...' if len(names) > 10 else ''}: fix the row or the label list (labels.json)"
             )
         labels.append(label)

@@ -47,7 +47,7 @@ class Predictor:
         manifest = read_manifest(path)
         if manifest.method not in METHODS:
             raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
-        check_weights(path)
+        check_files(path, manifest.files)
         try:  # saved by the run, pad token included
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
@@ -116,14 +116,18 @@ def load(path: str | Path, device: str = "auto", trust_remote_code: bool = False
     return Predictor.from_run(path, device, trust_remote_code)
 
 
-def check_weights(path: Path) -> None:
-    """The weight files a run folder must hold: peft's adapter pair, or liftkit's own tensors."""
+def check_files(path: Path, files: list[str]) -> None:
+    """The files a run folder must hold: those its manifest lists (weights and tokenizer; a lost
+    tokenizer.json would otherwise quietly turn every word into [UNK]), else, for manifests that
+    list none, peft's adapter pair or liftkit's own tensors."""
+    missing = [name for name in files if not (path / name).is_file()]
+    if missing:
+        raise damaged(path, f"{', '.join(missing)} listed in liftkit.json {'is' if len(missing) == 1 else 'are'} missing")
     if (path / "adapter_config.json").is_file():
         if not (path / "adapter_model.safetensors").is_file():
             raise damaged(path, "adapter_model.safetensors (the adapter and the classifier head) is missing")
     elif not (path / WEIGHTS).is_file():
         raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
-
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
@@ -168,7 +172,7 @@ def _column(rows: Iterable[tuple[int, Any]], column: str, path: Path) -> list[st
             raise LiftError(f"line {number} of {str(path)!r} has no {column!r} field: pass --text-column NAME")
         text = row[column]
         if not isinstance(text, str):
-            what = "null" if text is None else f"a {type(text).__name__} ({text!r})"
+            what = "null" if text is None else f"{type(text).__name__} {text!r}"
             raise LiftError(f"line {number} of {str(path)!r}: {column!r} is {what}, not a text: fix or drop the line")
         texts.append(text)
     return texts

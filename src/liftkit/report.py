@@ -45,6 +45,8 @@ def summary_lines(record: RunRecord) -> list[str]:
         f"training: {t.epochs_run} epoch(s), best epoch {t.best_epoch}, {t.runtime_s:.1f} s, "
         f"{t.samples_per_s:.1f} samples/s, {t.steps_per_s:.2f} steps/s, peak memory {t.peak_memory_mb:.0f} MB",
     ]
+    if t.resumed_from_epoch:
+        lines.append(f"resumed from epoch {t.resumed_from_epoch}: training time and throughput are those of the resumed part")
     if t.frozen_layers:
         how = "computed once and cached" if t.frozen_cached else "recomputed every step"
         lines.append(f"frozen bottom: embeddings + {t.frozen_layers} layer(s), no dropout, {how}")
