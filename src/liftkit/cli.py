@@ -78,9 +78,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from liftkit.config import load_config
     from liftkit.pipeline import run
     from liftkit.report import comparison_table, render_text, summary_lines
+    from liftkit.run_dir import CONFIG
 
     if args.resume:
-        cfg = load_config(Path(args.resume) / "config.yaml", _overrides(args))
+        cfg = load_config(Path(args.resume) / CONFIG, _overrides(args))
         cfg.output_dir = args.resume
     else:
         cfg = load_config(args.config, _overrides(args))

@@ -160,18 +160,11 @@ class RunConfig:
         sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
         built = {name: _build(kind, raw.pop(name, None), name, problems) for name, kind in sections.items()}
         built["method"] = _build(OPTIONS[method_name], method_raw, "method", problems)
-        top = _build(_TopLevel, {k: v for k, v in raw.items() if str(k) not in unknown}, "", problems)
-        cfg = cls(**built, output_dir=top.output_dir, evaluate_base=top.evaluate_base)
+        top = {f.name: f for f in dataclasses.fields(cls) if f.name not in built}  # output_dir, evaluate_base
+        built.update(_parse_fields(top, {k: v for k, v in raw.items() if str(k) not in unknown}, "", problems))
+        cfg = cls(**built)
         _raise_if(problems + cfg.problems())
         return cfg
-
-
-@dataclass
-class _TopLevel:
-    """The config's keys outside any section, parsed like a section's."""
-
-    output_dir: str | None = None
-    evaluate_base: bool = True
 
 
 def _raise_if(problems: list[str]) -> None:
@@ -198,6 +191,12 @@ def _build(kind: type, raw: Any, section: str, problems: list[str]) -> Any:
     unknown = sorted(map(str, set(raw) - set(fields)))
     if unknown:
         problems.append(f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(fields))}")
+    return kind(**_parse_fields(fields, raw, section, problems))
+
+
+def _parse_fields(fields: dict[str, dataclasses.Field], raw: dict[str, Any], section: str, problems: list[str]) -> dict[str, Any]:
+    """The values of `raw` that name one of `fields`, each parsed to its field's type; the others
+    add a problem and are left out (their field keeps its default)."""
     values = {}
     for name, value in raw.items():
         if name in fields:
@@ -207,7 +206,7 @@ def _build(kind: type, raw: Any, section: str, problems: list[str]) -> Any:
                 problems.append(problem)
             else:
                 values[name] = parsed
-    return kind(**values)
+    return values
 
 
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}

@@ -111,7 +111,7 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
                 run_dir.clear(out)
             if resume:
                 checkpoint.recover(run_dir.checkpoint_dir(out))
-            run_dir.write_text(out / "config.yaml", cfg.to_yaml())
+            run_dir.write_text(out / run_dir.CONFIG, cfg.to_yaml())
         try:
             record = _run(cfg, out, resume, log)
         except (Exception, KeyboardInterrupt) as exc:
@@ -191,7 +191,7 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too
     p.tokenizer.padding_side = p.tokenizer.init_kwargs["padding_side"] = p.padding.side
     run_dir.write_record(out, record)
-    run_dir.write_text(out / "report.md", report.render_markdown(record))
+    run_dir.write_text(out / run_dir.REPORT, report.render_markdown(record))
     run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest)  # its manifest last: finished
 
 

@@ -43,8 +43,14 @@ from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord, known_fields
 
 MANIFEST = "liftkit.json"
+CONFIG = "config.yaml"
 METRICS = "metrics.json"
+HISTORY = "history.jsonl"
+REPORT = "report.md"
 ERROR = "error.json"
+TRACEBACK = "error.txt"
+RUN_LOG = "run.log"
+CHECKPOINTS = "checkpoints"
 LOCK = ".lock"  # held (flock) by the run writing the folder; holds the holder's pid
 WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
 
@@ -101,7 +107,7 @@ def lock(run_dir: Path) -> Iterator[None]:
 
 
 # what every run may write besides the files its manifest lists (see the layout above)
-RUN_FILES = ("config.yaml", MANIFEST, METRICS, "history.jsonl", "report.md", ERROR, "error.txt", "run.log", "checkpoints")
+RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS)
 
 
 def finished(run_dir: Path) -> bool:
@@ -112,7 +118,7 @@ def finished(run_dir: Path) -> bool:
 def started(run_dir: Path) -> bool:
     """A run trained here and has not finished: it left checkpoints a new run must not mix with (a
     run that failed before its first checkpoint leaves nothing a rerun would pick up)."""
-    return not finished(run_dir) and (run_dir / "checkpoints").exists()
+    return not finished(run_dir) and checkpoint_dir(run_dir).exists()
 
 
 def clear(run_dir: Path) -> None:
@@ -132,16 +138,16 @@ def clear(run_dir: Path) -> None:
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
+    return run_dir / CHECKPOINTS
 
 
 def history_path(run_dir: Path) -> Path:
-    return run_dir / "history.jsonl"
+    return run_dir / HISTORY
 
 
 def log_path(run_dir: Path) -> Path:
     """Where a run started as a child process (compare, tune) has its output captured."""
-    return run_dir / "run.log"
+    return run_dir / RUN_LOG
 
 
 def write_text(path: Path, text: str) -> None:
@@ -205,9 +211,9 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
     try:
         raw = read_json(run_dir / MANIFEST)
-        if "method_options" not in raw and (run_dir / "config.yaml").is_file():
+        if "method_options" not in raw and (run_dir / CONFIG).is_file():
             # runs written before the manifest carried the method's options: take them from the config
-            method = dict((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("method") or {})
+            method = dict((yaml.safe_load((run_dir / CONFIG).read_text()) or {}).get("method") or {})
             method.pop("name", None)
             raw["method_options"] = method
         manifest = known_fields(Manifest, raw)
@@ -240,9 +246,9 @@ def write_error(run_dir: Path, exc: BaseException) -> None:
     traceback itself in error.txt, so whoever started the run (compare, tune) reads a structure,
     not a log."""
     text = "".join(traceback.format_exception(exc))
-    write_text(run_dir / "error.txt", text)
+    write_text(run_dir / TRACEBACK, text)
     message = first_line(exc)
-    write_json(run_dir / ERROR, {"type": type(exc).__name__, "message": message, "traceback": "error.txt"})
+    write_json(run_dir / ERROR, {"type": type(exc).__name__, "message": message, "traceback": TRACEBACK})
 
 
 def read_error(run_dir: Path) -> dict[str, Any] | None:
@@ -252,5 +258,5 @@ def read_error(run_dir: Path) -> dict[str, Any] | None:
 
 def clear_error(run_dir: Path) -> None:
     """A run that finishes (after a resume, say) no longer carries the error of an earlier attempt."""
-    for name in (ERROR, "error.txt"):
+    for name in (ERROR, TRACEBACK):
         (run_dir / name).unlink(missing_ok=True)

@@ -55,7 +55,7 @@ def run_child(cfg: RunConfig) -> ChildRun:
         preflight(cfg)
     except LiftError as exc:
         return ChildRun(out, error=RunError("LiftError", str(exc)))
-    config = out / "config.yaml"
+    config = out / run_dir.CONFIG
     run_dir.write_text(config, cfg.to_yaml())
     log = run_dir.log_path(out)
     with log.open("w") as sink:
