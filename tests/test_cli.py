@@ -65,7 +65,7 @@ def test_predict_texts_and_files(trained_run, tmp_path, capsys):
         (["run", "--model", "./no/such/model"], "does not exist"),
         (["run", "--epochs", "0"], "train.epochs=0"),
         (["run", "--method", "nope"], "unknown method"),
-        (["predict", "/no/such/run", "hi"], "not a liftkit run directory"),
+        (["predict", "/no/such/run", "hi"], "'/no/such/run' does not exist"),
         (["predict", ".", "--input", "missing.txt"], "not found"),
     ],
 )

@@ -6,7 +6,7 @@ The public API is small: `load_config` + `run` to fine-tune, `load` to predict.
 from liftkit.version import __version__
 
 
-def __getattr__(name: str):  # lazy: `import liftkit` stays fast, torch loads on first use
+def __getattr__(name: str):  # lazy: `import liftkit` stays fast; torch loads only where a call needs it
     if name == "load":
         from liftkit.predict import load
 

@@ -127,7 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if bool(args.texts) == bool(args.input):
         raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
     texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
-    predictor = load(args.run_dir, device=args.device, trust_remote_code=args.trust_remote_code)
+    predictor = load(args.run_dir, backend=args.backend, device=args.device, trust_remote_code=args.trust_remote_code)
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input))
     lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(texts, preds)]
     if args.output:
@@ -136,6 +136,24 @@ def cmd_predict(args: argparse.Namespace) -> None:
     else:
         for text, pred in zip(texts, preds):
             print(f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}\t{text}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from liftkit.export.exporter import export
+
+    result = export(
+        args.run_dir, args.format, quantize=args.quantize, output=args.output, force=args.force,
+        max_samples=args.max_samples, trust_remote_code=args.trust_remote_code, log=lambda m: print(m, file=sys.stderr),
+    )
+    parity, info = result.info["parity"], result.info
+    sample = f" ({parity['sample']})" if parity["sample"] else ""
+    print(f"exported {info['format']}{' ' + info['quantize'] if info['quantize'] else ''} to {result.folder} "
+          f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)")
+    print(f"checked on {parity['rows']} test rows{sample}: accuracy {parity['export']['accuracy']:.4f} "
+          f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
+          f"same label on {parity['argmax_agreement'] * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}")
+    for warning in result.warnings:
+        print(f"WARNING: {warning}")
 
 
 def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
@@ -166,17 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="comparison folder (default comparisons/<dataset>-<time>)")
     p.set_defaults(func=cmd_compare, method_first=None)
 
-    p = sub.add_parser("predict", help="classify texts with a saved run")
-    p.add_argument("run_dir")
+    p = sub.add_parser("predict", help="classify texts with a saved run or an export")
+    p.add_argument("run_dir", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", help="a .txt (one text per line), .jsonl or .csv file")
     p.add_argument("--output", help="write JSON lines here instead of printing")
     p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="auto: torch for runs and hf exports, onnxruntime for onnx exports")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a run as a standalone transformers folder or ONNX, verified against the run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", required=True, choices=["hf", "onnx"], help="hf: merged transformers folder; onnx: ONNX graph + tokenizer")
+    p.add_argument("--quantize", choices=["int8"], help="onnxruntime dynamic int8 quantization (onnx only)")
+    p.add_argument("--output", help="export folder (default: beside the run, RUN_DIR-<format>[-int8])")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --output")
+    p.add_argument("--max-samples", type=int, help="verify on a seeded sample of this many test rows (default: the whole test split)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

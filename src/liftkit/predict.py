@@ -1,7 +1,13 @@
-"""Load a run directory and classify text. Imports no training code.
+"""Classify text with a run folder or an export: `liftkit.load(PATH).predict([...])`.
 
-    predictor = liftkit.load("runs/emotion-lora-...")
+    predictor = liftkit.load("runs/emotion-lora-...")            # a run folder: torch, adapters merged
+    predictor = liftkit.load("runs/emotion-lora-...-onnx-int8")  # an export: onnxruntime, no torch
     predictor.predict(["i feel great"])  # [{"label": "joy", "probabilities": {...}}]
+
+Speed comes from doing only the model's work: texts are tokenized in one call by the saved
+`tokenizer.json` (the Rust tokenizer, as training did), grouped by length so that no batch holds
+padding, and handed as numpy arrays to a backend (`liftkit.backends`) that runs one forward per
+batch. This module imports neither torch nor any training code; only the torch backend does.
 """
 
 from __future__ import annotations
@@ -9,85 +15,91 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
-from liftkit.batching import Padding, TokenizedSplit, loader
-from liftkit.config import ModelConfig, build_options
 from liftkit.errors import LiftError, first_line
-from liftkit.evaluate import predict_logits
-from liftkit.methods import METHODS
-from liftkit.modeling import arch_of, load_classifier, load_error
-from liftkit.resources import pick_device
-from liftkit.run_dir import WEIGHTS, damaged, read_manifest
+from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest
+
+BACKENDS = ("auto", "torch", "onnx")
+Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input ids, attention mask) -> logits
+
+
+@dataclass
+class Encoder:
+    """Texts -> padded id and mask arrays, exactly as training tokenized and padded them: the
+    saved tokenizer.json, truncated at the run's max_length, padded with its pad id on its side."""
+
+    tokenizer: Any  # tokenizers.Tokenizer
+    pad_id: int | None  # None: the tokenizer has no pad token (predict never pads; Encoder.pad then refuses)
+    left: bool = False
+
+    @classmethod
+    def from_folder(cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None) -> Encoder:
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            settings = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
+        except Exception as exc:  # the Rust tokenizer raises its own exception type
+            raise damaged(folder, f"its tokenizer.json cannot be read ({first_line(exc)[:160]})") from None
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length, direction=settings.get("truncation_side") or "right")
+        if pad_id is None:  # older manifests: the pad token by name
+            pad = settings.get("pad_token")
+            pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
+        return cls(tokenizer, pad_id, left)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        if len(texts) == 1:  # encode_batch's thread pool costs more than it saves on one text
+            return [self.tokenizer.encode(texts[0]).ids]
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(row) for row in rows)
+        if self.pad_id is None and any(len(row) < width for row in rows):
+            raise LiftError("this tokenizer has no pad token, so rows of different lengths cannot share a batch")
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if self.left else slice(0, len(row))
+            ids[i, span], mask[i, span] = row, 1
+        return ids, mask
 
 
 class Predictor:
-    """A fine-tuned classifier read back from its run directory."""
+    """A fine-tuned classifier: labels, the encoder of its texts and a backend that runs it."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, labels: list[str], max_length: int, padding: Padding, device: torch.device):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
+    def __init__(self, labels: list[str], encoder: Encoder, backend: Backend, info: dict[str, Any]):
         self.labels = labels
-        self.max_length = max_length
-        self.padding = padding
-        self.device = device
+        self.encoder = encoder
+        self.backend = backend
+        self.info = info  # what was loaded: source ("run" or "export"), format, backend, method, base model
 
-    @classmethod
-    def from_run(cls, path: str | Path, device: str = "auto", trust_remote_code: bool = False) -> Predictor:
-        """Everything but the weights comes from the run's manifest (liftkit.json). Whether the base
-        model's own code may run is the caller's decision (`trust_remote_code`), never the folder's."""
-        path = Path(path)
-        manifest = read_manifest(path)
-        if manifest.method not in METHODS:
-            raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
-        check_files(path, manifest.files)
-        try:  # saved by the run, pad token included
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as exc:
-            if "trust_remote_code" in str(exc):
-                raise load_error(f"the tokenizer in {path}", exc) from None
-            raise damaged(path, f"its tokenizer cannot be loaded ({first_line(exc)})") from None
-        model_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision)
-        base = load_classifier(model_cfg, manifest.labels, tokenizer)
-        options = build_options(manifest.method, manifest.method_options)
-        try:
-            model = METHODS[manifest.method].load(base, options, arch_of(base), path)
-        except (OSError, RuntimeError, ValueError, SafetensorError, LiftError) as exc:
-            what = first_line(exc)[:200]
-            if "size mismatch" in str(exc) or "other shapes" in str(exc):
-                raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json") from None
-            raise damaged(path, f"its weights cannot be loaded ({what})") from None
-        torch_device = pick_device(device)
-        padding = Padding.of(tokenizer, left=manifest.padding_side == "left")
-        return cls(model.to(torch_device), tokenizer, manifest.labels, manifest.max_length, padding, torch_device)
+    def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Raw class scores, one row per text, columns in `self.labels` order."""
+        texts = _check_texts(texts, batch_size)
+        logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return logits
+        rows = self.encoder.encode(texts)
+        empty = [i for i, row in enumerate(rows) if not row]
+        if empty:
+            which = ", ".join(f"texts[{i}]" for i in empty[:5])
+            raise LiftError(f"{len(empty)} text(s) give this model no tokens at all ({which}, e.g. empty): pass some text")
+        if len(rows) == 1:  # a lone text (a request to a server): straight to the model
+            ids = np.array(rows, dtype=np.int64)
+            return self.backend(ids, np.ones_like(ids))
+        for chunk in _progress(_batches(rows, batch_size)) if progress else _batches(rows, batch_size):
+            logits[chunk] = self.backend(*self.encoder.pad([rows[i] for i in chunk]))
+        return logits
 
     def predict_proba(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Class probabilities, one row per text, columns in `self.labels` order."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
-        if bad:
-            kinds = ", ".join(f"texts[{i}] is {type(texts[i]).__name__}" for i in bad[:5])
-            raise LiftError(f"{len(bad)} item(s) to classify are not text ({kinds}): pass strings")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise LiftError(f"batch_size={batch_size!r} must be a whole number of at least 1")
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        data = TokenizedSplit([np.asarray(x, dtype=np.int64) for x in ids], np.zeros(len(ids), dtype=np.int64))
-        batches = loader(data, batch_size, self.padding, shuffle=False)
-        if progress:
-            batches = _ProgressLoader(batches)
-        logits, _ = predict_logits(self.model, batches, self.device)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return softmax(self.logits(texts, batch_size, progress))
 
     def predict(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
         """Label name and per-class probabilities for each text."""
@@ -98,22 +110,89 @@ class Predictor:
         ]
 
 
-class _ProgressLoader:
-    """A loader that shows a progress bar, keeping the `batch_sampler` that `predict_logits` reads."""
-
-    def __init__(self, inner: Any):
-        self.inner, self.batch_sampler = inner, inner.batch_sampler
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(tqdm(self.inner, desc="predict", leave=False))
+def _batches(rows: list[list[int]], batch_size: int) -> list[np.ndarray]:
+    """Row indices in batches of one token length each: no padding at all, so no compute spent
+    on it, and a row's scores never depend on which rows share its batch (GPT-2's positions, for
+    one, shift under left padding)."""
+    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    order = np.argsort(lengths, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+    return [group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
 
 
-def load(path: str | Path, device: str = "auto", trust_remote_code: bool = False) -> Predictor:
-    """The public entry point: `liftkit.load(RUN_DIR).predict([...])`."""
-    return Predictor.from_run(path, device, trust_remote_code)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _check_texts(texts: Any, batch_size: Any) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        kinds = ", ".join(f"texts[{i}] is {type(texts[i]).__name__}" for i in bad[:5])
+        raise LiftError(f"{len(bad)} item(s) to classify are not text ({kinds}): pass strings")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise LiftError(f"batch_size={batch_size!r} must be a whole number of at least 1")
+    return texts
+
+
+def _progress(chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(chunks, desc="predict", leave=False))
+
+
+def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_remote_code: bool = False) -> Predictor:
+    """The public entry point: a run folder (`lift run`) or an export folder (`lift export`).
+
+    backend "auto" runs a run folder and an hf export on torch (LoRA and IA3 merged into the
+    weights at load) and an onnx export on onnxruntime; "onnx" on a run folder or hf export
+    converts it to ONNX in memory first; "torch" cannot run an onnx export. Whether the base
+    model's own code may run is the caller's decision (`trust_remote_code`), never the folder's."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise LiftError(f"backend {backend!r} is unknown: use one of {', '.join(BACKENDS)}")
+    if (path / EXPORT_INFO).is_file():
+        return _load_export(path, backend, device, trust_remote_code)
+    if not path.is_dir():
+        raise LiftError(f"{str(path)!r} does not exist: pass a folder that `lift run` or `lift export` wrote")
+    if not (path / MANIFEST).is_file():
+        raise LiftError(f"{str(path)!r} is not a liftkit run directory or export (no {MANIFEST} or {EXPORT_INFO}): pass a folder that `lift run` or `lift export` wrote")
+    from liftkit.backends import torch_backend
+
+    manifest = read_manifest(path)
+    check_files(path, manifest.files)
+    encoder = Encoder.from_folder(path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id)
+    run_backend = _torch_or_onnx(torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device)
+    info = {"source": "run", "format": "run", "backend": "onnx" if backend == "onnx" else "torch", "method": manifest.method, "base_model": manifest.base_model}
+    return Predictor(manifest.labels, encoder, run_backend, info)
+
+
+def _torch_or_onnx(model: Any, backend: str, device: str) -> Backend:
+    """A torch model run as it is, or converted to ONNX in memory (`backend="onnx"`, CPU only)."""
+    from liftkit.backends import torch_backend
+
+    return torch_backend.onnx_from_torch(model) if backend == "onnx" else torch_backend.TorchBackend(model, device)
+
+
+def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool) -> Predictor:
+    export = read_export_info(path)
+    encoder = Encoder.from_folder(path, export["max_length"], export["padding_side"] == "left", export["pad_id"])
+    if export["format"] == "onnx":
+        if backend == "torch":
+            raise LiftError(f"{str(path)!r} is an ONNX export, which holds no torch weights: use backend 'onnx' (or 'auto'), or load the run folder or an hf export")
+        from liftkit.backends.onnx_backend import OnnxBackend
+
+        run_backend = OnnxBackend(path / export["model_file"])
+    else:
+        from liftkit.backends import torch_backend
+
+        run_backend = _torch_or_onnx(torch_backend.load_hf_export(path, trust_remote_code), backend, device)
+    used = "onnx" if export["format"] == "onnx" or backend == "onnx" else "torch"
+    info = {"source": "export", "format": export["format"], "quantize": export.get("quantize"), "backend": used, "method": export["method"], "base_model": export["base_model"]}
+    return Predictor(export["labels"], encoder, run_backend, info)
 
 
 def check_files(path: Path, files: list[str]) -> None:
@@ -128,6 +207,8 @@ def check_files(path: Path, files: list[str]) -> None:
             raise damaged(path, "adapter_model.safetensors (the adapter and the classifier head) is missing")
     elif not (path / WEIGHTS).is_file():
         raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
+    if not (path / "tokenizer.json").is_file():
+        raise damaged(path, "its tokenizer cannot be loaded (tokenizer.json is missing)")
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:

@@ -12,10 +12,14 @@ RUN_DIR/
   metrics.json                the run record (liftkit.record): every figure, measured by this run
   history.jsonl               per-step training loss and lr, per-epoch validation (liftkit.tracking)
   report.md                   the human-readable comparison
+  README.md                   the model card (liftkit.modelcard), built from metrics.json
   error.json, error.txt       why the run failed (type, message; the traceback), while it has
   checkpoints/last, best      per-epoch training state (resume) and best-epoch weights
 ```
 A comparison folder holds one such run folder per method and seed, `<method>-seed<seed>/`.
+An export folder (`lift export`) holds the model in its format (`model.safetensors` + config.json,
+or `model.onnx`), the tokenizer, README.md and `export.json`: what loading it needs (format,
+labels, max_length, padding) and what the export measured against its run (liftkit.export).
 Only this module decides paths. Files are written beside their final name and renamed into
 place, so a crash never leaves a half-written file behind.
 """
@@ -39,6 +43,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from liftkit.config import portable_name
 from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord, known_fields
 
@@ -53,6 +58,8 @@ RUN_LOG = "run.log"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"  # held (flock) by the run writing the folder; holds the holder's pid
 WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
+MODEL_CARD = "README.md"
+EXPORT_INFO = "export.json"  # an export folder's manifest and parity figures
 
 
 def _stem(dataset: str) -> str:
@@ -107,7 +114,7 @@ def lock(run_dir: Path) -> Iterator[None]:
 
 
 # what every run may write besides the files its manifest lists (see the layout above)
-RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS)
+RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS)
 
 
 def finished(run_dir: Path) -> bool:
@@ -185,28 +192,33 @@ class Manifest:
     trust_remote_code: bool = False  # what the training run was allowed; informational: loading asks the caller
     revision: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
+    pad_id: int | None = None  # the token batches are padded with; older manifests: the tokenizer's pad token
     files: list[str] = field(default_factory=list)  # weight and tokenizer files save_model wrote (what --overwrite deletes)
 
 
-def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest) -> None:
-    """Write weights (through the method's saver) and tokenizer, then the manifest (which holds the
-    label names, one source, and lists the files written), each atomically. The manifest comes
-    last: its presence means the run finished (`finished`)."""
+def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest, card: Callable[[Manifest], str]) -> None:
+    """Write weights (through the method's saver), tokenizer and model card, then the manifest
+    (which holds the label names, one source, and lists the weight and tokenizer files), each
+    atomically. `card` writes the model card from the finished manifest. The manifest comes last: its presence means the run finished (`finished`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".model."))
     try:
         save_weights(staging)
         tokenizer.save_pretrained(staging)
+        (staging / MODEL_CARD).unlink(missing_ok=True)  # peft's blank template; ours follows
         manifest.files = sorted(path.name for path in staging.iterdir())
         for path in staging.iterdir():
             os.replace(path, run_dir / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    write_text(run_dir / MODEL_CARD, card(manifest))
     write_json(run_dir / MANIFEST, dataclasses.asdict(manifest))
 
 
 def read_manifest(run_dir: str | Path) -> Manifest:
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LiftError(f"run folder {str(run_dir)!r} does not exist: check the path")
     if not (run_dir / MANIFEST).is_file():
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
     try:
@@ -221,11 +233,37 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         raise damaged(run_dir, f"{MANIFEST} is unreadable or incomplete ({first_line(exc)[:160]})") from None
     if not isinstance(manifest.labels, list) or not manifest.labels or not isinstance(manifest.method_options, dict):
         raise damaged(run_dir, f"{MANIFEST} lacks its label list or method options")
+    manifest.base_model = portable_name(manifest.base_model)  # runs that recorded the packaged model's alias
     return manifest
 
 
+EXPORT_KEYS = ("format", "labels", "max_length", "padding_side", "pad_id", "method", "base_model")
+
+
+def read_export_info(folder: str | Path) -> dict[str, Any]:
+    """An export folder's export.json, checked for what loading needs."""
+    folder = Path(folder)
+    try:
+        info = read_json(folder / EXPORT_INFO)
+    except (OSError, ValueError) as exc:
+        raise damaged(folder, f"{EXPORT_INFO} is unreadable ({first_line(exc)[:160]})") from None
+    missing = [key for key in EXPORT_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise damaged(folder, f"{EXPORT_INFO} lacks {', '.join(missing)}")
+    info.setdefault("model_file", "model.onnx")
+    if info["format"] not in ("hf", "onnx") or Path(str(info["model_file"])).name != info["model_file"]:
+        raise damaged(folder, f"{EXPORT_INFO} names an unknown format or a model file outside the folder")
+    needed = [info["model_file"]] if info["format"] == "onnx" else ["config.json", "model.safetensors"]
+    lost = [name for name in needed + ["tokenizer.json"] if not (folder / name).is_file()]
+    if lost:
+        raise damaged(folder, f"{', '.join(lost)} {'is' if len(lost) == 1 else 'are'} missing")
+    return info
+
+
 def damaged(run_dir: Path, what: str) -> LiftError:
-    """The one line for a run folder that lost or broke a file."""
+    """The one line for a run or export folder that lost or broke a file."""
+    if (run_dir / EXPORT_INFO).is_file():
+        return LiftError(f"export folder {str(run_dir)!r} is damaged: {what}; copy it again, or export its run again (lift export)")
     return LiftError(f"run folder {str(run_dir)!r} is damaged: {what}; copy it again, or retrain")
 
 

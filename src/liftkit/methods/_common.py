@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from peft import PeftModel, TaskType, get_peft_model
+from peft.utils import ModulesToSaveWrapper
 from safetensors.torch import save_file
 from torch import nn
 
@@ -67,11 +68,29 @@ def model_dims(model: nn.Module) -> dict[str, int]:
 
 
 def peft_save(model: nn.Module, run_dir: Path) -> None:
-    model.save_pretrained(run_dir)
+    # no embedding layer is trained; "auto" would look the base model up on the hub to find out
+    model.save_pretrained(run_dir, save_embedding_layers=False)
 
 
 def peft_load(model: nn.Module, options: Any, arch: Arch, run_dir: Path) -> nn.Module:
     return PeftModel.from_pretrained(model, str(run_dir))
+
+
+def peft_merge(model: nn.Module) -> nn.Module:
+    """LoRA / IA3 folded into the base weights, the trained head (modules_to_save) put in place.
+
+    The head goes in first, by hand: peft's IA3 unload copies a `.weight` from every wrapped
+    module and fails on a head module without one (BERT's pooler)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[model.active_adapter])
+    return model.merge_and_unload()
+
+
+def plain(model: nn.Module) -> nn.Module:
+    """The merge of methods that train the model's own weights (full, head): nothing to fold."""
+    return model
 
 
 def train_only(model: nn.Module, trainable: set[str]) -> None:

@@ -29,6 +29,10 @@ class Method:
     # True when the body sees embeddings, not token ids (prompt tuning): decoders then pad on the
     # left, since they pool the last position and cannot find padding among embeddings
     feeds_embeddings: bool = False
+    # folds the trained method into the base model's own weights, returning the plain architecture
+    # (fast prediction, the hf export); None when the method adds modules that architecture has no
+    # place for (prefixes, prompts, bottleneck adapters), which then ship as ONNX
+    merge: Callable[[nn.Module], nn.Module] | None = None
 
 
 IMPLEMENTED: dict[str, Method] = {}  # method name -> implementation, filled as method modules are imported

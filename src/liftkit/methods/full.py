@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from liftkit.methods.base import Method, register
-from liftkit.methods._common import head_paths, native_loader, native_save, train_only
+from liftkit.methods._common import head_paths, native_loader, native_save, plain, train_only
 from liftkit.methods.options import FullOptions
 from liftkit.modeling import Arch, top_layer_paths
 
@@ -25,4 +25,4 @@ def apply(model: nn.Module, options: FullOptions, arch: Arch) -> nn.Module:
     return model
 
 
-register(Method(options=FullOptions, apply=apply, save=native_save, load=native_loader(apply)))
+register(Method(options=FullOptions, apply=apply, save=native_save, load=native_loader(apply), merge=plain))

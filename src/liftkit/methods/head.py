@@ -9,7 +9,7 @@ from torch import nn
 
 from liftkit.errors import LiftError
 from liftkit.methods.base import Method, register
-from liftkit.methods._common import head_paths, native_loader, native_save, train_only
+from liftkit.methods._common import head_paths, native_loader, native_save, plain, train_only
 from liftkit.methods.options import HeadOptions
 from liftkit.modeling import Arch
 
@@ -21,4 +21,4 @@ def apply(model: nn.Module, options: HeadOptions, arch: Arch) -> nn.Module:
     return model
 
 
-register(Method(options=HeadOptions, apply=apply, save=native_save, load=native_loader(apply)))
+register(Method(options=HeadOptions, apply=apply, save=native_save, load=native_loader(apply), merge=plain))

@@ -13,7 +13,7 @@ from peft import LoraConfig
 from torch import nn
 
 from liftkit.methods.base import Method, register
-from liftkit.methods._common import check_targets, peft_load, peft_save, peft_wrap, place
+from liftkit.methods._common import check_targets, peft_load, peft_merge, peft_save, peft_wrap, place
 from liftkit.methods.options import LoraOptions
 from liftkit.modeling import Arch
 
@@ -28,4 +28,4 @@ def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
     )
 
 
-register(Method(options=LoraOptions, apply=apply, save=peft_save, load=peft_load))
+register(Method(options=LoraOptions, apply=apply, save=peft_save, load=peft_load, merge=peft_merge))

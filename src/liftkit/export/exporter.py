@@ -1,0 +1,216 @@
+"""`lift export`: a run folder -> a folder any client loads, verified by numbers.
+
+Load the run's model, compute its logits on the run's test split (or a stated sample of it),
+write the export into a staging folder, run the export on the same texts through the backend a
+client would use, and record in export.json how far apart the two are (max |Δlogit|, argmax
+agreement, accuracy and macro-F1 of each) beside what loading needs. Only then does the staging
+folder take the output's name, so a failed export leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from liftkit.backends.onnx_backend import OnnxBackend
+from liftkit.backends.torch_backend import TorchBackend, load_hf_export, load_run_model
+from liftkit.config import load_config
+from liftkit.data import load_splits
+from liftkit.errors import LiftError, first_line
+from liftkit.evaluate import classification_metrics
+from liftkit.export.hf import write_hf
+from liftkit.export.onnx import quantize_int8, to_onnx
+from liftkit.methods import METHODS
+from liftkit.modelcard import model_card
+from liftkit.predict import Encoder, Predictor, check_files, softmax
+from liftkit.run_dir import CONFIG, EXPORT_INFO, MODEL_CARD, read_manifest, read_record, write_json, write_text
+from liftkit.version import __version__
+
+FORMATS = ("hf", "onnx")
+QUANTIZATIONS = ("int8",)
+PARITY_PROB = 1e-4  # an unquantized export must give the run's probabilities to this
+INT8_POINTS = 1.0  # accuracy points an int8 export may lose before it is called out
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    info: dict[str, Any]  # what export.json holds
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.info["warnings"]
+
+
+def default_output(run: Path, fmt: str, quantize: str | None) -> Path:
+    """Beside the run: `<run>-hf`, `<run>-onnx`, `<run>-onnx-int8`."""
+    return run.parent / f"{run.name}-{fmt}{'-' + quantize if quantize else ''}"
+
+
+def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force: bool) -> None:
+    """What can be refused before anything loads: format, quantization, the output folder, and a
+    method whose weights the requested format cannot hold."""
+    if fmt not in FORMATS:
+        raise LiftError(f"export format {fmt!r} is unknown: use --format hf or --format onnx")
+    if quantize is not None and (quantize not in QUANTIZATIONS or fmt != "onnx"):
+        raise LiftError(f"--quantize {quantize} is not available for --format {fmt}: int8 quantization applies to --format onnx")
+    manifest = read_manifest(run)
+    check_files(run, manifest.files)
+    if manifest.method in METHODS and fmt == "hf" and METHODS[manifest.method].merge is None:
+        raise LiftError(
+            f"the {manifest.method} method adds modules that a plain {manifest.model_type} classifier has no place for, "
+            "so its weights cannot be merged into a transformers folder: use --format onnx, which traces them into the graph"
+        )
+    out, here = output.resolve(), run.resolve()
+    if out == here or here in out.parents:
+        raise LiftError(f"--output {str(output)!r} is inside the run folder: pick a folder outside it")
+    if out in here.parents:
+        raise LiftError(f"--output {str(output)!r} holds the run folder itself: pick a new folder for the export")
+    _check_replaceable(output, force)
+
+
+def _check_replaceable(output: Path, force: bool) -> None:
+    """An output folder may be new or empty; --force replaces an earlier export, never anything else."""
+    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
+        return
+    if not force:
+        raise LiftError(f"--output {str(output)!r} already exists and is not empty: pass --force to replace it, or pick another --output")
+    if not (output / EXPORT_INFO).is_file():
+        raise LiftError(f"--output {str(output)!r} is not an earlier export (no {EXPORT_INFO}), and --force replaces only those: pick another --output")
+
+
+def export(run: str | Path, fmt: str, quantize: str | None = None, output: str | Path | None = None, force: bool = False,
+           max_samples: int | None = None, trust_remote_code: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+    """Export the run folder `run` as `fmt` (hf or onnx, optionally int8) into `output`."""
+    run = Path(run).resolve()  # `lift export .` names its default output beside the run, not inside it
+    output = Path(output) if output is not None else default_output(run, fmt, quantize)
+    check_request(run, fmt, quantize, output, force)
+    manifest, record = read_manifest(run), read_record(run)
+    texts, labels, sample = _test_texts(run, max_samples)
+    model = load_run_model(run, manifest, trust_remote_code, merge=False)
+    log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
+    encoder = Encoder.from_folder(run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id)
+    reference = Predictor(manifest.labels, encoder, TorchBackend(model, "cpu"), {}).logits(texts)
+    method = METHODS[manifest.method]
+    if method.merge is not None:
+        model = method.merge(model)
+    tokenizer = AutoTokenizer.from_pretrained(run, trust_remote_code=trust_remote_code)
+    tokenizer.model_max_length = manifest.max_length  # a plain pipeline(..., truncation=True) cuts where training did
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        log(f"writing the {fmt}{' ' + quantize if quantize else ''} export ...")
+        model_file = _write(model, tokenizer, encoder, staging, fmt, quantize)
+        backend = OnnxBackend(staging / model_file) if fmt == "onnx" else TorchBackend(load_hf_export(staging, trust_remote_code), "cpu")
+        exported = Predictor(manifest.labels, encoder, backend, {}).logits(texts)
+        info = _info(manifest, run, fmt, quantize, model_file, staging)
+        info["parity"], info["warnings"] = _parity(reference, exported, labels, manifest.labels, sample, quantize)
+        write_json(staging / EXPORT_INFO, info)
+        write_text(staging / MODEL_CARD, model_card(record, manifest, info))
+        _place(staging, output, force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(output, info)
+
+
+def _test_texts(run: Path, max_samples: int | None) -> tuple[list[str], np.ndarray, str | None]:
+    """The run's own test split, read as the run read it (its config.yaml), or a seeded sample."""
+    try:
+        cfg = load_config(run / CONFIG)
+        test = load_splits(cfg.data, cfg.train.seed).test
+    except LiftError as exc:
+        raise LiftError(f"every export is verified on the run's test split, which cannot be read: {exc}") from None
+    texts, labels = list(test.texts), np.asarray(test.labels)
+    if max_samples is not None and max_samples < len(texts):
+        if max_samples < 1:
+            raise LiftError(f"--max-samples {max_samples} must be at least 1")
+        keep = np.sort(np.random.default_rng(0).choice(len(texts), max_samples, replace=False))
+        return [texts[i] for i in keep], labels[keep], f"a seeded sample of {max_samples} of {len(texts)} rows"
+    return texts, labels, None
+
+
+def _write(model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str, quantize: str | None) -> str:
+    """The model files of the export; returns the name of the one a backend loads."""
+    tokenizer.save_pretrained(folder)
+    # tokenizer.json as the run tokenizes: truncated at its max_length, unpadded (the base model's
+    # file may pad every text to a fixed length, which a plain client would then feed the model)
+    encoder.tokenizer.save(str(folder / "tokenizer.json"))
+    if fmt == "hf":
+        write_hf(model, folder)
+        return "model.safetensors"
+    to_onnx(model, folder / "model.onnx")
+    if quantize == "int8":
+        quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+        (folder / "model.onnx").unlink()
+        return "model.int8.onnx"
+    return "model.onnx"
+
+
+def _info(manifest: Any, run: Path, fmt: str, quantize: str | None, model_file: str, folder: Path) -> dict[str, Any]:
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        "format": fmt, "quantize": quantize, "model_file": model_file, "model_size_bytes": files[model_file],
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "liftkit": __version__, "source_run": run.name,
+        "method": manifest.method, "base_model": manifest.base_model, "model_type": manifest.model_type,
+        "labels": manifest.labels, "max_length": manifest.max_length, "padding_side": manifest.padding_side,
+        "pad_id": manifest.pad_id if manifest.pad_id is not None else _pad_id(folder), "files": files,
+    }
+
+
+def _pad_id(folder: Path) -> int:
+    return Encoder.from_folder(folder, 8, False).pad_id  # manifests older than pad_id: the tokenizer's pad token
+
+
+def _parity(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, names: list[str], sample: str | None,
+            quantize: str | None) -> tuple[dict[str, Any], list[str]]:
+    """How far the export is from the run's own model on the same texts, and what to say of it."""
+    ref_scores = classification_metrics(reference, labels, names).scores
+    exp_scores = classification_metrics(exported, labels, names).scores
+    ref_p, exp_p = softmax(reference), softmax(exported)
+    parity = {
+        "split": "test", "rows": int(len(labels)), "sample": sample,
+        "max_abs_logit_diff": float(np.abs(reference - exported).max()),
+        "max_abs_prob_diff": float(np.abs(ref_p - exp_p).max()),
+        "argmax_agreement": float((reference.argmax(1) == exported.argmax(1)).mean()),
+        "run": {"accuracy": ref_scores.accuracy, "macro_f1": ref_scores.macro_f1},
+        "export": {"accuracy": exp_scores.accuracy, "macro_f1": exp_scores.macro_f1},
+        "accuracy_change_points": round((exp_scores.accuracy - ref_scores.accuracy) * 100, 4),
+    }
+    warnings = []
+    if quantize and -parity["accuracy_change_points"] > INT8_POINTS:
+        warnings.append(
+            f"{quantize} quantization lost {-parity['accuracy_change_points']:.2f} accuracy points against the run's model "
+            f"({ref_scores.accuracy:.4f} -> {exp_scores.accuracy:.4f}): ship the unquantized export if that matters"
+        )
+    if not quantize and parity["max_abs_prob_diff"] > PARITY_PROB:
+        warnings.append(
+            f"the export's probabilities differ from the run's by up to {parity['max_abs_prob_diff']:.2e} (more than "
+            f"{PARITY_PROB:g}): check its predictions before shipping it, and please report it"
+        )
+    return parity, warnings
+
+
+def _place(staging: Path, output: Path, force: bool) -> None:
+    """The finished staging folder takes the output's name; an existing output (an earlier
+    export, with --force) is moved aside first and deleted only once the new one is in place."""
+    staging.chmod(0o755)  # mkdtemp makes folders private; exports are meant to be shared
+    _check_replaceable(output, force)  # again: something may have appeared there meanwhile
+    old = None
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{time.time_ns()}"
+        output.rename(old)
+    try:
+        staging.rename(output)
+    except OSError as exc:
+        if old is not None:
+            old.rename(output)
+        raise LiftError(f"could not move the export into {str(output)!r} ({first_line(exc)}): check that folder's permissions, or pick another --output") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""Trace a classifier into ONNX (dynamic batch and sequence axes) and quantize it to int8.
+
+Tracing (torch's TorchScript-based exporter) records the forward that actually runs, so every
+method exports, including those that merge into nothing: LoRA/IA3 arrive merged, bottleneck
+adapters and prefixes as the extra ops they are, prompt tokens as a constant concatenated to the
+embeddings. The traced batch has a padded row, so the masking ops are in the graph.
+
+Attention is traced in its eager form (matmul, mask, softmax, matmul) rather than through SDPA:
+onnxruntime's transformer optimizer recognises that pattern in BERT-family graphs and fuses each
+layer's attention, embeddings and layer norms into single kernels (700 nodes become 150 for
+MiniLM), which is what makes one short text cost little more than its arithmetic. The fused ops
+are onnxruntime's own (com.microsoft domain).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+OPSET = 17
+INPUTS = ("input_ids", "attention_mask")
+FUSABLE = {"bert": "bert", "distilbert": "bert", "roberta": "bert"}  # model type -> onnxruntime optimizer's model type
+
+
+class LogitsOnly(nn.Module):
+    """(ids, mask) -> logits: no cache, no dict output, the two inputs every graph takes."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def to_onnx(model: nn.Module, target: Path | BinaryIO) -> None:
+    """Write `model` (eval mode, fp32, on CPU) as an ONNX graph to a path or a binary buffer,
+    attention fused where onnxruntime knows the architecture."""
+    import onnx
+
+    wrapper = LogitsOnly(model.float().cpu()).eval()  # eval on the wrapper too: export restores its mode after
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 0, 0, 0]], dtype=torch.long) % model.config.vocab_size
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    buffer = io.BytesIO()
+    with _eager_attention(model), warnings.catch_warnings():  # tracer notes on Python-side shape checks; parity is measured instead
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (), buffer, kwargs={"input_ids": ids, "attention_mask": mask},
+            input_names=list(INPUTS), output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    if model.config.model_type in FUSABLE:
+        graph = _fuse(graph, model.config)
+    onnx.save(graph, str(target) if isinstance(target, Path) else target)
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """Trace SDPA attention in its eager form (same arithmetic), which the optimizer can fuse;
+    leave any other implementation (liftkit's prefix attention) as it is."""
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or inner.config._attn_implementation != "sdpa":
+        yield
+        return
+    inner.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation("sdpa")
+
+
+def _fuse(graph: Any, config: Any) -> Any:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = getattr(config, "num_attention_heads", None) or config.n_heads
+    width = getattr(config, "hidden_size", None) or config.dim
+    with _quiet_root():  # the optimizer logs each fusion it makes
+        return optimize_model(graph, model_type=FUSABLE[config.model_type], num_heads=heads, hidden_size=width).model
+
+
+@contextlib.contextmanager
+def _quiet_root() -> Iterator[None]:
+    """onnxruntime's optimizer and quantizer log to the root logger: keep their notes off the user's screen."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """onnxruntime dynamic quantization: int8 weights (per output channel, which keeps accuracy),
+    activations quantized on the fly; about 4x smaller and, on CPUs, about twice as fast."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root():  # a generic pre-processing tip
+        quantize_dynamic(
+            source, target, weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # types of ops shape inference cannot see into
+        )

