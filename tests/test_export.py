@@ -286,15 +286,17 @@ def test_an_existing_output_is_replaced_only_with_force_and_only_if_it_is_an_exp
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["export", str(run), "--format", "onnx", "--output", str(out)]) == 2
-    assert "already exists and is not empty: pass --force" in _one_error(capsys)
-    assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--force"]) == 2
-    assert "is not an earlier export (no export.json), and --force replaces only those" in _one_error(capsys)
+    for force in ([], ["--force"]):
+        assert main(["export", str(run), "--format", "onnx", "--output", str(out), *force]) == 2
+        assert "already holds other files (it is not an earlier export): pick another --output" in _one_error(capsys)
     assert (out / "keep.txt").read_text() == "mine"
     assert main(["export", str(run), "--format", "onnx", "--output", str(run.parent), "--force"]) == 2
     assert "holds the run folder itself" in _one_error(capsys)
     shutil.rmtree(out)
     assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--max-samples", "5"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "onnx", "--output", str(out)]) == 2
+    assert "already holds an export: pass --force to replace it" in _one_error(capsys)
     assert main(["export", str(run), "--format", "onnx", "--output", str(out), "--force"]) == 0
     assert json.loads((out / "export.json").read_text())["parity"]["rows"] == 24  # the new one replaced the old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old folder is gone, no staging left

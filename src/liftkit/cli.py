@@ -7,6 +7,7 @@ Each command imports what it runs inside its own function: `lift --help` answers
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -128,7 +129,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
     texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
     predictor = load(args.run_dir, backend=args.backend, device=args.device, trust_remote_code=args.trust_remote_code)
-    preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input))
+    preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input) and sys.stderr.isatty())
     lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(texts, preds)]
     if args.output:
         write_text(Path(args.output), "\n".join(lines) + "\n")
@@ -149,11 +150,38 @@ def cmd_export(args: argparse.Namespace) -> None:
     sample = f" ({parity['sample']})" if parity["sample"] else ""
     print(f"exported {info['format']}{' ' + info['quantize'] if info['quantize'] else ''} to {result.folder} "
           f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)")
-    print(f"checked on {parity['rows']} test rows{sample}: accuracy {parity['export']['accuracy']:.4f} "
+    print(f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: accuracy {parity['export']['accuracy']:.4f} "
           f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
           f"same label on {parity['argmax_agreement'] * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}")
     for warning in result.warnings:
         print(f"WARNING: {warning}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import signal
+
+    import uvicorn
+
+    from liftkit.predict import check_folder
+    from liftkit.serve.app import ServeSettings, create_app
+
+    settings = ServeSettings(
+        path=args.path, backend=args.backend, device=args.device, max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size, max_input_chars=args.max_input_chars, trust_remote_code=args.trust_remote_code,
+    )
+    settings.check()
+    if args.workers < 1:
+        raise LiftError(f"--workers {args.workers} must be at least 1")
+    check_folder(Path(args.path))  # a damaged folder fails here, in one line, not as a server that never gets ready
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: end with status 0 there
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    common = dict(host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30)
+    if args.workers > 1:  # each worker process loads the model and batches on its own
+        os.environ["LIFT_SERVE_SETTINGS"] = json.dumps(dataclasses.asdict(settings))
+        uvicorn.run("liftkit.serve.app:app_from_env", factory=True, workers=args.workers, **common)
+    else:
+        uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
 
 
 def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
@@ -207,6 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)")
+    p.add_argument("path", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-batch-size", type=int, default=32, help="texts per forward")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a lone request waits for company")
+    p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
+    p.add_argument("--max-client-batch-size", type=int, default=32, help="texts in one request before 413")
+    p.add_argument("--max-input-chars", type=int, default=10000, help="characters in one text before 413 (unless it asks to truncate)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model and batcher")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the folder)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -231,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: `lift run --resume RUN_DIR` continues from the last checkpoint", file=sys.stderr)
+        hint = ": `lift run --resume RUN_DIR` continues from the last checkpoint" if args.command == "run" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
     return 0
 

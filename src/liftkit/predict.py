@@ -25,6 +25,7 @@ from liftkit.errors import LiftError, first_line
 from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest
 
 BACKENDS = ("auto", "torch", "onnx")
+PADDING_BUDGET = 1.25  # padded batches: at most this many tokens computed per real token
 Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input ids, attention mask) -> logits
 
 
@@ -82,18 +83,27 @@ class Predictor:
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Raw class scores, one row per text, columns in `self.labels` order."""
         texts = _check_texts(texts, batch_size)
-        logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return logits
-        rows = self.encoder.encode(texts)
+        return self.logits_of(self.encode(texts), batch_size, progress=progress)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, as the run tokenized; a text that gives no token is refused."""
+        rows = self.encoder.encode(texts) if texts else []
         empty = [i for i, row in enumerate(rows) if not row]
         if empty:
             which = ", ".join(f"texts[{i}]" for i in empty[:5])
             raise LiftError(f"{len(empty)} text(s) give this model no tokens at all ({which}, e.g. empty): pass some text")
-        if len(rows) == 1:  # a lone text (a request to a server): straight to the model
+        return rows
+
+    def logits_of(self, rows: list[list[int]], batch_size: int = 64, pad: bool = False, progress: bool = False) -> np.ndarray:
+        """Scores of encoded rows. By default batches hold one length each (no padding); `pad`
+        lets rows of different lengths share a batch, which a server merging requests needs, where
+        padding cannot change a score (right padding; on the left a decoder's positions shift)."""
+        logits = np.empty((len(rows), len(self.labels)), dtype=np.float32)
+        if len(rows) == 1:  # a lone text: straight to the model
             ids = np.array(rows, dtype=np.int64)
             return self.backend(ids, np.ones_like(ids))
-        for chunk in _progress(_batches(rows, batch_size)) if progress else _batches(rows, batch_size):
+        batches = _batches(rows, batch_size, pad and not self.encoder.left and self.encoder.pad_id is not None)
+        for chunk in _progress(batches) if progress else batches:
             logits[chunk] = self.backend(*self.encoder.pad([rows[i] for i in chunk]))
         return logits
 
@@ -110,14 +120,25 @@ class Predictor:
         ]
 
 
-def _batches(rows: list[list[int]], batch_size: int) -> list[np.ndarray]:
+def _batches(rows: list[list[int]], batch_size: int, pad: bool = False) -> list[np.ndarray]:
     """Row indices in batches of one token length each: no padding at all, so no compute spent
     on it, and a row's scores never depend on which rows share its batch (GPT-2's positions, for
-    one, shift under left padding)."""
+    one, shift under left padding). With `pad`, rows sorted by length share a batch as long as
+    padding stays under a quarter of its tokens: a server's mixed requests then take a few
+    forwards, not one per length, and none pads 20-token texts to the longest one's 60."""
     lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
     order = np.argsort(lengths, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
-    return [group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
+    if not pad:
+        groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+        return [group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
+    batches, start, real = [], 0, 0
+    for end, i in enumerate(order):
+        real += lengths[i]
+        if end > start and ((end - start + 1) * lengths[i] > PADDING_BUDGET * real or end - start == batch_size):
+            batches.append(order[start:end])
+            start, real = end, lengths[i]
+    batches.append(order[start:])
+    return batches
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -154,16 +175,11 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
     path = Path(path)
     if backend not in BACKENDS:
         raise LiftError(f"backend {backend!r} is unknown: use one of {', '.join(BACKENDS)}")
-    if (path / EXPORT_INFO).is_file():
+    if check_folder(path) == "export":
         return _load_export(path, backend, device, trust_remote_code)
-    if not path.is_dir():
-        raise LiftError(f"{str(path)!r} does not exist: pass a folder that `lift run` or `lift export` wrote")
-    if not (path / MANIFEST).is_file():
-        raise LiftError(f"{str(path)!r} is not a liftkit run directory or export (no {MANIFEST} or {EXPORT_INFO}): pass a folder that `lift run` or `lift export` wrote")
     from liftkit.backends import torch_backend
 
     manifest = read_manifest(path)
-    check_files(path, manifest.files)
     encoder = Encoder.from_folder(path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id)
     run_backend = _torch_or_onnx(torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device)
     info = {"source": "run", "format": "run", "backend": "onnx" if backend == "onnx" else "torch", "method": manifest.method, "base_model": manifest.base_model}
@@ -193,6 +209,20 @@ def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool)
     used = "onnx" if export["format"] == "onnx" or backend == "onnx" else "torch"
     info = {"source": "export", "format": export["format"], "quantize": export.get("quantize"), "backend": used, "method": export["method"], "base_model": export["base_model"]}
     return Predictor(export["labels"], encoder, run_backend, info)
+
+
+def check_folder(path: Path) -> str:
+    """"run" or "export", once the folder holds what loading needs (read, not loaded: cheap
+    enough for `lift serve` to refuse a damaged folder before it starts listening)."""
+    if (path / EXPORT_INFO).is_file():
+        read_export_info(path)
+        return "export"
+    if not path.is_dir():
+        raise LiftError(f"{str(path)!r} does not exist: pass a folder that `lift run` or `lift export` wrote")
+    if not (path / MANIFEST).is_file():
+        raise LiftError(f"{str(path)!r} is not a liftkit run directory or export (no {MANIFEST} or {EXPORT_INFO}): pass a folder that `lift run` or `lift export` wrote")
+    check_files(path, read_manifest(path).files)
+    return "run"
 
 
 def check_files(path: Path, files: list[str]) -> None:

@@ -218,7 +218,8 @@ def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: A
 def read_manifest(run_dir: str | Path) -> Manifest:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise LiftError(f"run folder {str(run_dir)!r} does not exist: check the path")
+        what = "is a file, not a folder" if run_dir.exists() else "does not exist"
+        raise LiftError(f"run folder {str(run_dir)!r} {what}: pass the folder `lift run` wrote")
     if not (run_dir / MANIFEST).is_file():
         raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
     try:

@@ -78,12 +78,14 @@ def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force
 
 def _check_replaceable(output: Path, force: bool) -> None:
     """An output folder may be new or empty; --force replaces an earlier export, never anything else."""
-    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
+    if output.exists() and not output.is_dir():
+        raise LiftError(f"export folder {str(output)!r} exists and is a file: pick another --output")
+    if not output.exists() or not any(output.iterdir()):
         return
-    if not force:
-        raise LiftError(f"--output {str(output)!r} already exists and is not empty: pass --force to replace it, or pick another --output")
     if not (output / EXPORT_INFO).is_file():
-        raise LiftError(f"--output {str(output)!r} is not an earlier export (no {EXPORT_INFO}), and --force replaces only those: pick another --output")
+        raise LiftError(f"export folder {str(output)!r} already holds other files (it is not an earlier export): pick another --output")
+    if not force:
+        raise LiftError(f"export folder {str(output)!r} already holds an export: pass --force to replace it, or pick another --output")
 
 
 def export(run: str | Path, fmt: str, quantize: str | None = None, output: str | Path | None = None, force: bool = False,

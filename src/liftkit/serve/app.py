@@ -1,0 +1,324 @@
+"""The HTTP layer: routes, limits, errors, API key, metrics. Inference is the batcher's.
+
+Request and response shapes follow Hugging Face Text Embeddings Inference's classification API
+(`POST /predict {"inputs": ...}` -> `[{"label", "score"}]`), so TEI clients work unchanged.
+Every error is `{"error": "...", "error_type": "..."}` with a message that names the fix; a bad
+text fails its own request before it reaches the queue, never a batch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from liftkit.errors import LiftError, first_line
+from liftkit.predict import Predictor, load, softmax
+from liftkit.serve.batcher import Batcher, QueueFull
+from liftkit.serve.metrics import Metrics
+from liftkit.serve.page import PLAYGROUND
+from liftkit.version import __version__
+
+OPEN_PATHS = {"/health", "/", "/favicon.ico"}  # GETs answered without the API key: probes, and the page (which asks for it)
+
+
+@dataclass
+class ServeSettings:
+    path: str
+    backend: str = "auto"
+    device: str = "auto"
+    max_batch_size: int = 32
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 5.0
+    max_concurrent_requests: int = 512
+    max_client_batch_size: int = 32
+    max_input_chars: int = 10000
+    trust_remote_code: bool = False
+
+    def check(self) -> None:
+        key = os.environ.get("LIFT_API_KEY")
+        if key is not None and not key.strip():
+            raise LiftError("LIFT_API_KEY is set but empty: set it to the key clients will send, or unset it")
+        for name in ("max_batch_size", "max_batch_tokens", "max_concurrent_requests", "max_client_batch_size", "max_input_chars"):
+            if getattr(self, name) < 1:
+                raise LiftError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise LiftError(f"--max-wait-ms {self.max_wait_ms} must be 0 or more")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body worth reading: every text at its longest, 12 bytes a character
+        (JSON's escape of a character outside the BMP, as Python's json.dumps writes an emoji)."""
+        return self.max_client_batch_size * (self.max_input_chars * 12 + 64) + 4096
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "error_type": kind}, status_code=status, headers=headers)
+
+
+class PredictRequest(BaseModel):
+    """TEI's classification request."""
+
+    inputs: str | list[str]
+    raw_scores: bool = False
+    truncate: bool = False
+
+
+class ClassifyRequest(BaseModel):
+    texts: list[str]
+    top_k: int | None = Field(default=None, ge=1)
+    truncate: bool = False
+
+
+class Server:
+    """The loaded model, its batcher and the request checks, shared by the routes."""
+
+    def __init__(self, settings: ServeSettings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
+        self.predictor: Predictor | None = None
+        self.load_error: str | None = None
+        self.batcher = Batcher(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms,
+                               settings.max_concurrent_requests, on_batch=metrics.observe_batch)
+        metrics.queue_depth.set_function(lambda: self.batcher.pending)
+
+    def load(self) -> None:
+        """In a thread, so that /health can answer 503 while the model loads."""
+        try:
+            predictor = load(self.settings.path, backend=self.settings.backend, device=self.settings.device,
+                             trust_remote_code=self.settings.trust_remote_code)
+            predictor.predict(["warm-up"])  # the first forward allocates; /health says ready after it
+            self.batcher.predictor = predictor
+            self.predictor = predictor
+        except Exception as exc:  # reported by /health and every request, one line
+            self.load_error = first_line(exc)
+            print(f"error: the model could not be loaded: {self.load_error}", file=sys.stderr, flush=True)
+
+    def ready(self) -> Predictor:
+        if self.predictor is None:
+            if self.load_error:
+                raise ApiError(503, f"the model could not be loaded: {self.load_error}", "unavailable")
+            raise ApiError(503, "the model is still loading: retry in a moment", "unavailable", {"Retry-After": "1"})
+        return self.predictor
+
+    def checked(self, texts: list[str], truncate: bool) -> list[str]:
+        """The request's texts within the limits (cut to --max-input-chars when it asks to truncate)."""
+        limit = self.settings.max_client_batch_size
+        if len(texts) > limit:
+            raise ApiError(413, f"{len(texts)} texts in one request, more than --max-client-batch-size {limit}: split the request", "payload_too_large")
+        if not texts:
+            raise ApiError(422, "no texts in the request: send at least one", "validation")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ApiError(422, f"text {i} is empty: send some text", "validation")
+            if len(text) > self.settings.max_input_chars and not truncate:
+                raise ApiError(413, f"text {i} has {len(text)} characters, more than --max-input-chars {self.settings.max_input_chars}: "
+                                    "shorten it, or send \"truncate\": true", "payload_too_large")
+        return [text[: self.settings.max_input_chars] for text in texts]
+
+    async def logits(self, texts: list[str], truncate: bool) -> np.ndarray:
+        predictor = self.ready()
+        texts = self.checked(texts, truncate)
+        try:
+            rows = predictor.encode(texts)
+        except LiftError as exc:
+            raise ApiError(422, str(exc), "validation") from None
+        try:
+            logits = await self.batcher.submit(rows)
+        except QueueFull:
+            raise ApiError(429, f"the server is at --max-concurrent-requests {self.settings.max_concurrent_requests}: retry shortly",
+                           "overloaded", {"Retry-After": "1"}) from None
+        self.metrics.texts.inc(len(texts))
+        return logits
+
+    def info(self) -> dict[str, Any]:
+        predictor = self.ready()
+        return {
+            "model": Path(self.settings.path).resolve().name, "liftkit": __version__, **predictor.info,
+            "labels": predictor.labels, "test_metrics": test_metrics(Path(self.settings.path)),
+            "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
+        }
+
+
+def test_metrics(path: Path) -> dict[str, Any]:
+    """What the run measured on its test split (or what the export measured of itself)."""
+    try:
+        if (path / "export.json").is_file():
+            parity = json.loads((path / "export.json").read_text())["parity"]
+            return {"split": "test", "rows": parity["rows"], **parity["export"], "measured_by": "lift export"}
+        doc = json.loads((path / "metrics.json").read_text())
+        scores = {k: doc["finetuned"][k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall")}
+        return {"split": "test", "rows": doc["data"]["rows"]["test"], **scores, "measured_by": "lift run"}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    settings.check()
+    metrics = Metrics()
+    server = Server(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server.batcher.start()
+        threading.Thread(target=server.load, name="liftkit-load", daemon=True).start()
+        yield
+        await server.batcher.stop()  # uvicorn has drained the requests in flight by now
+
+    app = FastAPI(title="liftkit", version=__version__, lifespan=lifespan,
+                  description=f"Text classification with {Path(settings.path).name}, served by liftkit.")
+    _middleware(app, settings, metrics)
+    _handlers(app)
+    _routes(app, server, metrics)
+    return app
+
+
+def _middleware(app: FastAPI, settings: ServeSettings, metrics: Metrics) -> None:
+    app.add_middleware(Guard, key=os.environ.get("LIFT_API_KEY"), max_body=settings.max_body_bytes, metrics=metrics)
+
+
+class Guard:
+    """API key, request size and per-route metrics, as plain ASGI (Starlette's BaseHTTPMiddleware
+    costs a task and a stream per request, which a batching server feels). The size limit holds
+    for bodies without a Content-Length too (chunked): they are counted as they arrive, cut at the
+    limit, and whatever the app made of the cut body is replaced by the 413."""
+
+    def __init__(self, app: Any, key: str | None, max_body: int, metrics: Metrics):
+        self.app, self.max_body, self.metrics = app, max_body, metrics
+        self.key = key.strip() if key else None  # a key read from a file keeps its newline
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status, received, cut = time.perf_counter(), 500, 0, False
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        open_path = scope["method"] in ("GET", "HEAD") and scope["path"] in OPEN_PATHS
+        too_large = _error(413, f"request body over {self.max_body} bytes: send fewer or shorter texts", "payload_too_large")
+
+        async def counted() -> dict:
+            nonlocal received, cut
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                cut = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def sent(message: dict) -> None:
+            nonlocal status
+            if cut:
+                return  # the app's answer to a body cut short; the 413 replaces it
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        async def sent_413(message: dict) -> None:
+            nonlocal status
+            status = message.get("status", status)
+            await send(message)
+
+        try:
+            if self.key and not open_path and not _authorized(headers.get("authorization", ""), self.key):
+                await _error(401, "missing or wrong API key: send the header Authorization: Bearer <key>", "unauthorized")(scope, receive, sent)
+            elif int(headers.get("content-length") or 0) > self.max_body:
+                await too_large(scope, receive, sent)
+            else:
+                await self.app(scope, counted, sent)
+                if cut:
+                    await too_large(scope, receive, sent_413)
+        finally:
+            self.metrics.observe_request(scope["method"], scope["path"], status, time.perf_counter() - start)
+
+
+def _authorized(header: str, key: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.kind, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:  # what the model or a bug raised
+        return _error(500, f"the model failed on this request ({first_line(exc)[:200]}): retry; if it persists with long "
+                           "texts, lower --max-batch-tokens, and report it", "internal")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+        if first.get("type") == "json_invalid":
+            return _error(422, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}): send JSON as in /docs", "validation")
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}: send JSON as in /docs", "validation")
+
+
+def _ranked(labels: list[str], row: np.ndarray, k: int | None = None) -> list[dict[str, Any]]:
+    order = np.argsort(-row, kind="stable")[:k]
+    return [{"label": labels[i], "score": float(row[i])} for i in order]
+
+
+def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
+    async def predict(body: PredictRequest) -> JSONResponse:
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        logits = await server.logits(texts, body.truncate)
+        scores = logits if body.raw_scores else softmax(logits)
+        answers = [_ranked(server.predictor.labels, row) for row in scores]
+        # plain JSON: FastAPI's generic encoder would walk every dict again, per request
+        return JSONResponse(answers[0] if isinstance(body.inputs, str) else answers)
+
+    app.post("/predict", summary="TEI-compatible classification")(predict)
+    app.post("/", include_in_schema=False)(predict)
+
+    @app.post("/v1/classify", summary="liftkit's classification: label, probabilities, model")
+    async def classify(body: ClassifyRequest) -> JSONResponse:
+        probs = softmax(await server.logits(body.texts, body.truncate))
+        labels = server.predictor.labels
+        results = [{"label": labels[int(row.argmax())], "probabilities": _ranked(labels, row, body.top_k)} for row in probs]
+        return JSONResponse({"model": Path(server.settings.path).resolve().name, "version": __version__, "results": results})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if server.predictor is None:
+            return _error(503, server.load_error or "the model is still loading", "unavailable")
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return server.info()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PLAYGROUND)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:  # browsers ask; "nothing" beats a 404 in their console
+        return Response(status_code=204)
+
+
+def app_from_env() -> FastAPI:
+    """The app for `uvicorn --factory` workers (`lift serve --workers N`): settings from LIFT_SERVE_SETTINGS."""
+    return create_app(ServeSettings(**json.loads(os.environ["LIFT_SERVE_SETTINGS"])))

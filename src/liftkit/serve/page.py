@@ -1,0 +1,151 @@
+"""The playground at `GET /`: type a text, see the label probabilities as bars, and the model's
+facts. One inline page, nothing from a CDN (it must work offline); text from the model or the
+user is set with textContent, never as HTML."""
+
+PLAYGROUND = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>liftkit playground</title>
+<style>
+  body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
+  main { max-width: 760px; margin: 32px auto; padding: 0 20px; }
+  h1 { font-size: 22px; margin: 0 0 4px; }
+  .sub { color: #5b6475; margin: 0 0 20px; }
+  textarea { width: 100%; box-sizing: border-box; min-height: 90px; padding: 10px; font: inherit; border: 1px solid #c9ced8; border-radius: 6px; }
+  button { margin-top: 10px; padding: 8px 18px; font: inherit; font-weight: 600; color: #fff; background: #2f6fde; border: 0; border-radius: 6px; cursor: pointer; }
+  button:disabled { background: #8fa9d8; }
+  #key-row { display: none; margin-top: 10px; }
+  #key-row input { padding: 6px; width: 280px; }
+  section { background: #fff; border: 1px solid #e1e4ea; border-radius: 8px; padding: 16px 18px; margin-top: 18px; }
+  h2 { font-size: 15px; margin: 0 0 10px; }
+  #top { font-size: 20px; font-weight: 700; }
+  .row { display: grid; grid-template-columns: 140px 1fr 64px; align-items: center; gap: 10px; margin: 5px 0; }
+  .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  .track { background: #edf0f5; border-radius: 4px; height: 16px; }
+  .bar { background: #2f6fde; height: 16px; border-radius: 4px; min-width: 2px; }
+  .row.best .bar { background: #1f9d55; }
+  .pct { text-align: right; font-variant-numeric: tabular-nums; }
+  #error { color: #b42318; margin-top: 10px; }
+  dl { display: grid; grid-template-columns: 170px 1fr; gap: 4px 12px; margin: 0; }
+  dt { color: #5b6475; }
+  dd { margin: 0; overflow-wrap: anywhere; }
+</style>
+</head>
+<body>
+<main>
+  <h1>liftkit playground</h1>
+  <p class="sub" id="subtitle">loading the model's facts ...</p>
+  <label for="text">Text to classify</label>
+  <textarea id="text" placeholder="i feel wonderful today"></textarea>
+  <div id="key-row"><label>API key <input id="key" type="password" autocomplete="off"></label></div>
+  <button id="go" type="button">Classify</button>
+  <div id="error" role="alert"></div>
+  <section id="result" hidden>
+    <h2>Prediction</h2>
+    <div id="top"></div>
+    <div id="bars"></div>
+  </section>
+  <section>
+    <h2>Model card</h2>
+    <dl id="facts"></dl>
+  </section>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("key").value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+async function call(path, options) {
+  const response = await fetch(path, Object.assign({ headers: headers() }, options || {}));
+  const body = await response.json().catch(() => ({ error: "the server sent no JSON" }));
+  if (response.status === 401) $("key-row").style.display = "block";
+  if (!response.ok) throw new Error(body.error || ("HTTP " + response.status));
+  return body;
+}
+
+function fact(name, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  $("facts").append(dt, dd);
+}
+
+async function loadFacts() {
+  try {
+    const info = await call("/info");
+    $("subtitle").textContent = info.model + ": " + info.method + " on " + info.base_model;
+    $("facts").replaceChildren();
+    fact("base model", info.base_model);
+    fact("method", info.method);
+    fact("format / backend", info.format + (info.quantize ? " " + info.quantize : "") + " / " + (info.backend === "onnx" ? "onnxruntime" : info.backend));
+    fact("labels", info.labels.join(", "));
+    const m = info.test_metrics || {};
+    if (m.accuracy !== undefined) {
+      fact("test accuracy", m.accuracy.toFixed(4) + " (" + m.rows + " rows, measured by " + m.measured_by + ")");
+      fact("test macro-F1", m.macro_f1.toFixed(4));
+    }
+    fact("liftkit", info.liftkit);
+  } catch (err) {
+    $("subtitle").textContent = "model facts unavailable: " + err.message;
+    if ($("key-row").style.display === "block") $("subtitle").textContent += " (enter the API key, then classify)";
+  }
+}
+
+function draw(result) {
+  $("top").textContent = result.label;
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const item of result.probabilities) {
+    const row = document.createElement("div");
+    row.className = "row" + (item.label === result.label ? " best" : "");
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = item.label;
+    name.title = item.label;
+    const track = document.createElement("div");
+    track.className = "track";
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = (100 * item.score).toFixed(1) + "%";
+    track.append(bar);
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    pct.textContent = (100 * item.score).toFixed(1) + "%";
+    row.append(name, track, pct);
+    bars.append(row);
+  }
+  $("result").hidden = false;
+}
+
+async function classify() {
+  const text = $("text").value;
+  $("error").textContent = "";
+  if (!text.trim()) { $("error").textContent = "type some text first"; return; }
+  $("go").disabled = true;
+  try {
+    const body = await call("/v1/classify", { method: "POST", body: JSON.stringify({ texts: [text], truncate: true }) });
+    draw(body.results[0]);
+    if (!$("facts").children.length) loadFacts();
+  } catch (err) {
+    $("error").textContent = err.message;
+  } finally {
+    $("go").disabled = false;
+  }
+}
+
+$("go").addEventListener("click", classify);
+$("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) classify(); });
+loadFacts();
+</script>
+</body>
+</html>
+"""
