@@ -8,6 +8,7 @@ text fails its own request before it reaches the queue, never a batch.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -47,6 +48,9 @@ class ServeSettings:
     max_client_batch_size: int = 32
     max_input_chars: int = 10000
     trust_remote_code: bool = False
+    # load before listening: with several workers on one socket, a worker still loading would take
+    # connections and answer 503 while its siblings are ready; one worker loads while /health says 503
+    load_before_listening: bool = False
 
     def check(self) -> None:
         key = os.environ.get("LIFT_API_KEY")
@@ -179,7 +183,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.batcher.start()
-        threading.Thread(target=server.load, name="liftkit-load", daemon=True).start()
+        loading = threading.Thread(target=server.load, name="liftkit-load", daemon=True)
+        loading.start()
+        if settings.load_before_listening:
+            await asyncio.get_running_loop().run_in_executor(None, loading.join)
         yield
         await server.batcher.stop()  # uvicorn has drained the requests in flight by now
 
@@ -321,4 +328,4 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
 
 def app_from_env() -> FastAPI:
     """The app for `uvicorn --factory` workers (`lift serve --workers N`): settings from LIFT_SERVE_SETTINGS."""
-    return create_app(ServeSettings(**json.loads(os.environ["LIFT_SERVE_SETTINGS"])))
+    return create_app(ServeSettings(**{**json.loads(os.environ["LIFT_SERVE_SETTINGS"]), "load_before_listening": True}))
