@@ -55,6 +55,15 @@ def test_predict_texts_and_files(trained_run, tmp_path, capsys):
         assert all(r["label"] in labels and sum(r["probabilities"].values()) == pytest.approx(1) for r in rows)
         results.append(rows)
     assert results[0] == results[1] == results[2]
+    # a .csv output is a table a spreadsheet opens: text, label, score, one column per label
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(trained_run), "--input", str(tmp_path / "in.txt"), "--output", str(out)]) == 0
+    with out.open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["text"] for r in table] == ["first text", "second text", "third text"]
+    assert [r["label"] for r in table] == [r["label"] for r in results[0]]
+    assert all(float(r["score"]) == pytest.approx(float(r[r["label"]])) for r in table)
+    assert sum(float(table[0][name]) for name in labels) == pytest.approx(1, abs=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -122,18 +122,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from liftkit.predict import load, read_texts
-    from liftkit.run_dir import write_text
+    from liftkit.predict import load, read_texts, write_predictions
 
     if bool(args.texts) == bool(args.input):
         raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
     texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
     predictor = load(args.run_dir, backend=args.backend, device=args.device, trust_remote_code=args.trust_remote_code)
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input) and sys.stderr.isatty())
-    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(texts, preds)]
     if args.output:
-        write_text(Path(args.output), "\n".join(lines) + "\n")
-        print(f"wrote {len(lines)} predictions to {args.output}", file=sys.stderr)
+        write_predictions(Path(args.output), texts, preds, predictor.labels)
+        print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     else:
         for text, pred in zip(texts, preds):
             print(f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}\t{text}")
@@ -216,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", help="a .txt (one text per line), .jsonl or .csv file")
-    p.add_argument("--output", help="write JSON lines here instead of printing")
+    p.add_argument("--output", help="write predictions here instead of printing: .csv (a column per label), else JSON lines")
     p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from liftkit.errors import LiftError, first_line
-from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest
+from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest, write_text
 
 BACKENDS = ("auto", "torch", "onnx")
 PADDING_BUDGET = 1.25  # padded batches: at most this many tokens computed per real token
@@ -239,6 +239,22 @@ def check_files(path: Path, files: list[str]) -> None:
         raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
     if not (path / "tokenizer.json").is_file():
         raise damaged(path, "its tokenizer cannot be loaded (tokenizer.json is missing)")
+
+
+def write_predictions(path: Path, texts: list[str], predictions: list[dict[str, Any]], labels: list[str]) -> None:
+    """`.csv`: text, label, score and one probability column per label (spreadsheets read it);
+    anything else: JSON lines ({"text", "label", "probabilities"}). Written atomically."""
+    if path.suffix.lower() == ".csv":
+        out = io.StringIO(newline="")
+        writer = csv.writer(out)
+        writer.writerow(["text", "label", "score", *labels])
+        for text, pred in zip(texts, predictions):
+            probs = pred["probabilities"]
+            writer.writerow([text, pred["label"], f"{probs[pred['label']]:.6f}", *(f"{probs[n]:.6f}" for n in labels)])
+        content = out.getvalue()
+    else:
+        content = "".join(json.dumps({"text": t, **pred}, ensure_ascii=False) + "\n" for t, pred in zip(texts, predictions))
+    write_text(path, content)
 
 
 def read_texts(path: Path, text_column: str = "text") -> list[str]:
