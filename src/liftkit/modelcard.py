@@ -147,7 +147,9 @@ def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
     if export is None and _library(manifest, None) == "peft":
         lines += ["With plain transformers + peft (the classifier head is saved with the adapter):", "", "```python",
                   "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels={len(manifest.labels)})',
+                  f'labels = {manifest.labels!r}',
+                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels=len(labels), '
+                  'id2label=dict(enumerate(labels)))',
                   'model = PeftModel.from_pretrained(base, ".").eval()', 'tokenizer = AutoTokenizer.from_pretrained(".")', "```", "",
                   "or ship it without peft: `lift export . --format hf` (merged weights) or `--format onnx`.", ""]
     elif export is None:
