@@ -30,7 +30,7 @@ from liftkit.export.onnx import quantize_int8, to_onnx
 from liftkit.methods import METHODS
 from liftkit.modelcard import model_card
 from liftkit.predict import Encoder, Predictor, check_files, softmax
-from liftkit.run_dir import CONFIG, EXPORT_INFO, MODEL_CARD, read_manifest, read_record, write_json, write_text
+from liftkit.run_dir import CONFIG, EXPORT_INFO, MODEL_CARD, Manifest, read_manifest, read_record, write_json, write_text
 from liftkit.version import __version__
 
 FORMATS = ("hf", "onnx")
@@ -54,9 +54,9 @@ def default_output(run: Path, fmt: str, quantize: str | None) -> Path:
     return run.parent / f"{run.name}-{fmt}{'-' + quantize if quantize else ''}"
 
 
-def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force: bool) -> None:
+def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force: bool) -> Manifest:
     """What can be refused before anything loads: format, quantization, the output folder, and a
-    method whose weights the requested format cannot hold."""
+    method whose weights the requested format cannot hold. Returns the run's manifest."""
     if fmt not in FORMATS:
         raise LiftError(f"export format {fmt!r} is unknown: use --format hf or --format onnx")
     if quantize is not None and (quantize not in QUANTIZATIONS or fmt != "onnx"):
@@ -74,6 +74,7 @@ def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force
     if out in here.parents:
         raise LiftError(f"--output {str(output)!r} holds the run folder itself: pick a new folder for the export")
     _check_replaceable(output, force)
+    return manifest
 
 
 def _check_replaceable(output: Path, force: bool) -> None:
@@ -93,8 +94,8 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
     """Export the run folder `run` as `fmt` (hf or onnx, optionally int8) into `output`."""
     run = Path(run).resolve()  # `lift export .` names its default output beside the run, not inside it
     output = Path(output) if output is not None else default_output(run, fmt, quantize)
-    check_request(run, fmt, quantize, output, force)
-    manifest, record = read_manifest(run), read_record(run)
+    manifest = check_request(run, fmt, quantize, output, force)
+    record = read_record(run)
     texts, labels, sample = _test_texts(run, max_samples)
     model = load_run_model(run, manifest, trust_remote_code, merge=False)
     log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
@@ -112,7 +113,7 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
         model_file = _write(model, tokenizer, encoder, staging, fmt, quantize)
         backend = OnnxBackend(staging / model_file) if fmt == "onnx" else TorchBackend(load_hf_export(staging, trust_remote_code), "cpu")
         exported = Predictor(manifest.labels, encoder, backend, {}).logits(texts)
-        info = _info(manifest, run, fmt, quantize, model_file, staging)
+        info = _info(manifest, run, fmt, quantize, model_file, staging, encoder.pad_id)
         info["parity"], info["warnings"] = _parity(reference, exported, labels, manifest.labels, sample, quantize)
         write_json(staging / EXPORT_INFO, info)
         write_text(staging / MODEL_CARD, model_card(record, manifest, info))
@@ -155,19 +156,17 @@ def _write(model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str,
     return "model.onnx"
 
 
-def _info(manifest: Any, run: Path, fmt: str, quantize: str | None, model_file: str, folder: Path) -> dict[str, Any]:
+def _info(manifest: Manifest, run: Path, fmt: str, quantize: str | None, model_file: str, folder: Path, pad_id: int | None) -> dict[str, Any]:
+    """export.json without its parity figures; `pad_id` as the run's encoder resolved it (older
+    manifests name no pad id: the tokenizer's pad token then)."""
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     return {
         "format": fmt, "quantize": quantize, "model_file": model_file, "model_size_bytes": files[model_file],
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "liftkit": __version__, "source_run": run.name,
         "method": manifest.method, "base_model": manifest.base_model, "model_type": manifest.model_type,
         "labels": manifest.labels, "max_length": manifest.max_length, "padding_side": manifest.padding_side,
-        "pad_id": manifest.pad_id if manifest.pad_id is not None else _pad_id(folder), "files": files,
+        "pad_id": pad_id, "files": files,
     }
-
-
-def _pad_id(folder: Path) -> int:
-    return Encoder.from_folder(folder, 8, False).pad_id  # manifests older than pad_id: the tokenizer's pad token
 
 
 def _parity(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, names: list[str], sample: str | None,
