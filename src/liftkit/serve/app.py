@@ -30,6 +30,7 @@ from liftkit.errors import LiftError, first_line
 from liftkit.predict import Predictor, load, softmax
 from liftkit.serve.batcher import Batcher, QueueFull
 from liftkit.serve.metrics import Metrics
+from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
 from liftkit.serve.page import PLAYGROUND
 from liftkit.version import __version__
 
@@ -98,6 +99,8 @@ class Server:
 
     def __init__(self, settings: ServeSettings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
+        self.name = Path(settings.path).resolve().name  # what answers call the model
+        self.facts: dict[str, Any] = {}  # /info, read once at load
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
         self.batcher = Batcher(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms,
@@ -110,6 +113,11 @@ class Server:
             predictor = load(self.settings.path, backend=self.settings.backend, device=self.settings.device,
                              trust_remote_code=self.settings.trust_remote_code)
             predictor.predict(["warm-up"])  # the first forward allocates; /health says ready after it
+            self.facts = {
+                "model": self.name, "liftkit": __version__, **predictor.info, "labels": predictor.labels,
+                "test_metrics": measured_scores(Path(self.settings.path)),
+                "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
+            }
             self.batcher.predictor = predictor
             self.predictor = predictor
         except Exception as exc:  # reported by /health and every request, one line
@@ -154,24 +162,21 @@ class Server:
         return logits
 
     def info(self) -> dict[str, Any]:
-        predictor = self.ready()
-        return {
-            "model": Path(self.settings.path).resolve().name, "liftkit": __version__, **predictor.info,
-            "labels": predictor.labels, "test_metrics": test_metrics(Path(self.settings.path)),
-            "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
-        }
+        self.ready()
+        return self.facts
 
 
-def test_metrics(path: Path) -> dict[str, Any]:
+def measured_scores(path: Path) -> dict[str, Any]:
     """What the run measured on its test split (or what the export measured of itself)."""
     try:
-        if (path / "export.json").is_file():
-            parity = json.loads((path / "export.json").read_text())["parity"]
+        if (path / EXPORT_INFO).is_file():
+            parity = read_export_info(path)["parity"]
             return {"split": "test", "rows": parity["rows"], **parity["export"], "measured_by": "lift export"}
-        doc = json.loads((path / "metrics.json").read_text())
-        scores = {k: doc["finetuned"][k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall")}
-        return {"split": "test", "rows": doc["data"]["rows"]["test"], **scores, "measured_by": "lift run"}
-    except (OSError, KeyError, ValueError):
+        record = read_record(path)
+        scores = record.finetuned.scores
+        return {"split": "test", "rows": record.data.rows["test"], "accuracy": scores.accuracy, "macro_f1": scores.macro_f1,
+                "macro_precision": scores.macro_precision, "macro_recall": scores.macro_recall, "measured_by": "lift run"}
+    except (LiftError, KeyError, TypeError, ValueError):  # a folder without its figures still serves; /info just has none
         return {}
 
 
@@ -211,6 +216,9 @@ class Guard:
     def __init__(self, app: Any, key: str | None, max_body: int, metrics: Metrics):
         self.app, self.max_body, self.metrics = app, max_body, metrics
         self.key = key.strip() if key else None  # a key read from a file keeps its newline
+        # built once: a response object only sends its bytes, so requests can share it
+        self.unauthorized = _error(401, "missing or wrong API key: send the header Authorization: Bearer <key>", "unauthorized")
+        self.too_large = _error(413, f"request body over {max_body} bytes: send fewer or shorter texts", "payload_too_large")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -218,7 +226,6 @@ class Guard:
         start, status, received, cut = time.perf_counter(), 500, 0, False
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         open_path = scope["method"] in ("GET", "HEAD") and scope["path"] in OPEN_PATHS
-        too_large = _error(413, f"request body over {self.max_body} bytes: send fewer or shorter texts", "payload_too_large")
 
         async def counted() -> dict:
             nonlocal received, cut
@@ -244,13 +251,13 @@ class Guard:
 
         try:
             if self.key and not open_path and not _authorized(headers.get("authorization", ""), self.key):
-                await _error(401, "missing or wrong API key: send the header Authorization: Bearer <key>", "unauthorized")(scope, receive, sent)
+                await self.unauthorized(scope, receive, sent)
             elif int(headers.get("content-length") or 0) > self.max_body:
-                await too_large(scope, receive, sent)
+                await self.too_large(scope, receive, sent)
             else:
                 await self.app(scope, counted, sent)
                 if cut:
-                    await too_large(scope, receive, sent_413)
+                    await self.too_large(scope, receive, sent_413)
         finally:
             self.metrics.observe_request(scope["method"], scope["path"], status, time.perf_counter() - start)
 
@@ -301,7 +308,7 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
         probs = softmax(await server.logits(body.texts, body.truncate))
         labels = server.predictor.labels
         results = [{"label": labels[int(row.argmax())], "probabilities": _ranked(labels, row, body.top_k)} for row in probs]
-        return JSONResponse({"model": Path(server.settings.path).resolve().name, "version": __version__, "results": results})
+        return JSONResponse({"model": server.name, "version": __version__, "results": results})
 
     @app.get("/health")
     async def health() -> JSONResponse:
