@@ -319,6 +319,11 @@ def _no_trust_from_files(raw: dict[str, Any], path: Path) -> None:
         )
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether a model or dataset name has the shape of a hub id (NAME or ORG/NAME), not a path."""
+    return not name.startswith((".", "/", "~")) and name.count("/") <= 1
+
+
 def portable_name(name: str) -> str:
     """The base model's name as a run folder records it: the hub id of a packaged model (which
     every liftkit resolves to its package, and plain peft to the hub), else the name as given.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from liftkit.config import DataConfig
+from liftkit.config import DataConfig, is_hub_id
 from liftkit.errors import LiftError, first_line
 from liftkit.record import DataSummary
 
@@ -105,7 +105,7 @@ def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
         return _read_folder(path)
     if path.is_file():
         return {"train": _read_file(path)}, _labels_file(path.parent), str(path)
-    if dataset.startswith((".", "/", "~")) or dataset.count("/") > 1 or dataset.endswith(FILE_SUFFIXES):
+    if not is_hub_id(dataset) or dataset.endswith(FILE_SUFFIXES):
         raise LiftError(f"dataset path {dataset!r} does not exist: check the path")
     known = ", ".join(REGISTRY)
     return _read_hub(dataset, None, f"{dataset!r} is not a registered dataset ({known}) nor a local path")

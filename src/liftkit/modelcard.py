@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID
+from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID, is_hub_id
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, render_markdown_table, summary_lines
 from liftkit.run_dir import Manifest
@@ -34,10 +34,6 @@ def model_card(record: RunRecord, manifest: Manifest, export: dict[str, Any] | N
     return "\n".join(sections)
 
 
-def _is_hub_id(name: str) -> bool:
-    return name.count("/") <= 1 and not name.startswith((".", "/", "~"))
-
-
 def _library(manifest: Manifest, export: dict[str, Any] | None) -> str:
     if export is not None:
         return "transformers" if export["format"] == "hf" else "onnx"
@@ -52,12 +48,12 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
     meta: dict[str, Any] = {}
     if manifest.base_model in KNOWN_LICENSES:
         meta["license"] = KNOWN_LICENSES[manifest.base_model]
-    if _is_hub_id(manifest.base_model):
+    if is_hub_id(manifest.base_model):
         meta["base_model"] = manifest.base_model
     meta["library_name"] = _library(manifest, export)
     meta["pipeline_tag"] = "text-classification"
     meta["tags"] = ["liftkit", manifest.method, "text-classification"] + ([export["format"]] if export else [])
-    hub_dataset = REGISTRY[dataset][0] if dataset in REGISTRY else dataset if _is_hub_id(dataset) else None
+    hub_dataset = REGISTRY[dataset][0] if dataset in REGISTRY else dataset if is_hub_id(dataset) else None
     if hub_dataset:
         meta["datasets"] = [hub_dataset]
     meta["metrics"] = ["accuracy", "f1"]

@@ -28,7 +28,7 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
-from liftkit.config import DEFAULT_MODEL, EMBEDDED_ALIASES, SMOLLM2_ALIASES, ModelConfig, portable_name
+from liftkit.config import DEFAULT_MODEL, EMBEDDED_ALIASES, SMOLLM2_ALIASES, ModelConfig, is_hub_id, portable_name
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import share
 from liftkit.resources import cache_dir
@@ -154,7 +154,7 @@ def resolve_model_source(name: str) -> str:
         if not (path / "config.json").is_file():
             raise LiftError(f"model folder {name!r} has no config.json: point --model at a saved transformers model")
         return str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are NAME or ORG/NAME
+    if not is_hub_id(name):
         raise LiftError(f"model path {name!r} does not exist: check the path, or pass a hub id such as distilbert-base-uncased")
     return name  # a hub id
 
