@@ -103,3 +103,31 @@ def tiny_run_config(tiny_models, tmp_path):
         return load_config(None, base)
 
     return make
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The system's Chromium (pages are checked in a real browser), or the test is skipped where
+    there is none; .ci/run installs it."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if path is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A page in the system's headless Chromium, and the list its console errors and uncaught page
+    errors land in."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        yield page, errors
+        browser.close()

@@ -151,20 +151,22 @@ print("ok", len(METHODS))
     record = {
         "run": {"dataset": "d", "model": "m", "method": "lora", "seed": 0, "learning_rate": 0.002, "date": "x", "device": "cpu",
                 "torch": "t", "liftkit": "0.1.0", "transformers": "5", "peft": "0.21"},
-        "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": [], "warnings": []},
+        "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": [], "warnings": [],
+                 "label_counts": {"train": [1, 1], "validation": [1, 0], "test": [0, 1]}},
         "parameters": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50.0},
         "majority": {"accuracy": 0.5, "macro_f1": 0.3, "macro_precision": 0.25, "macro_recall": 0.5, "weighted_f1": 0.3, "loss": 0.7,
                      "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}}, "confusion_matrix": [[1, 0], [1, 0]]},
         "base": None,
         "finetuned": {"accuracy": 1.0, "macro_f1": 1.0, "macro_precision": 1.0, "macro_recall": 1.0, "weighted_f1": 1.0, "loss": 0.1,
                       "runtime_s": 1.0, "samples_per_s": 2.0, "steps_per_s": 1.0, "peak_memory_mb": 10.0,
-                      "per_class": {}, "confusion_matrix": [[1, 0], [0, 1]]},
+                      "ece": 0.05, "per_class": {}, "confusion_matrix": [[1, 0], [0, 1]]},
         "train": {"epochs_run": 1, "best_epoch": 1, "stopped_early": False, "resumed_from_epoch": 0, "runtime_s": 1.0,
                   "samples_per_s": 2.0, "optimizer_steps": 1, "processes": 1, "steps_per_s": 1.0, "peak_memory_mb": 10.0,
                   "frozen_layers": 0, "frozen_cached": False,
                   "history": [{"epoch": 1, "train_loss": 0.5, "val_accuracy": 1.0, "val_macro_f1": 1.0, "val_macro_precision": 1.0,
                                "val_macro_recall": 1.0, "val_weighted_f1": 1.0, "val_loss": 0.2, "val_runtime_s": 0.1,
-                               "val_samples_per_s": 10.0, "val_steps_per_s": 10.0, "val_peak_memory_mb": 10.0}]},
+                               "val_samples_per_s": 10.0, "val_steps_per_s": 10.0, "val_peak_memory_mb": 10.0, "val_ece": 0.1}]},
+        "mistakes": [{"text": "t", "label": "a", "predicted": "b", "probability": 0.9}],
     }
     path = tmp_path / "metrics.json"
     path.write_text(__import__("json").dumps(record))

@@ -48,3 +48,8 @@ def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, ca
     assert list(csv.reader((out / "comparison.csv").open()))[0] == header
     assert "| lora |" in (out / "comparison.md").read_text()
     assert "failed" in printed and "lora" in printed
+    page = out / "compare.html"  # the picture of the same: error bars over the two seeds, the failure named
+    assert f"report: {page}" in printed
+    source = page.read_text()
+    assert source.count("<img ") == 2 and "failed: liftkit has no adapter placement" in source
+    assert (out / "plots" / "tradeoffs.png").is_file() and (out / "plots" / "learning_curves.png").is_file()

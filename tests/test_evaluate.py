@@ -58,3 +58,38 @@ def test_an_evaluation_pass_returns_the_predictions_behind_its_metrics(tiny_mode
     assert result.metrics.confusion_matrix == matrix.tolist()
     assert result.metrics.scores.accuracy == float((result.predictions == result.labels).mean())
     assert list(result.metrics.per_class) == splits.label_names and result.metrics.timing.samples_per_s > 0
+
+
+def test_ece_is_zero_for_a_calibrated_model_and_the_gap_for_an_overconfident_one():
+    from liftkit.evaluate import calibration
+
+    labels = np.zeros(10, dtype=np.int64)
+    says_08 = np.tile([0.8, 0.2], (10, 1))
+    labels_8_of_10 = labels.copy()
+    labels_8_of_10[:2] = 1  # right on 8 rows of 10, as sure as 0.8: calibrated
+    assert calibration(says_08, labels_8_of_10).ece == pytest.approx(0.0)
+    says_09 = np.tile([0.9, 0.1], (10, 1))
+    labels_6_of_10 = labels.copy()
+    labels_6_of_10[:4] = 1  # says 0.9, right 60% of the time
+    result = calibration(says_09, labels_6_of_10)
+    assert result.ece == pytest.approx(0.3)
+    assert result.counts.sum() == 10 and result.counts[13] == 10  # 0.9 falls in bin [0.867, 0.933)
+    # two bins, weighted by their rows: 5 rows off by 0.3 and 5 rows off by 0.1 -> 0.2
+    mixed = np.vstack([np.tile([0.9, 0.1], (5, 1)), np.tile([0.3, 0.7], (5, 1))])
+    truth = np.array([0, 0, 0, 1, 1] + [1, 1, 1, 1, 0])  # 60% right at 0.9; 80% right at 0.7
+    assert calibration(mixed, truth).ece == pytest.approx(0.5 * 0.3 + 0.5 * 0.1)
+
+
+def test_confident_mistakes_are_the_wrong_rows_the_model_was_surest_of():
+    from liftkit.evaluate import confident_mistakes
+
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.05, 0.95]])
+    labels = np.array([0, 0, 1, 0])  # rows 1, 2 and 3 are wrong
+    found = confident_mistakes(probabilities, labels, ["a", "b", "c", "d"], ["neg", "pos"], k=2)
+    assert [(m.text, m.label, m.predicted, m.probability) for m in found] == [("d", "neg", "pos", 0.95), ("b", "neg", "pos", 0.7)]
+
+
+def test_every_split_metrics_carries_its_ece():
+    logits = np.log(np.array([[0.9, 0.1], [0.9, 0.1]]))
+    metrics = classification_metrics(logits, np.array([0, 1]))
+    assert metrics.ece == pytest.approx(0.4)  # says 0.9, right half the time

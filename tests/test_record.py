@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from liftkit import run_dir
 from liftkit.pipeline import run
 from liftkit.record import METRICS, RunRecord
@@ -66,3 +68,31 @@ def test_metric_names_come_from_one_place():
     assert set(report.LABELS) == set(METRICS)
     assert config.TrainConfig(best_metric="weighted_f1").problems() == []
     assert "use one of accuracy, macro_f1" in config.TrainConfig(best_metric="bleu").problems()[0]
+
+
+def test_what_the_report_draws_is_stored_and_agrees_with_metrics_json(tiny_run_config):
+    """ECE, label counts, the confident mistakes and the test probabilities: stored by the run, so
+    `lift report` redraws without retraining, and consistent with each other."""
+    import numpy as np
+
+    from liftkit.evaluate import calibration
+
+    result = run(tiny_run_config("bert"), log=lambda m: None)
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    predictions = run_dir.read_predictions(result.run_dir)
+    labels = predictions["labels"]
+    assert len(labels) == doc["data"]["rows"]["test"]
+    for part in ("base", "finetuned"):
+        probabilities = predictions[part]
+        assert probabilities.shape == (len(labels), len(doc["data"]["labels"]))
+        assert float((probabilities.argmax(1) == labels).mean()) == doc[part]["accuracy"]
+        assert calibration(probabilities, labels).ece == pytest.approx(doc[part]["ece"], abs=1e-6)
+    assert 0 <= doc["majority"]["ece"] <= 1 and all("val_ece" in h for h in doc["train"]["history"])
+    counts = doc["data"]["label_counts"]
+    assert {split: sum(c) for split, c in counts.items()} == doc["data"]["rows"]
+    assert counts["test"] == np.bincount(labels, minlength=len(doc["data"]["labels"])).tolist()
+    wrong = int((predictions["finetuned"].argmax(1) != labels).sum())
+    mistakes = doc["mistakes"]
+    assert len(mistakes) == min(20, wrong)
+    assert [m["probability"] for m in mistakes] == sorted((m["probability"] for m in mistakes), reverse=True)
+    assert all(m["label"] != m["predicted"] for m in mistakes)

@@ -274,32 +274,17 @@ def test_the_batcher_merges_within_its_limits_and_a_failure_stays_with_its_reque
     assert batches[6:] == [1]  # the wide request, carried over to its own batch
 
 
-def _chromium() -> str | None:
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (.ci/run installs it)")
-def test_the_playground_classifies_in_a_real_browser(server, run_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_the_playground_classifies_in_a_real_browser(server, run_dir, browser_page):
     text = "i am so scared of the dark"
     expected = liftkit.load(run_dir).predict([text])[0]["label"]
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/")
-        page.wait_for_selector("#facts dt")  # the model card facts arrived from /info
-        page.fill("#text", text)
-        page.click("#go")
-        page.wait_for_selector("#result:not([hidden]) .row")
-        assert page.text_content("#top") == expected
-        assert page.locator("#bars .row").count() == len(liftkit.load(run_dir).labels)
-        assert page.text_content("#bars .row.best .name") == expected
-        assert "lora" in page.text_content("#facts")
-        browser.close()
+    page, errors = browser_page
+    page.goto(server + "/")
+    page.wait_for_selector("#facts dt")  # the model card facts arrived from /info
+    page.fill("#text", text)
+    page.click("#go")
+    page.wait_for_selector("#result:not([hidden]) .row")
+    assert page.text_content("#top") == expected
+    assert page.locator("#bars .row").count() == len(liftkit.load(run_dir).labels)
+    assert page.text_content("#bars .row.best .name") == expected
+    assert "lora" in page.text_content("#facts")
     assert errors == []

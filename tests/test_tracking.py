@@ -1,7 +1,13 @@
-"""The JSONL history: one flushed line per log call, rewound to the checkpoint on resume."""
+"""Where figures go: the JSONL history (flushed, rewound on resume), TensorBoard and MLflow, each read
+back with its own library and compared with metrics.json."""
 
 import json
 
+import pytest
+
+from liftkit import tracking
+from liftkit.errors import LiftError
+from liftkit.pipeline import run
 from liftkit.tracking import JsonlLogger
 
 
@@ -30,3 +36,75 @@ def test_a_fresh_run_starts_an_empty_history(tmp_path):
     logger.start(0)
     logger.close()
     assert path.read_text() == ""
+
+
+def _history(folder):
+    lines = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    return [row for row in lines if "loss" in row], [row for row in lines if "val_accuracy" in row]
+
+
+def test_tensorboard_holds_what_metrics_json_and_the_history_hold(tiny_run_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run(tiny_run_config(**{"train.report_to": "tensorboard", "train.log_every": 2}), log=lambda m: None)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    steps, epochs = _history(result.run_dir)
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [row["step"] for row in steps]
+    assert [e.value for e in loss] == pytest.approx([row["loss"] for row in steps], rel=1e-6)
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([row["lr"] for row in steps], rel=1e-6)
+    record = result.record
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([h.val.scores.accuracy for h in record.train.history])
+    assert [e.step for e in events.Scalars("val/macro_f1")] == [row["step"] for row in epochs]
+    for key, value in tracking.test_metrics(record).items():
+        assert events.Scalars(key)[-1].value == pytest.approx(value, rel=1e-6), key
+    assert events.Scalars("test/accuracy")[-1].value == pytest.approx(record.finetuned.scores.accuracy)
+    hparams = events.PluginTagToContent("hparams")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["method.name"].string_value == "lora"
+    assert start.hparams["train.epochs"].number_value == 2
+
+
+def _mlflow_run(tracking_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "emotion"]
+    (found,) = client.search_runs([experiment.experiment_id])
+    return client, found
+
+
+def test_mlflow_gets_params_metrics_and_the_run_folder_in_a_local_mlruns_store(tiny_run_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = run(tiny_run_config(**{"train.report_to": "mlflow", "train.log_every": 2}), log=lambda m: None)
+    client, found = _mlflow_run((tmp_path / "mlruns").as_uri())
+    assert found.info.status == "FINISHED" and found.info.run_name == result.run_dir.name
+    assert found.data.params["method.name"] == "lora" and found.data.params["train.epochs"] == "2"
+    for key, value in tracking.test_metrics(result.record).items():
+        assert found.data.metrics[key] == pytest.approx(value, rel=1e-9), key
+    steps, _ = _history(result.run_dir)
+    history = client.get_metric_history(found.info.run_id, "train/loss")
+    assert [(m.step, m.value) for m in history] == [(row["step"], pytest.approx(row["loss"])) for row in steps]
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"metrics.json", "config.yaml", "liftkit.json", "report.html", "plots", "adapter_model.safetensors"} <= artifacts
+    assert "checkpoints" not in artifacts
+
+
+def test_mlflow_honours_mlflow_tracking_uri(tiny_run_config, tmp_path, monkeypatch):
+    store = tmp_path / "team-store"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store named by the user (a server's URL needs nothing)
+    monkeypatch.chdir(tmp_path)
+    result = run(tiny_run_config(**{"train.report_to": "mlflow"}), log=lambda m: None)
+    assert not (tmp_path / "mlruns").exists()
+    _, found = _mlflow_run(store.as_uri())
+    assert found.data.metrics["test/accuracy"] == pytest.approx(result.record.finetuned.scores.accuracy)
+
+
+def test_an_unknown_tracker_is_refused_with_the_choices(tiny_run_config):
+    with pytest.raises(LiftError, match="train.report_to='wandb': use none, tensorboard or mlflow"):
+        tiny_run_config(**{"train.report_to": "wandb"}).validate()

@@ -171,7 +171,8 @@ class EarlyStopping(Callback):
 class MetricLogging(Callback):
     """Sends the loop's figures to metric loggers (main process only): every `every` optimizer
     steps the mean training loss over those steps and the learning rate; after every validation
-    pass the epoch's training loss and validation metrics."""
+    pass the epoch's training loss and validation metrics. Whoever opened the loggers closes them:
+    a tracker still takes the run's test metrics after training ends."""
 
     def __init__(self, loggers: Sequence[MetricLogger], every: int = 10):
         self.loggers = list(loggers)
@@ -205,7 +206,3 @@ class MetricLogging(Callback):
         self._since = (0.0, 0)
         self._log(state, state.history[-1].to_dict())
 
-    def on_train_end(self, state: TrainState) -> None:
-        if state.is_main:
-            for logger in self.loggers:
-                logger.close()

@@ -42,6 +42,7 @@ RUN_FLAGS = {
     "--patience": "train.early_stopping_patience",
     "--mixed-precision": "train.mixed_precision",
     "--device": "train.device",
+    "--report-to": "train.report_to",
     "--output-dir": "output_dir",
 }
 
@@ -79,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from liftkit.config import load_config
     from liftkit.pipeline import run
     from liftkit.report import comparison_table, render_text, summary_lines
-    from liftkit.run_dir import CONFIG
+    from liftkit.run_dir import CONFIG, REPORT_HTML
 
     if args.resume:
         cfg = load_config(Path(args.resume) / CONFIG, _overrides(args))
@@ -98,11 +99,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     for line in summary_lines(result.record):
         print(line)
     print(f"run directory: {result.run_dir}")
+    if (result.run_dir / REPORT_HTML).is_file():
+        print(f"report: {result.run_dir / REPORT_HTML}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from liftkit.compare import compare
     from liftkit.config import load_config
+    from liftkit.pages import write_compare_report
     from liftkit.report import render_text
     from liftkit.run_dir import new_comparison_dir
 
@@ -119,6 +123,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print()
     print(render_text(result["table"]))
     print(f"\ncomparison written to {out}/comparison.{{md,json,csv}}")
+    if result["runs"]:
+        print(f"report: {write_compare_report([out], out)}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from liftkit.pages import write_report
+
+    print(f"report: {write_report([Path(p) for p in args.paths], args.output)}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -193,6 +205,25 @@ def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)")
+    p.add_argument("path", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-batch-size", type=int, default=32, help="texts per forward")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a lone request waits for company")
+    p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
+    p.add_argument("--max-client-batch-size", type=int, default=32, help="texts in one request before 413")
+    p.add_argument("--max-input-chars", type=int, default=10000, help="characters in one text before 413 (unless it asks to truncate)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model and batcher")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the folder)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lift", description="Lightweight fine-tuning for text classification.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several give mean ± std")
     p.add_argument("--output-dir", help="comparison folder (default comparisons/<dataset>-<time>)")
     p.set_defaults(func=cmd_compare, method_first=None)
+
+    p = sub.add_parser("report", help="draw report.html for a run, or compare.html for a comparison or several runs")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a comparison folder, or several run folders of one dataset")
+    p.add_argument("--output", help="where compare.html goes for several run folders (default comparisons/<dataset>-<time>)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="classify texts with a saved run or an export")
     p.add_argument("run_dir", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
@@ -234,22 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("serve", help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)")
-    p.add_argument("path", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--max-batch-size", type=int, default=32, help="texts per forward")
-    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a lone request waits for company")
-    p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
-    p.add_argument("--max-client-batch-size", type=int, default=32, help="texts in one request before 413")
-    p.add_argument("--max-input-chars", type=int, default=10000, help="characters in one text before 413 (unless it asks to truncate)")
-    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model and batcher")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the folder)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_serve)
+    _add_serve(sub)
     return parser
 
 

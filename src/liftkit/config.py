@@ -93,6 +93,7 @@ class TrainConfig:
     cache_frozen: bool = True
     cache_max_gb: float = 4.0  # host memory the cache may take; above it, recompute every step
     log_every: int = 10  # optimizer steps per history.jsonl line (mean training loss over them, lr)
+    report_to: str = "none"  # also send the figures to: none, tensorboard (RUN_DIR/tensorboard) or mlflow (liftkit.tracking)
 
     def problems(self) -> list[str]:
         out = []
@@ -113,6 +114,8 @@ class TrainConfig:
             out.append(f"train.cache_max_gb={self.cache_max_gb} must not be negative")
         if self.device not in ("auto", "cpu", "cuda"):
             out.append(f"train.device={self.device!r}: use auto, cpu or cuda")
+        if self.report_to not in ("none", "tensorboard", "mlflow"):
+            out.append(f"train.report_to={self.report_to!r}: use none, tensorboard or mlflow")
         return out
 
 

@@ -56,8 +56,10 @@ class Splits:
     warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead
 
     def summary(self) -> DataSummary:
-        rows = {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
-        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings)
+        splits = {"train": self.train, "validation": self.validation, "test": self.test}
+        rows = {name: len(split) for name, split in splits.items()}
+        counts = {name: np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(self.label_names)).tolist() for name, split in splits.items()}
+        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings, counts)
 
 
 def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:

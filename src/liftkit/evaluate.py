@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from liftkit.record import ClassScores, Scores, SplitMetrics, Timing
+from liftkit.record import ClassScores, Mistake, Scores, SplitMetrics, Timing
 from liftkit.resources import peak_memory_mb
 
 
@@ -54,7 +54,45 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: 
     )
     per_class = {name: ClassScores(float(p), float(r), float(f), int(s)) for name, p, r, f, s in zip(names, *each)}
     matrix = confusion_matrix(labels, preds, labels=classes).tolist()
-    return SplitMetrics(scores, per_class, matrix)
+    probabilities = torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
+    return SplitMetrics(scores, per_class, matrix, ece=calibration(probabilities, labels).ece)
+
+
+@dataclass
+class Calibration:
+    """Whether a model's top probability can be trusted: rows binned by that probability, and each
+    bin's mean confidence beside its accuracy (a reliability diagram). `ece`, the expected
+    calibration error, is the row-weighted mean gap: 0 when a model right 70% of the time says 0.7."""
+
+    edges: np.ndarray  # (bins + 1,) confidence bin edges over [0, 1]
+    confidence: np.ndarray  # (bins,) mean top probability per bin (NaN: empty bin)
+    accuracy: np.ndarray  # (bins,) fraction of the bin's rows predicted right (NaN: empty bin)
+    counts: np.ndarray  # (bins,) rows per bin
+    ece: float
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> Calibration:
+    """Equal-width confidence bins, the usual ECE (Guo et al., 2017) with 15 bins."""
+    confidence = probabilities.max(-1)
+    correct = probabilities.argmax(-1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / counts
+        mean_acc = np.bincount(which, weights=correct, minlength=bins) / counts
+    gaps = np.where(counts > 0, np.abs(mean_acc - mean_conf), 0.0)
+    ece = float((counts * gaps).sum() / max(len(labels), 1))
+    return Calibration(edges, mean_conf, mean_acc, counts, ece)
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, texts: list[str], names: list[str], k: int = 20) -> list[Mistake]:
+    """The `k` wrong predictions the model was surest of: often label noise, or a class the model
+    learned to spot from the wrong cue. Texts are cut at 2,000 characters (a report shows them)."""
+    predicted = probabilities.argmax(-1)
+    wrong = np.flatnonzero(predicted != labels)
+    top = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")[:k]]
+    return [Mistake(texts[i][:2000], names[labels[i]], names[predicted[i]], round(float(probabilities[i, predicted[i]]), 4)) for i in top]
 
 
 @torch.inference_mode()

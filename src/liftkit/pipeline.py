@@ -23,13 +23,13 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from liftkit import checkpoint, report, run_dir
+from liftkit import checkpoint, pages, report, run_dir, tracking
 from liftkit.batching import Padding, TokenizedSplit, loader, tokenize
 from liftkit.callbacks import Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
-from liftkit.errors import LiftError
-from liftkit.evaluate import evaluate, majority_metrics
+from liftkit.errors import LiftError, first_line
+from liftkit.evaluate import confident_mistakes, evaluate, majority_metrics
 from liftkit.methods import METHODS, Method
 from liftkit.modelcard import model_card
 from liftkit.modeling import Arch, arch_of, load_classifier, load_tokenizer, resolve_model_source
@@ -156,29 +156,40 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
         # iterating a DataLoader draws from the global RNG: fork it, so that evaluating the base
         # or not leaves the adapter's initialisation and the dropout masks unchanged
         with p.accelerator.autocast(), fork_rng(device):
-            base = evaluate(p.model, test_loader, device, labels).metrics
+            base = evaluate(p.model, test_loader, device, labels)
     model = p.method.apply(p.model, cfg.method, p.arch)
     params = parameter_counts(model)
     log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)")
-    callbacks = [
-        Checkpointer(run_dir.checkpoint_dir(out), resume, log), EarlyStopping(cfg.train.early_stopping_patience),
-        MetricLogging([JsonlLogger(run_dir.history_path(out))], cfg.train.log_every), ProgressBar(),
-    ]
-    trained = fit(
-        model, p.tokens["train"], p.tokens["validation"], cfg.train, p.accelerator,
-        lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log,
-    )
-    model = p.accelerator.unwrap_model(model)
-    log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
-    with p.accelerator.autocast():
-        tuned = evaluate(model, test_loader, device, labels).metrics
-    record = RunRecord(
-        run=_run_info(cfg, device), data=p.splits.summary(), parameters=params,
-        majority=majority_metrics(p.tokens["train"].labels, p.tokens["test"].labels, labels),
-        base=base, finetuned=tuned, train=trained,
-    )
-    if p.accelerator.is_main_process:
-        _save(out, cfg, p, model, record)
+    main = p.accelerator.is_main_process
+    trackers = tracking.trackers(cfg.train.report_to, out, tracking.flatten(cfg.to_dict())) if main else []
+    with contextlib.ExitStack() as opened:
+        loggers = [JsonlLogger(run_dir.history_path(out)), *trackers]
+        for logger in loggers:
+            opened.callback(logger.close)
+        callbacks = [
+            Checkpointer(run_dir.checkpoint_dir(out), resume, log), EarlyStopping(cfg.train.early_stopping_patience),
+            MetricLogging(loggers, cfg.train.log_every), ProgressBar(),
+        ]
+        trained = fit(
+            model, p.tokens["train"], p.tokens["validation"], cfg.train, p.accelerator,
+            lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log,
+        )
+        model = p.accelerator.unwrap_model(model)
+        log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
+        with p.accelerator.autocast():
+            tuned = evaluate(model, test_loader, device, labels)
+        record = RunRecord(
+            run=_run_info(cfg, device), data=p.splits.summary(), parameters=params,
+            majority=majority_metrics(p.tokens["train"].labels, p.tokens["test"].labels, labels),
+            base=base.metrics if base else None, finetuned=tuned.metrics, train=trained,
+            mistakes=confident_mistakes(tuned.probabilities, tuned.labels, p.splits.test.texts, labels),
+        )
+        if main:
+            run_dir.write_predictions(out, tuned.labels, tuned.probabilities, base.probabilities if base else None)
+            _save(out, cfg, p, model, record)
+            _draw_report(out, log)
+            for tracker in trackers:
+                tracker.finish(record, out)
     return record
 
 
@@ -196,6 +207,15 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
     run_dir.write_text(out / run_dir.REPORT, report.render_markdown(record))
     card = partial(model_card, record)
     run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest, card)  # its manifest last: finished
+
+
+def _draw_report(out: Path, log: Callable[[str], None]) -> None:
+    """report.html and its plots. The run is saved by now: a figure that fails to draw must not
+    fail it, so the failure is reported and `lift report` can try again."""
+    try:
+        pages.write_run_report(out)
+    except Exception as exc:  # matplotlib or a font can fail in many ways; the run's results stand
+        log(f"warning: report.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again")
 
 
 def _run_info(cfg: RunConfig, device: torch.device) -> RunInfo:

@@ -59,11 +59,16 @@ class SplitMetrics:
     per_class: dict[str, ClassScores] = field(default_factory=dict)  # label name -> scores
     confusion_matrix: list[list[int]] = field(default_factory=list)  # [true][predicted] row counts
     timing: Timing | None = None
+    # expected calibration error: how far the top probability is from the accuracy it promises,
+    # averaged over confidence bins (see evaluate.calibration); None in runs older than it
+    ece: float | None = None
 
     def to_dict(self, with_details: bool = True) -> dict[str, Any]:
         out = dataclasses.asdict(self.scores)
         if self.timing is not None:
             out.update(dataclasses.asdict(self.timing))
+        if self.ece is not None:
+            out["ece"] = self.ece
         if with_details:
             out["per_class"] = {name: dataclasses.asdict(c) for name, c in self.per_class.items()}
             out["confusion_matrix"] = self.confusion_matrix
@@ -73,7 +78,7 @@ class SplitMetrics:
     def from_dict(cls, raw: dict[str, Any]) -> SplitMetrics:
         timing = known_fields(Timing, raw) if "runtime_s" in raw else None
         per_class = {name: ClassScores(**c) for name, c in (raw.get("per_class") or {}).items()}
-        return cls(known_fields(Scores, raw), per_class, raw.get("confusion_matrix") or [], timing)
+        return cls(known_fields(Scores, raw), per_class, raw.get("confusion_matrix") or [], timing, raw.get("ece"))
 
 
 @dataclass
@@ -153,6 +158,7 @@ class DataSummary:
     rows: dict[str, int]  # split -> row count
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled
     warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead (see liftkit.data)
+    label_counts: dict[str, list[int]] = field(default_factory=dict)  # split -> rows per label (labels' order)
 
 
 @dataclass
@@ -160,6 +166,16 @@ class ParameterCounts:
     trainable_params: int
     total_params: int
     trainable_percent: float
+
+
+@dataclass
+class Mistake:
+    """A test row the fine-tuned model got wrong, and how sure it was."""
+
+    text: str
+    label: str  # the true label
+    predicted: str
+    probability: float  # of the predicted label
 
 
 @dataclass
@@ -173,6 +189,7 @@ class RunRecord:
     base: SplitMetrics | None  # the base model with its untrained head, on test (None: not evaluated)
     finetuned: SplitMetrics  # the trained model, on test
     train: TrainSummary
+    mistakes: list[Mistake] = field(default_factory=list)  # the fine-tuned model's most confident test mistakes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +200,7 @@ class RunRecord:
             "base": self.base.to_dict() if self.base else None,
             "finetuned": self.finetuned.to_dict(),
             "train": self.train.to_dict(),
+            "mistakes": [dataclasses.asdict(m) for m in self.mistakes],
         }
 
     @classmethod
@@ -195,6 +213,7 @@ class RunRecord:
             base=SplitMetrics.from_dict(raw["base"]) if raw.get("base") else None,
             finetuned=SplitMetrics.from_dict(raw["finetuned"]),
             train=TrainSummary.from_dict(raw["train"]),
+            mistakes=[known_fields(Mistake, m) for m in raw.get("mistakes", [])],
         )
 
 

@@ -12,6 +12,9 @@ RUN_DIR/
   metrics.json                the run record (liftkit.record): every figure, measured by this run
   history.jsonl               per-step training loss and lr, per-epoch validation (liftkit.tracking)
   report.md                   the human-readable comparison
+  report.html, plots/*.png    the same and more as pictures (liftkit.pages, liftkit.plots): `lift report` redraws them
+  predictions.safetensors     test-split probabilities of the base and fine-tuned models, and the labels
+  tensorboard/                the run's TensorBoard events (train.report_to: tensorboard)
   README.md                   the model card (liftkit.modelcard), built from metrics.json
   error.json, error.txt       why the run failed (type, message; the traceback), while it has
   checkpoints/last, best      per-epoch training state (resume) and best-epoch weights
@@ -60,6 +63,12 @@ LOCK = ".lock"  # held (flock) by the run writing the folder; holds the holder's
 WEIGHTS = "liftkit_weights.safetensors"  # trainable tensors of a method peft does not cover
 MODEL_CARD = "README.md"
 EXPORT_INFO = "export.json"  # an export folder's manifest and parity figures
+PREDICTIONS = "predictions.safetensors"
+REPORT_HTML = "report.html"
+PLOTS = "plots"
+TENSORBOARD = "tensorboard"
+COMPARISON = "comparison.json"  # a comparison folder's record (liftkit.compare)
+COMPARE_HTML = "compare.html"
 
 
 def _stem(dataset: str) -> str:
@@ -114,7 +123,8 @@ def lock(run_dir: Path) -> Iterator[None]:
 
 
 # what every run may write besides the files its manifest lists (see the layout above)
-RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS)
+RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS,
+             PREDICTIONS, REPORT_HTML, PLOTS, TENSORBOARD)
 
 
 def finished(run_dir: Path) -> bool:
@@ -158,11 +168,15 @@ def log_path(run_dir: Path) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes files private; run dirs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
@@ -278,6 +292,31 @@ def read_record(run_dir: str | Path) -> RunRecord:
     if not path.is_file():
         raise LiftError(f"{str(run_dir)!r} holds no finished run (no {METRICS}): pass a folder `lift run` completed")
     return RunRecord.from_dict(read_json(path))
+
+
+def write_predictions(run_dir: Path, labels: Any, finetuned: Any, base: Any | None) -> None:
+    """Test-split class probabilities (rows in the split's order) and true labels, as safetensors
+    (no pickle): what the report's calibration and confusion plots are redrawn from."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    arrays = {"labels": np.asarray(labels, dtype=np.int64), "finetuned": np.asarray(finetuned, dtype=np.float32)}
+    if base is not None:
+        arrays["base"] = np.asarray(base, dtype=np.float32)
+    write_bytes(run_dir / PREDICTIONS, save(arrays))
+
+
+def read_predictions(run_dir: Path) -> dict[str, Any] | None:
+    """The arrays `write_predictions` saved; None for runs older than them."""
+    from safetensors.numpy import load_file
+
+    path = run_dir / PREDICTIONS
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)
+    except Exception as exc:  # safetensors raises its own error type for a cut or foreign file
+        raise damaged(run_dir, f"{PREDICTIONS} is unreadable ({first_line(exc)[:160]})") from None
 
 
 def write_error(run_dir: Path, exc: BaseException) -> None:

@@ -1,17 +1,25 @@
-"""Where training figures go: the `MetricLogger` protocol and the default JSONL history.
+"""Where training figures go: the `MetricLogger` protocol, the default JSONL history, and the
+experiment trackers teams already run (TensorBoard, MLflow).
 
 A logger receives flat dicts of numbers keyed by optimizer step (`MetricLogging` in
-`liftkit.callbacks` decides what and when). TensorBoard or MLflow loggers implement the same three
-methods; torchtune's `MetricLoggerInterface` is the model, kept smaller.
+`liftkit.callbacks` decides what and when); torchtune's `MetricLoggerInterface` is the model, kept
+smaller. A tracker is a logger that also takes the run's hyperparameters at start and, once the
+run is saved, its test metrics (and for MLflow the run folder's files): `finish(record, run_dir)`.
+Both go through the libraries' own writers (torch's `SummaryWriter`, `MlflowClient`), imported
+only when asked for. Whoever opens loggers closes them (`pipeline`), also when a run fails.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import time
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from liftkit.record import METRICS, RunRecord
 
 
 class MetricLogger(Protocol):
@@ -64,3 +72,158 @@ def _step_of(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return math.inf
+
+
+class Tracker(MetricLogger, Protocol):
+    def finish(self, record: RunRecord, run_dir: Path) -> None:
+        """The finished run: its test metrics (and whatever else the tracker keeps of it)."""
+
+
+def trackers(report_to: str, run_dir: Path, params: dict[str, Any]) -> list[Tracker]:
+    """The tracker `train.report_to` names (none: no tracker), for the run in `run_dir` with
+    hyperparameters `params` (the config, flattened to dotted keys)."""
+    if report_to == "tensorboard":
+        return [TensorBoardTracker(run_dir / "tensorboard", params)]
+    if report_to == "mlflow":
+        return [MlflowTracker(run_dir, params)]
+    return []
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}; lists become their text."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return out
+
+
+def tag(key: str) -> str:
+    """A history key -> its tracker name: loss -> train/loss, val_accuracy -> val/accuracy."""
+    if key.startswith("val_"):
+        return f"val/{key[4:]}"
+    return {"loss": "train/loss", "lr": "train/lr", "train_loss": "train/epoch_loss"}.get(key, f"train/{key}")
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items()
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def test_metrics(record: RunRecord) -> dict[str, float]:
+    """The test figures a tracker receives at the end: test/<metric> for the fine-tuned model,
+    test_base/<metric> for the base model, as metrics.json holds them."""
+    out = {}
+    for prefix, split in (("test", record.finetuned), ("test_base", record.base)):
+        if split is not None:
+            out.update({f"{prefix}/{key}": getattr(split.scores, key) for key in METRICS})
+            if split.ece is not None:
+                out[f"{prefix}/ece"] = split.ece
+    return out
+
+
+class TensorBoardTracker:
+    """Scalars per step in RUN_DIR/tensorboard (`tensorboard --logdir runs/` shows every run):
+    train/loss and train/lr every `train.log_every` steps, val/* per epoch, test/* at the end, and
+    the hyperparameters in TensorBoard's HParams tab. A resumed run purges the events past its
+    checkpoint, as history.jsonl does."""
+
+    def __init__(self, folder: Path, params: dict[str, Any]):
+        self.folder = folder
+        self.params = params
+        self._writer: Any = None
+        self._step = 0
+
+    def start(self, step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.folder), purge_step=step or None)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        for key, value in _numbers(metrics).items():
+            if key != "epoch":
+                self._writer.add_scalar(tag(key), value, step)
+        self._step = step
+
+    def finish(self, record: RunRecord, run_dir: Path) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        final = test_metrics(record)
+        for key, value in final.items():
+            self._writer.add_scalar(key, value, self._step)
+        for summary in hparams(self.params, final):  # experiment, session start, session end
+            self._writer.file_writer.add_summary(summary)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class MlflowTracker:
+    """One MLflow run per liftkit run, in the experiment named for its dataset: parameters,
+    per-step metrics (names as TensorBoard's), test metrics, and the run folder's files as
+    artifacts (checkpoints excepted). The store is `MLFLOW_TRACKING_URI` when set, else a local
+    ./mlruns folder (MLflow's file store, which `mlflow ui --backend-store-uri ./mlruns` shows; it
+    is in maintenance mode upstream, so liftkit opts into it for this default only). A resumed
+    liftkit run continues its MLflow run."""
+
+    def __init__(self, run_dir: Path, params: dict[str, Any]):
+        self.run_dir = run_dir
+        self.params = params
+        self._client: Any = None
+        self._run_id = ""
+        self._status = "FAILED"  # until finish() ran
+
+    def start(self, step: int) -> None:
+        from mlflow import MlflowClient
+        from mlflow.entities import Param
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            uri = (Path.cwd() / "mlruns").as_uri()
+        self._client = client = MlflowClient(tracking_uri=uri)
+        name = str(self.params.get("data.dataset", "liftkit"))
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        where = str(self.run_dir.resolve())
+        earlier = client.search_runs([experiment_id], filter_string=f"tags.`liftkit.run_dir` = '{where}'", max_results=1) if step else []
+        if earlier:
+            self._run_id = earlier[0].info.run_id
+            client.update_run(self._run_id, status="RUNNING")
+        else:
+            run = client.create_run(experiment_id, run_name=self.run_dir.name, tags={"liftkit.run_dir": where})
+            self._run_id = run.info.run_id
+            params = [Param(key, str(value)[:6000]) for key, value in self.params.items()]
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+                client.log_batch(self._run_id, params=params[i:i + 100])
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        rows = [Metric(tag(key), value, now, step) for key, value in _numbers(metrics).items() if key != "epoch"]
+        self._client.log_batch(self._run_id, metrics=rows)
+
+    def finish(self, record: RunRecord, run_dir: Path) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        step = record.train.optimizer_steps
+        self._client.log_batch(self._run_id, metrics=[Metric(key, value, now, step) for key, value in test_metrics(record).items()])
+        for path in sorted(run_dir.iterdir()):
+            if path.name.startswith(".") or path.name in ("checkpoints", "tensorboard"):
+                continue
+            if path.is_dir():
+                self._client.log_artifacts(self._run_id, str(path), artifact_path=path.name)
+            else:
+                self._client.log_artifact(self._run_id, str(path))
+        self._status = "FINISHED"
+
+    def close(self) -> None:
+        if self._client is not None and self._run_id:
+            self._client.set_terminated(self._run_id, status=self._status)
+            self._client = None

@@ -1,0 +1,247 @@
+"""The HTML reports: report.html for a run, compare.html for a comparison.
+
+Each page is one self-contained file (images embedded as data URIs, inline CSS, no script, no
+CDN: it opens offline, from a mail attachment too), with the same figures as PNGs in `plots/`
+beside it. Everything shown is read back from the folders (`run_dir`'s readers) and drawn by
+`liftkit.plots`, so `lift report` redraws a page at any time without retraining. Text from the
+data (labels, the mistakes' texts) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Iterable
+
+from matplotlib.figure import Figure
+
+from liftkit import plots, run_dir
+from liftkit.errors import LiftError
+from liftkit.record import RunRecord
+from liftkit.report import comparison_table, results_table, summary_lines
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
+main { max-width: 1240px; margin: 28px auto; padding: 0 20px; }
+h1 { font-size: 24px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 0 0 10px; }
+.sub { color: #5b6475; margin: 0 0 18px; }
+section { background: #fff; border: 1px solid #e1e4ea; border-radius: 8px; padding: 16px 18px; margin-top: 18px; overflow-x: auto; }
+img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 14px; }
+th, td { border-bottom: 1px solid #e6e9ef; padding: 5px 10px; text-align: right; vertical-align: top; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f1f3f6; }
+.text { text-align: left; max-width: 620px; overflow-wrap: anywhere; }
+dl { display: grid; grid-template-columns: 230px 1fr; gap: 4px 14px; margin: 0; }
+dt { color: #5b6475; }
+dd { margin: 0; overflow-wrap: anywhere; }
+.note { color: #5b6475; font-size: 14px; }
+"""
+
+
+def _page(title: str, subtitle: str, sections: Iterable[str]) -> str:
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n<main>\n<h1>{html.escape(title)}</h1>\n"
+        f'<p class="sub">{html.escape(subtitle)}</p>\n' + "\n".join(sections) + "\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _section(heading: str, *parts: str) -> str:
+    return f"<section>\n<h2>{html.escape(heading)}</h2>\n" + "\n".join(parts) + "\n</section>"
+
+
+def _table(rows: list[list[str]], text_columns: tuple[int, ...] = ()) -> str:
+    """Numbers right-aligned; the columns in `text_columns` (texts, label names) left-aligned."""
+    def cells(row: list[str], tag: str) -> str:
+        return "".join(f'<{tag}{" class=text" if i in text_columns else ""}>{html.escape(c)}</{tag}>' for i, c in enumerate(row))
+
+    head, *body = rows
+    return "\n".join(["<table>", f"<tr>{cells(head, 'th')}</tr>", *(f"<tr>{cells(row, 'td')}</tr>" for row in body), "</table>"])
+
+
+def _facts(items: list[tuple[str, str]]) -> str:
+    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+class _Images:
+    """Writes each figure as plots/<name>.png and returns the <img> that embeds the same bytes."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder / run_dir.PLOTS
+
+    def __call__(self, name: str, figure: Figure, alt: str) -> str:
+        data = plots.png(figure)
+        run_dir.write_bytes(self.folder / f"{name}.png", data)
+        encoded = base64.b64encode(data).decode("ascii")
+        return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}">'
+
+
+def read_history(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """history.jsonl split into per-step lines (training loss, lr) and per-epoch lines
+    (validation metrics); lines a kill cut short are skipped."""
+    steps, epochs = [], []
+    path = run_dir.history_path(folder)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("loss") is not None:
+            steps.append(row)
+        elif row.get("val_accuracy") is not None:
+            epochs.append(row)
+    return steps, epochs
+
+
+def write_run_report(folder: str | Path) -> Path:
+    """Draw the run in `folder` (a finished `lift run`) as report.html + plots/*.png; returns the page."""
+    folder = Path(folder)
+    record = run_dir.read_record(folder)
+    manifest = run_dir.read_manifest(folder)
+    predictions = run_dir.read_predictions(folder)
+    steps, epochs = read_history(folder)
+    image = _Images(folder)
+    run, title = record.run, f"{record.run.dataset} · {record.run.model} · {record.run.method}"
+    sections = [
+        _section("Test split: base vs fine-tuned", _table(comparison_table(record)), *map(_note, summary_lines(record))),
+        _section("Learning curves", image("learning_curves", plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"), "learning curves")),
+        _section("Confusion matrices (test)", image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned")),
+        _section("Per-class scores (test)", image("per_class", plots.per_class(record), "per-class precision, recall and F1"), _per_class_table(record)),
+        _calibration(record, predictions, image),
+        _mistakes(record),
+        _section("Label distribution", image("label_distribution", plots.label_distribution(record), "label distribution, train and test"))
+        if record.data.label_counts else _section("Label distribution", _note("This run predates stored label counts: rerun it to draw them.")),
+        _section("Run facts", _facts(_run_facts(record, manifest.method_options))),
+    ]
+    page = folder / run_dir.REPORT_HTML
+    run_dir.write_text(page, _page(title, f"{folder.name} · run on {run.date} on {run.device}", sections))
+    return page
+
+
+def _per_class_table(record: RunRecord) -> str:
+    rows = [["class", "support", "base precision", "base recall", "base F1", "precision", "recall", "F1"]]
+    for name, tuned in record.finetuned.per_class.items():
+        base = record.base.per_class.get(name) if record.base else None
+        before = [f"{getattr(base, k):.3f}" for k in ("precision", "recall", "f1")] if base else ["-"] * 3
+        rows.append([name, f"{tuned.support:,}", *before, f"{tuned.precision:.3f}", f"{tuned.recall:.3f}", f"{tuned.f1:.3f}"])
+    return f"<details><summary>the numbers</summary>{_table(rows)}</details>"
+
+
+def _calibration(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+    if predictions is None:
+        return _section("Calibration (test)", _note("This run predates stored test predictions: rerun it to draw its reliability diagram."))
+    eces = [f"{label}: ECE {split.ece:.4f}" for label, split in (("base", record.base), ("fine-tuned", record.finetuned)) if split is not None and split.ece is not None]
+    explain = ("Expected calibration error (ECE): the gap between how sure the model says it is and how often it is right, "
+               "averaged over 15 confidence bins and weighted by their rows; 0 is perfectly calibrated. " + "; ".join(eces) + ".")
+    return _section("Calibration (test)", image("calibration", plots.reliability(predictions, record), "reliability diagrams"), _note(explain))
+
+
+def _mistakes(record: RunRecord) -> str:
+    if not record.mistakes:
+        what = "The fine-tuned model made no mistake on test." if record.finetuned.scores.accuracy == 1 else "This run predates stored mistakes: rerun it to list them."
+        return _section("Most confident mistakes (test)", _note(what))
+    rows = [["#", "text", "true label", "predicted", "probability"]]
+    rows += [[str(n), m.text, m.label, m.predicted, f"{m.probability:.3f}"] for n, m in enumerate(record.mistakes, start=1)]
+    return _section(f"The {len(record.mistakes)} most confident mistakes (test)",
+                    _note("Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."),
+                    _table(rows, text_columns=(1, 2, 3)))
+
+
+def _run_facts(record: RunRecord, options: dict[str, Any]) -> list[tuple[str, str]]:
+    run, data, params, train = record.run, record.data, record.parameters, record.train
+    rows = ", ".join(f"{split} {count:,}" for split, count in data.rows.items())
+    return [
+        ("model", run.model), ("method", run.method),
+        ("method options", ", ".join(f"{k}={'default' if v is None else v}" for k, v in options.items()) or "-"),
+        ("learning rate", f"{run.learning_rate:g}"), ("seed", str(run.seed)),
+        ("trainable parameters", f"{params.trainable_params:,} of {params.total_params:,} ({params.trainable_percent:.2f}%)"),
+        ("epochs", f"{train.epochs_run} run, weights of epoch {train.best_epoch} kept" + (" (stopped early)" if train.stopped_early else "")),
+        ("training time", f"{train.runtime_s:.1f} s ({train.samples_per_s:.1f} samples/s, {train.steps_per_s:.2f} steps/s, {train.optimizer_steps:,} optimizer steps)"),
+        ("peak memory", f"{train.peak_memory_mb:.0f} MB"),
+        ("test evaluation", f"{record.finetuned.timing.runtime_s:.1f} s, {record.finetuned.timing.samples_per_s:.1f} samples/s" if record.finetuned.timing else "-"),
+        ("data", f"{data.source}: {rows} rows, {len(data.labels)} labels"),
+        *[("data note", note) for note in data.notes], *[("data warning", warning) for warning in data.warnings],
+        ("device", run.device), ("date", run.date),
+        ("versions", f"liftkit {run.liftkit}, torch {run.torch}, transformers {run.transformers or '?'}, peft {run.peft or '?'}"),
+    ]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str, str], int]:
+    """What a comparison page draws: run folders by method, failed methods (-> error), seeds.
+    `paths` is one comparison folder (comparison.json), or several run folders."""
+    if len(paths) == 1 and (paths[0] / run_dir.COMPARISON).is_file():
+        result = run_dir.read_json(paths[0] / run_dir.COMPARISON)
+        seeds = list(result.get("seeds") or [])
+        runs = {m: [run_dir.member_dir(paths[0], m, s) for s in seeds] for m in result.get("runs", {})}
+        runs = {m: [d for d in dirs if (d / run_dir.METRICS).is_file()] for m, dirs in runs.items()}
+        return {m: d for m, d in runs.items() if d}, dict(result.get("failures") or {}), len(seeds)
+    runs: dict[str, list[Path]] = {}
+    for path in paths:
+        runs.setdefault(run_dir.read_record(path).run.method, []).append(path)
+    return runs, {}, max(len(dirs) for dirs in runs.values())
+
+
+def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
+    """Draw a comparison (one comparison folder, or several run folders of one dataset) as
+    compare.html + plots/*.png in `output`; returns the page."""
+    runs, failures, seeds = compare_sources([Path(p) for p in paths])
+    records = {method: [run_dir.read_record(d) for d in dirs] for method, dirs in runs.items()}
+    datasets = sorted({r.run.dataset for rs in records.values() for r in rs})
+    if len(datasets) > 1:
+        raise LiftError(f"these runs are on different datasets ({', '.join(datasets)}): compare runs of one dataset")
+    if not records:
+        raise LiftError(f"no finished run to compare in {', '.join(map(str, paths))}: pass a comparison folder or run folders")
+    output = Path(output)
+    image = _Images(output)
+    points = {
+        method: {
+            "share": _mean_std([r.parameters.trainable_percent for r in rs]), "time": _mean_std([r.train.runtime_s for r in rs]),
+            "accuracy": _mean_std([r.finetuned.scores.accuracy for r in rs]), "macro_f1": _mean_std([r.finetuned.scores.macro_f1 for r in rs]),
+        }
+        for method, rs in records.items()
+    }
+    curves = {method: read_history(dirs[0]) for method, dirs in runs.items()}
+    first = next(iter(records.values()))[0]
+    sections = [
+        _section("Results (test split)", _table(results_table(list(records) + list(failures), records, failures)),
+                 _note("Train/val loss of the kept epoch; mean ± std over seeds where there are several.")),
+        _section("Accuracy against cost", image("tradeoffs", plots.tradeoffs(points, seeds), "accuracy and macro-F1 against trainable share and training time")),
+        _section("Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")),
+        _section("Runs", _facts([(m, ", ".join(str(d) for d in dirs)) for m, dirs in runs.items()] + [(m, f"failed: {e}") for m, e in failures.items()])),
+    ]
+    page = output / run_dir.COMPARE_HTML
+    subtitle = f"{first.run.model} · {len(records)} method(s) · {seeds} seed(s) · {first.run.device}"
+    run_dir.write_text(page, _page(f"Comparison: {first.run.dataset}", subtitle, sections))
+    return page
+
+
+def write_report(paths: list[Path], output: str | None = None) -> Path:
+    """`lift report`: one run folder -> its report.html; one comparison folder -> its compare.html
+    (or in `output`); several run folders -> a compare.html in `output` (default
+    comparisons/<dataset>-<time>). Returns the page."""
+    for path in paths:
+        if not (path / run_dir.METRICS).is_file() and not (path / run_dir.COMPARISON).is_file():
+            what = "does not exist" if not path.exists() else f"holds neither a finished run ({run_dir.METRICS}) nor a comparison ({run_dir.COMPARISON})"
+            raise LiftError(f"{str(path)!r} {what}: pass a folder `lift run` or `lift compare` wrote")
+    if len(paths) == 1 and (paths[0] / run_dir.METRICS).is_file():
+        return write_run_report(paths[0])
+    if len(paths) == 1:
+        return write_compare_report(paths, output or paths[0])
+    if any(not (p / run_dir.METRICS).is_file() for p in paths):
+        raise LiftError("pass one comparison folder, or several run folders, not both")
+    return write_compare_report(paths, run_dir.new_comparison_dir(output, run_dir.read_record(paths[0]).run.dataset))

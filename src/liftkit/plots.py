@@ -1,0 +1,259 @@
+"""The report's figures: plain functions from a run's stored figures to a matplotlib `Figure`.
+
+Each function draws one picture from what a run folder holds (metrics.json's record, history.jsonl,
+predictions.safetensors), so `lift report` redraws without retraining. Figures are built on the Agg
+canvas directly (no pyplot: no global state, no display needed). Sizes grow with the number of
+classes so that 20 labels (tweet_eval_emoji) stay readable; every axis is labelled and every title
+says what is shown and on which split.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import unicodedata
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib import font_manager, rcParams
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
+
+from liftkit.evaluate import calibration
+from liftkit.record import RunRecord
+
+BASE_COLOR, TUNED_COLOR, TRAIN_COLOR, TEST_COLOR = "#9aa5b1", "#1f6feb", "#1f6feb", "#e8710a"
+SERIES = ["#1f6feb", "#e8710a", "#2da44e", "#cf222e", "#8250df", "#bf8700", "#1b7c83", "#6e7781"]
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (Agg)."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _fonts() -> tuple[str, ...]:
+    """Font families to draw with: DejaVu Sans, then any monochrome emoji font the system has
+    (Symbola, Noto Emoji), so emoji labels draw; registered by file, since matplotlib's font cache
+    does not see fonts installed after it was built."""
+    for path in font_manager.findSystemFonts():
+        name = path.rsplit("/", 1)[-1].lower()
+        if "symbola" in name or name.startswith("notoemoji"):
+            font_manager.fontManager.addfont(path)
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return tuple(name for name in ("DejaVu Sans", "Symbola", "Noto Emoji") if name in have)
+
+
+@functools.cache
+def _has_glyph(char: str) -> bool:
+    for family in _fonts():
+        path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        if FT2Font(path).get_char_index(ord(char)):
+            return True
+    return False
+
+
+def display_name(label: str) -> str:
+    """A label as the plots can draw it: itself, or where no installed font has one of its
+    characters (an emoji without an emoji font), the characters' Unicode names."""
+    if all(_has_glyph(c) for c in label if unicodedata.category(c) not in ("Mn", "Cf")):
+        return label
+    return " ".join(unicodedata.name(c, f"U+{ord(c):04X}").lower() for c in label if unicodedata.category(c) not in ("Mn", "Cf"))
+
+
+def _figure(width: float, height: float) -> Figure:
+    rcParams["font.family"] = list(_fonts())
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def smooth(values: Sequence[float], weight: float = 0.8) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average: the trend under noisy per-step losses."""
+    out, last = [], 0.0
+    for n, value in enumerate(values, start=1):
+        last = weight * last + (1 - weight) * value
+        out.append(last / (1 - weight**n))
+    return np.asarray(out)
+
+
+def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], best_epoch: int, title: str) -> Figure:
+    """Left: training loss per logged step (raw points, smoothed line) and validation loss per
+    epoch, at the step each epoch ended; right: validation accuracy and macro-F1 per epoch. The
+    kept (best) epoch is marked on both."""
+    figure = _figure(12, 4.2)
+    loss_ax, score_ax = figure.subplots(1, 2)
+    if steps:
+        x = [s["step"] for s in steps]
+        y = [s["loss"] for s in steps]
+        loss_ax.scatter(x, y, s=9, color=TRAIN_COLOR, alpha=0.3, label="training loss (per logged step)")
+        loss_ax.plot(x, smooth(y), color=TRAIN_COLOR, lw=2, label="training loss, smoothed")
+    if epochs:
+        ends = [e["step"] for e in epochs]
+        loss_ax.plot(ends, [e["val_loss"] for e in epochs], "o-", color=TEST_COLOR, lw=2, label="validation loss (per epoch)")
+        numbers = [e["epoch"] for e in epochs]
+        score_ax.plot(numbers, [e["val_accuracy"] for e in epochs], "o-", color=SERIES[0], lw=2, label="accuracy")
+        score_ax.plot(numbers, [e["val_macro_f1"] for e in epochs], "s-", color=SERIES[2], lw=2, label="macro-F1")
+        kept = next((e for e in epochs if e["epoch"] == best_epoch), None)
+        if kept is not None:
+            loss_ax.axvline(kept["step"], color="#57606a", ls="--", lw=1, label=f"kept weights (epoch {best_epoch})")
+            score_ax.axvline(best_epoch, color="#57606a", ls="--", lw=1, label=f"kept weights (epoch {best_epoch})")
+        score_ax.set_xticks(numbers)
+    loss_ax.set(xlabel="optimizer step", ylabel="cross-entropy loss", title="Loss: training (per step) and validation (per epoch)")
+    score_ax.set(xlabel="epoch", ylabel="score", title="Validation accuracy and macro-F1 per epoch")
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=8, loc="best")
+    figure.suptitle(title, fontsize=12)
+    return figure
+
+
+def confusion_matrices(record: RunRecord) -> Figure:
+    """Row-normalised confusion matrices on test, base beside fine-tuned: row i shows where the
+    texts of true class i went (each row sums to 1)."""
+    names = [display_name(n) for n in record.data.labels]
+    panels = [("base model (untrained head)", record.base), (f"fine-tuned ({record.run.method})", record.finetuned)]
+    panels = [(label, split) for label, split in panels if split is not None and split.confusion_matrix]
+    n = len(names)
+    side = max(4.2, 0.36 * n + 2.2)
+    figure = _figure(side * len(panels) + 0.8, side + 0.3)
+    axes = np.atleast_1d(figure.subplots(1, len(panels)))
+    image = None
+    for ax, (label, split) in zip(axes, panels):
+        counts = np.asarray(split.confusion_matrix, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = counts / counts.sum(axis=1, keepdims=True)
+        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(n), names, rotation=90 if n > 6 else 30, ha="center" if n > 6 else "right", fontsize=9 if n <= 12 else 8)
+        ax.set_yticks(range(n), names, fontsize=9 if n <= 12 else 8)
+        ax.set(xlabel="predicted label", ylabel="true label", title=f"{label}\naccuracy {split.scores.accuracy:.3f}")
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    if not math.isnan(share[i, j]):
+                        ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                                color="white" if share[i, j] > 0.55 else "#24292f")
+    if image is not None:
+        figure.colorbar(image, ax=list(axes), shrink=0.7, label="share of the true class's test rows")
+    figure.suptitle("Confusion matrices on the test split, row-normalised", fontsize=12)
+    return figure
+
+
+def per_class(record: RunRecord) -> Figure:
+    """Precision, recall and F1 of every class on test, base beside fine-tuned, with each class's
+    support."""
+    names = record.data.labels
+    rows = [f"{display_name(n)} (n={record.finetuned.per_class[n].support})" for n in names]
+    figure = _figure(13, max(3.2, 0.32 * len(names) + 1.6))
+    axes = figure.subplots(1, 3, sharey=True)
+    y = np.arange(len(names))
+    height = 0.4
+    for ax, metric in zip(axes, ("precision", "recall", "f1")):
+        if record.base is not None and record.base.per_class:
+            ax.barh(y - height / 2, [getattr(record.base.per_class[n], metric) for n in names], height, color=BASE_COLOR, label="base (untrained head)")
+        ax.barh(y + height / 2, [getattr(record.finetuned.per_class[n], metric) for n in names], height, color=TUNED_COLOR, label=f"fine-tuned ({record.run.method})")
+        ax.set(xlim=(0, 1), xlabel=metric if metric != "f1" else "F1", title=f"{'F1' if metric == 'f1' else metric.capitalize()} per class")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, rows, fontsize=9 if len(names) <= 12 else 8)
+    axes[0].set_ylabel("class (test support)")
+    axes[0].invert_yaxis()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    figure.suptitle("Per-class scores on the test split: base vs fine-tuned", fontsize=12)
+    return figure
+
+
+def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
+    """Reliability diagrams on test, base beside fine-tuned: in each confidence bin, how often the
+    model was right against how sure it said it was; below, how many rows fell in each bin."""
+    panels = [(name, label) for name, label in (("base", "base model (untrained head)"), ("finetuned", f"fine-tuned ({record.run.method})")) if name in predictions]
+    figure = _figure(5.2 * len(panels) + 0.4, 5.4)
+    grid = figure.add_gridspec(2, len(panels), height_ratios=[3, 1])
+    for column, (name, label) in enumerate(panels):
+        result = calibration(predictions[name], predictions["labels"])
+        top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
+        left, width = result.edges[:-1], np.diff(result.edges)
+        filled = result.counts > 0
+        top.bar(left[filled], result.accuracy[filled], width[filled], align="edge", color=TUNED_COLOR if name == "finetuned" else BASE_COLOR,
+                edgecolor="white", label="accuracy in the bin")
+        top.plot(result.confidence[filled], result.confidence[filled], "_", color="#cf222e", ms=14, mew=2, label="mean confidence in the bin")
+        top.plot([0, 1], [0, 1], "--", color="#57606a", lw=1, label="perfectly calibrated")
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{label}\nECE {result.ece:.3f}")
+        top.tick_params(labelbottom=False)  # the strip below carries the confidence axis
+        top.legend(fontsize=8, loc="upper left")
+        top.grid(alpha=0.3)
+        bottom.bar(left, result.counts / max(result.counts.sum(), 1), width, align="edge", color="#57606a", edgecolor="white")
+        bottom.set(xlim=(0, 1), xlabel="confidence (top predicted probability)", ylabel="share of rows")
+        bottom.grid(alpha=0.3)
+    figure.suptitle("Calibration on the test split (reliability diagram, 15 bins)", fontsize=12)
+    return figure
+
+
+def label_distribution(record: RunRecord) -> Figure:
+    """Each label's share of the train and test rows: how skewed the data is, and whether the test
+    split looks like the training data."""
+    names = [display_name(n) for n in record.data.labels]
+    counts = record.data.label_counts
+    figure = _figure(max(7.0, 0.45 * len(names) + 2.5), 4.0)
+    ax = figure.subplots()
+    x = np.arange(len(names))
+    for offset, split, color in ((-0.2, "train", TRAIN_COLOR), (0.2, "test", TEST_COLOR)):
+        rows = np.asarray(counts.get(split) or [0] * len(names), dtype=float)
+        ax.bar(x + offset, 100 * rows / max(rows.sum(), 1), 0.4, color=color, label=f"{split} ({int(rows.sum()):,} rows)")
+    ax.set_xticks(x, names, rotation=90 if len(names) > 6 else 0, fontsize=9 if len(names) <= 12 else 8)
+    ax.set(xlabel="label", ylabel="share of the split's rows (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.suptitle("Label distribution: train vs test split", fontsize=12)
+    return figure
+
+
+def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> Figure:
+    """Accuracy and macro-F1 of each method against its trainable-parameter share (log axis) and
+    its training time; each point a mean over seeds with ± one standard deviation as error bars.
+    `points[method][name]` = (mean, std) for name in share, time, accuracy, macro_f1."""
+    figure = _figure(12, 8.4)
+    axes = figure.subplots(2, 2)
+    for row, (metric, metric_label) in enumerate((("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"))):
+        for column, (x_key, x_label) in enumerate((("share", "trainable parameters (% of the model, log scale)"), ("time", "training time (s)"))):
+            ax = axes[row, column]
+            for n, (method, p) in enumerate(points.items()):
+                color = SERIES[n % len(SERIES)]
+                ax.errorbar(p[x_key][0], p[metric][0], xerr=p[x_key][1] or None, yerr=p[metric][1] or None, fmt="o", ms=7, color=color, capsize=4, label=method)
+                ax.annotate(method, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(7, 5), fontsize=9, color=color)
+            if x_key == "share":
+                ax.set_xscale("log")
+            ax.set(xlabel=x_label, ylabel=metric_label, title=f"{metric_label.capitalize()} vs {'trainable share' if x_key == 'share' else 'training time'}")
+            ax.grid(alpha=0.3, which="both")
+            ax.margins(x=0.15, y=0.12)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    figure.suptitle(f"What each method buys, on the test split ({spread})", fontsize=12)
+    return figure
+
+
+def overlaid_curves(curves: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> Figure:
+    """Learning curves of several methods on shared axes: smoothed training loss per step, and
+    validation accuracy per epoch. `curves[method]` = (step lines, epoch lines) of one run."""
+    figure = _figure(12, 4.2)
+    loss_ax, score_ax = figure.subplots(1, 2)
+    for n, (method, (steps, epochs)) in enumerate(curves.items()):
+        color = SERIES[n % len(SERIES)]
+        if steps:
+            loss_ax.plot([s["step"] for s in steps], smooth([s["loss"] for s in steps]), color=color, lw=2, label=method)
+        if epochs:
+            score_ax.plot([e["epoch"] for e in epochs], [e["val_accuracy"] for e in epochs], "o-", color=color, lw=2, label=method)
+    loss_ax.set(xlabel="optimizer step", ylabel="training loss (smoothed)", title="Training loss per step")
+    score_ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
+    score_ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=8)
+    figure.suptitle("Learning curves by method (first seed of each)", fontsize=12)
+    return figure
