@@ -89,3 +89,23 @@ def test_lift_report_refuses_what_it_cannot_draw_in_one_line(finished, tiny_run_
     assert main(["report", str(finished), str(other), "--output", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip()
     assert "different datasets" in err and len(err.splitlines()) == 1
+
+
+def test_a_run_without_the_base_evaluation_draws_the_fine_tuned_model_alone(tiny_run_config, tmp_path):
+    folder = run(tiny_run_config(**{"evaluate_base": False, "output_dir": str(tmp_path / "nobase")}), log=lambda m: None).run_dir
+    source = (folder / run_dir.REPORT_HTML).read_text()
+    assert source.count("<img ") == len(PLOTS) and "base model (untrained head)" not in source
+    assert "<h2>Test split</h2>" in source
+
+
+def test_a_report_that_fails_to_draw_leaves_the_run_finished(tiny_run_config, monkeypatch):
+    from liftkit import pages
+
+    def broken(folder):
+        raise ValueError("no fonts at all")
+
+    monkeypatch.setattr(pages, "write_run_report", broken)
+    lines = []
+    result = run(tiny_run_config(), log=lines.append)
+    assert run_dir.finished(result.run_dir) and not (result.run_dir / run_dir.ERROR).exists()
+    assert any(line.startswith("warning: report.html (`lift report") and "no fonts at all" in line for line in lines)

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from liftkit import tracking
+from liftkit import checkpoint, tracking
 from liftkit.errors import LiftError
+from liftkit.config import load_config
 from liftkit.pipeline import run
 from liftkit.tracking import JsonlLogger
 
@@ -38,6 +39,13 @@ def test_a_fresh_run_starts_an_empty_history(tmp_path):
     assert path.read_text() == ""
 
 
+def _final_metrics(folder):
+    """test/<metric> and test_base/<metric>, read from metrics.json itself."""
+    doc = json.loads((folder / "metrics.json").read_text())
+    keys = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss", "ece")
+    return {f"{prefix}/{key}": doc[part][key] for prefix, part in (("test", "finetuned"), ("test_base", "base")) for key in keys}
+
+
 def _history(folder):
     lines = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     return [row for row in lines if "loss" in row], [row for row in lines if "val_accuracy" in row]
@@ -57,9 +65,8 @@ def test_tensorboard_holds_what_metrics_json_and_the_history_hold(tiny_run_confi
     record = result.record
     assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([h.val.scores.accuracy for h in record.train.history])
     assert [e.step for e in events.Scalars("val/macro_f1")] == [row["step"] for row in epochs]
-    for key, value in tracking.test_metrics(record).items():
+    for key, value in _final_metrics(result.run_dir).items():
         assert events.Scalars(key)[-1].value == pytest.approx(value, rel=1e-6), key
-    assert events.Scalars("test/accuracy")[-1].value == pytest.approx(record.finetuned.scores.accuracy)
     hparams = events.PluginTagToContent("hparams")
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -84,11 +91,13 @@ def test_mlflow_gets_params_metrics_and_the_run_folder_in_a_local_mlruns_store(t
     client, found = _mlflow_run((tmp_path / "mlruns").as_uri())
     assert found.info.status == "FINISHED" and found.info.run_name == result.run_dir.name
     assert found.data.params["method.name"] == "lora" and found.data.params["train.epochs"] == "2"
-    for key, value in tracking.test_metrics(result.record).items():
+    for key, value in _final_metrics(result.run_dir).items():
         assert found.data.metrics[key] == pytest.approx(value, rel=1e-9), key
-    steps, _ = _history(result.run_dir)
+    steps, epochs = _history(result.run_dir)
     history = client.get_metric_history(found.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(row["step"], pytest.approx(row["loss"])) for row in steps]
+    val = client.get_metric_history(found.info.run_id, "val/macro_f1")
+    assert [(m.step, m.value) for m in val] == [(row["step"], pytest.approx(h.val.scores.macro_f1)) for row, h in zip(epochs, result.record.train.history)]
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
     assert {"metrics.json", "config.yaml", "liftkit.json", "report.html", "plots", "adapter_model.safetensors"} <= artifacts
     assert "checkpoints" not in artifacts
@@ -108,3 +117,72 @@ def test_mlflow_honours_mlflow_tracking_uri(tiny_run_config, tmp_path, monkeypat
 def test_an_unknown_tracker_is_refused_with_the_choices(tiny_run_config):
     with pytest.raises(LiftError, match="train.report_to='wandb': use none, tensorboard or mlflow"):
         tiny_run_config(**{"train.report_to": "wandb"}).validate()
+
+
+def _kill_after_first_epoch(cfg, monkeypatch):
+    """Run `cfg` until its first checkpoint is saved, then interrupt it (as a Ctrl-C would)."""
+    real_save_last = checkpoint.save_last
+
+    def save_then_die(*args, **kwargs):
+        real_save_last(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, log=lambda m: None)
+    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+
+
+def _resume(cfg):
+    return run(load_config(cfg.output_dir + "/config.yaml"), resume=True, log=lambda m: None)
+
+
+def test_a_resumed_run_keeps_its_tensorboard_events_up_to_the_checkpoint(tiny_run_config, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_run_config(**{"train.report_to": "tensorboard", "train.log_every": 2})
+    _kill_after_first_epoch(cfg, monkeypatch)
+    result = _resume(cfg)
+    assert result.record.train.resumed_from_epoch == 1
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps, epochs = _history(result.run_dir)
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([h.val.scores.accuracy for h in result.record.train.history])
+    assert [e.step for e in events.Scalars("val/accuracy")] == [row["step"] for row in epochs]  # epoch 1's line, at the checkpoint's step, kept
+    assert [e.step for e in events.Scalars("train/loss")] == [row["step"] for row in steps]
+
+
+def test_a_killed_run_marks_its_mlflow_run_failed_and_its_resume_finishes_the_same_run(tiny_run_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_run_config(**{"train.report_to": "mlflow"})
+    _kill_after_first_epoch(cfg, monkeypatch)
+    _, killed = _mlflow_run((tmp_path / "mlruns").as_uri())
+    assert killed.info.status == "FAILED"
+    result = _resume(cfg)
+    client, resumed = _mlflow_run((tmp_path / "mlruns").as_uri())  # still one run in the experiment: the same one
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    val = client.get_metric_history(resumed.info.run_id, "val/accuracy")
+    assert [m.value for m in val] == pytest.approx([h.val.scores.accuracy for h in result.record.train.history])
+
+
+def test_an_unusable_mlflow_store_fails_the_run_in_one_line_before_training(tiny_run_config, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (blocker / "store").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    with pytest.raises(LiftError, match=r"MLflow tracking at file://.* failed \(.*\): check MLFLOW_TRACKING_URI, or run with --report-to none"):
+        run(tiny_run_config(**{"train.report_to": "mlflow"}), log=lambda m: None)
+
+
+def test_a_tracker_failing_after_the_run_is_saved_leaves_the_run_finished(tiny_run_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def broken(self, record, run_dir):
+        raise ConnectionError("server went away")
+
+    monkeypatch.setattr(tracking.MlflowTracker, "finish", broken)
+    lines = []
+    result = run(tiny_run_config(**{"train.report_to": "mlflow"}), log=lines.append)
+    assert (result.run_dir / "liftkit.json").is_file() and not (result.run_dir / "error.json").exists()
+    assert "warning: sending the finished run to mlflow failed (server went away); the run itself is saved" in lines

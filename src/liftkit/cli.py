@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 
 # flag -> dotted config key; values are parsed as YAML scalars ("3" -> 3, "null" -> None)
 RUN_FLAGS = {
@@ -124,7 +124,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(render_text(result["table"]))
     print(f"\ncomparison written to {out}/comparison.{{md,json,csv}}")
     if result["runs"]:
-        print(f"report: {write_compare_report([out], out)}")
+        try:
+            print(f"report: {write_compare_report([out], out)}")
+        except Exception as exc:  # the comparison's results are written; a figure must not turn them into a failure
+            print(f"warning: compare.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -114,7 +114,7 @@ def write_run_report(folder: str | Path) -> Path:
     image = _Images(folder)
     run, title = record.run, f"{record.run.dataset} · {record.run.model} · {record.run.method}"
     sections = [
-        _section("Test split: base vs fine-tuned", _table(comparison_table(record)), *map(_note, summary_lines(record))),
+        _section("Test split: base vs fine-tuned" if record.base else "Test split", _table(comparison_table(record)), *map(_note, summary_lines(record))),
         _section("Learning curves", image("learning_curves", plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"), "learning curves")),
         _section("Confusion matrices (test)", image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned")),
         _section("Per-class scores (test)", image("per_class", plots.per_class(record), "per-class precision, recall and F1"), _per_class_table(record)),
@@ -182,17 +182,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str, str], int]:
-    """What a comparison page draws: run folders by method, failed methods (-> error), seeds.
-    `paths` is one comparison folder (comparison.json), or several run folders."""
+    """What a comparison page draws: finished run folders by method, failed methods (-> error),
+    seeds. `paths` is one comparison folder (comparison.json), or several run folders; runs of
+    one method on different models are told apart by their model's name."""
     if len(paths) == 1 and (paths[0] / run_dir.COMPARISON).is_file():
         result = run_dir.read_json(paths[0] / run_dir.COMPARISON)
         seeds = list(result.get("seeds") or [])
-        runs = {m: [run_dir.member_dir(paths[0], m, s) for s in seeds] for m in result.get("runs", {})}
+        failures = dict(result.get("failures") or {})
+        runs = {m: [run_dir.member_dir(paths[0], m, s) for s in seeds] for m in result.get("runs", {}) if m not in failures}
         runs = {m: [d for d in dirs if (d / run_dir.METRICS).is_file()] for m, dirs in runs.items()}
-        return {m: d for m, d in runs.items() if d}, dict(result.get("failures") or {}), len(seeds)
+        return {m: d for m, d in runs.items() if d}, failures, len(seeds)
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    records = {path: run_dir.read_record(path).run for path in unique}
+    several_models = len({info.model for info in records.values()}) > 1
     runs: dict[str, list[Path]] = {}
-    for path in paths:
-        runs.setdefault(run_dir.read_record(path).run.method, []).append(path)
+    for path, info in records.items():
+        runs.setdefault(f"{info.method} · {info.model}" if several_models else info.method, []).append(path)
     return runs, {}, max(len(dirs) for dirs in runs.values())
 
 
@@ -218,7 +223,7 @@ def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
     curves = {method: read_history(dirs[0]) for method, dirs in runs.items()}
     first = next(iter(records.values()))[0]
     sections = [
-        _section("Results (test split)", _table(results_table(list(records) + list(failures), records, failures)),
+        _section("Results (test split)", _table(results_table([*records, *failures], records, failures)),
                  _note("Train/val loss of the kept epoch; mean ± std over seeds where there are several.")),
         _section("Accuracy against cost", image("tradeoffs", plots.tradeoffs(points, seeds), "accuracy and macro-F1 against trainable share and training time")),
         _section("Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")),

@@ -163,9 +163,11 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
     main = p.accelerator.is_main_process
     trackers = tracking.trackers(cfg.train.report_to, out, tracking.flatten(cfg.to_dict())) if main else []
     with contextlib.ExitStack() as opened:
-        loggers = [JsonlLogger(run_dir.history_path(out)), *trackers]
-        for logger in loggers:
-            opened.callback(logger.close)
+        history = JsonlLogger(run_dir.history_path(out))
+        opened.callback(history.close)
+        for tracker in trackers:  # a tracker that fails to close must not hide the run's own outcome
+            opened.callback(_beside, f"closing the {cfg.train.report_to} run", tracker.close, log)
+        loggers = [history, *trackers]
         callbacks = [
             Checkpointer(run_dir.checkpoint_dir(out), resume, log), EarlyStopping(cfg.train.early_stopping_patience),
             MetricLogging(loggers, cfg.train.log_every), ProgressBar(),
@@ -187,9 +189,9 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
         if main:
             run_dir.write_predictions(out, tuned.labels, tuned.probabilities, base.probabilities if base else None)
             _save(out, cfg, p, model, record)
-            _draw_report(out, log)
+            _beside(f"report.html (`lift report {out}` draws it again)", partial(pages.write_run_report, out), log)
             for tracker in trackers:
-                tracker.finish(record, out)
+                _beside(f"sending the finished run to {cfg.train.report_to}", partial(tracker.finish, record, out), log)
     return record
 
 
@@ -209,13 +211,14 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
     run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest, card)  # its manifest last: finished
 
 
-def _draw_report(out: Path, log: Callable[[str], None]) -> None:
-    """report.html and its plots. The run is saved by now: a figure that fails to draw must not
-    fail it, so the failure is reported and `lift report` can try again."""
+def _beside(what: str, action: Callable[[], None], log: Callable[[str], None]) -> None:
+    """Work beside the run's results (its report page, its trackers). The run is saved by the time
+    it runs: a failure there is reported in one line and does not fail the run (matplotlib, a
+    font or a tracking server can fail in many ways; the trained model and metrics stand)."""
     try:
-        pages.write_run_report(out)
-    except Exception as exc:  # matplotlib or a font can fail in many ways; the run's results stand
-        log(f"warning: report.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again")
+        action()
+    except Exception as exc:
+        log(f"warning: {what} failed ({first_line(exc)[:200]}); the run itself is saved")
 
 
 def _run_info(cfg: RunConfig, device: torch.device) -> RunInfo:

@@ -13,10 +13,10 @@ import functools
 import io
 import math
 import unicodedata
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from matplotlib import font_manager, rcParams
+from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
@@ -29,9 +29,11 @@ SERIES = ["#1f6feb", "#e8710a", "#2da44e", "#cf222e", "#8250df", "#bf8700", "#1b
 
 
 def png(figure: Figure) -> bytes:
-    """The figure as PNG bytes (Agg)."""
+    """The figure as PNG bytes (Agg), drawn with the settings it was built with (tick labels are
+    made at draw time)."""
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
+    with _settings():
+        FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
 
 
@@ -65,11 +67,33 @@ def display_name(label: str) -> str:
     return " ".join(unicodedata.name(c, f"U+{ord(c):04X}").lower() for c in label if unicodedata.category(c) not in ("Mn", "Cf"))
 
 
+def _drawing(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build a figure with our fonts (emoji ones included) and with mathtext off, without touching
+    matplotlib's global settings: a `$` in a label, a model or a dataset name is text, not TeX."""
+    @functools.wraps(draw)
+    def wrapped(*args: Any, **kwargs: Any) -> Figure:
+        with _settings():
+            return draw(*args, **kwargs)
+
+    return wrapped
+
+
+def _settings() -> Any:
+    return rc_context({"font.family": list(_fonts()), "text.parse_math": False})
+
+
 def _figure(width: float, height: float) -> Figure:
-    rcParams["font.family"] = list(_fonts())
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def _tick_style(names: list[str]) -> tuple[float, float]:
+    """(font size, rotation) for class names on an axis: short names (emoji, codes) large and
+    upright; longer ones smaller and turned where there are many."""
+    if max(map(len, names)) <= 3:
+        return 12, 0
+    return (9, 30) if len(names) <= 6 else (9 if len(names) <= 12 else 8, 90)
 
 
 def smooth(values: Sequence[float], weight: float = 0.8) -> np.ndarray:
@@ -81,6 +105,7 @@ def smooth(values: Sequence[float], weight: float = 0.8) -> np.ndarray:
     return np.asarray(out)
 
 
+@_drawing
 def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], best_epoch: int, title: str) -> Figure:
     """Left: training loss per logged step (raw points, smoothed line) and validation loss per
     epoch, at the step each epoch ended; right: validation accuracy and macro-F1 per epoch. The
@@ -113,6 +138,7 @@ def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], b
     return figure
 
 
+@_drawing
 def confusion_matrices(record: RunRecord) -> Figure:
     """Row-normalised confusion matrices on test, base beside fine-tuned: row i shows where the
     texts of true class i went (each row sums to 1)."""
@@ -120,8 +146,9 @@ def confusion_matrices(record: RunRecord) -> Figure:
     panels = [("base model (untrained head)", record.base), (f"fine-tuned ({record.run.method})", record.finetuned)]
     panels = [(label, split) for label, split in panels if split is not None and split.confusion_matrix]
     n = len(names)
-    side = max(4.2, 0.36 * n + 2.2)
+    side = min(6.0, max(4.2, 0.36 * n + 2.2))  # two panels fit a page's width: 20 classes stay legible unscaled
     figure = _figure(side * len(panels) + 0.8, side + 0.3)
+    size, rotation = _tick_style(names)
     axes = np.atleast_1d(figure.subplots(1, len(panels)))
     image = None
     for ax, (label, split) in zip(axes, panels):
@@ -129,8 +156,8 @@ def confusion_matrices(record: RunRecord) -> Figure:
         with np.errstate(invalid="ignore", divide="ignore"):
             share = counts / counts.sum(axis=1, keepdims=True)
         image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(n), names, rotation=90 if n > 6 else 30, ha="center" if n > 6 else "right", fontsize=9 if n <= 12 else 8)
-        ax.set_yticks(range(n), names, fontsize=9 if n <= 12 else 8)
+        ax.set_xticks(range(n), names, rotation=rotation, ha="right" if rotation == 30 else "center", fontsize=size)
+        ax.set_yticks(range(n), names, fontsize=size)
         ax.set(xlabel="predicted label", ylabel="true label", title=f"{label}\naccuracy {split.scores.accuracy:.3f}")
         if n <= 12:
             for i in range(n):
@@ -144,6 +171,7 @@ def confusion_matrices(record: RunRecord) -> Figure:
     return figure
 
 
+@_drawing
 def per_class(record: RunRecord) -> Figure:
     """Precision, recall and F1 of every class on test, base beside fine-tuned, with each class's
     support."""
@@ -159,23 +187,26 @@ def per_class(record: RunRecord) -> Figure:
         ax.barh(y + height / 2, [getattr(record.finetuned.per_class[n], metric) for n in names], height, color=TUNED_COLOR, label=f"fine-tuned ({record.run.method})")
         ax.set(xlim=(0, 1), xlabel=metric if metric != "f1" else "F1", title=f"{'F1' if metric == 'f1' else metric.capitalize()} per class")
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, rows, fontsize=9 if len(names) <= 12 else 8)
+    axes[0].set_yticks(y, rows, fontsize=10 if max(map(len, names)) <= 3 else 9)
     axes[0].set_ylabel("class (test support)")
     axes[0].invert_yaxis()
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
-    figure.suptitle("Per-class scores on the test split: base vs fine-tuned", fontsize=12)
+    figure.suptitle("Per-class scores on the test split" + (": base vs fine-tuned" if record.base else ""), fontsize=12)
     return figure
 
 
+@_drawing
 def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
     """Reliability diagrams on test, base beside fine-tuned: in each confidence bin, how often the
     model was right against how sure it said it was; below, how many rows fell in each bin."""
-    panels = [(name, label) for name, label in (("base", "base model (untrained head)"), ("finetuned", f"fine-tuned ({record.run.method})")) if name in predictions]
+    panels = [(name, label, split) for name, label, split in (("base", "base model (untrained head)", record.base), ("finetuned", f"fine-tuned ({record.run.method})", record.finetuned))
+              if name in predictions and split is not None]
     figure = _figure(5.2 * len(panels) + 0.4, 5.4)
     grid = figure.add_gridspec(2, len(panels), height_ratios=[3, 1])
-    for column, (name, label) in enumerate(panels):
+    for column, (name, label, split) in enumerate(panels):
         result = calibration(predictions[name], predictions["labels"])
+        ece = split.ece if split.ece is not None else result.ece  # metrics.json's figure, as the page's text
         top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
         left, width = result.edges[:-1], np.diff(result.edges)
         filled = result.counts > 0
@@ -183,7 +214,7 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
                 edgecolor="white", label="accuracy in the bin")
         top.plot(result.confidence[filled], result.confidence[filled], "_", color="#cf222e", ms=14, mew=2, label="mean confidence in the bin")
         top.plot([0, 1], [0, 1], "--", color="#57606a", lw=1, label="perfectly calibrated")
-        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{label}\nECE {result.ece:.3f}")
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{label}\nECE {ece:.3f}")
         top.tick_params(labelbottom=False)  # the strip below carries the confidence axis
         top.legend(fontsize=8, loc="upper left")
         top.grid(alpha=0.3)
@@ -194,6 +225,7 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
     return figure
 
 
+@_drawing
 def label_distribution(record: RunRecord) -> Figure:
     """Each label's share of the train and test rows: how skewed the data is, and whether the test
     split looks like the training data."""
@@ -205,7 +237,8 @@ def label_distribution(record: RunRecord) -> Figure:
     for offset, split, color in ((-0.2, "train", TRAIN_COLOR), (0.2, "test", TEST_COLOR)):
         rows = np.asarray(counts.get(split) or [0] * len(names), dtype=float)
         ax.bar(x + offset, 100 * rows / max(rows.sum(), 1), 0.4, color=color, label=f"{split} ({int(rows.sum()):,} rows)")
-    ax.set_xticks(x, names, rotation=90 if len(names) > 6 else 0, fontsize=9 if len(names) <= 12 else 8)
+    size, rotation = _tick_style(names)
+    ax.set_xticks(x, names, rotation=rotation, ha="right" if rotation == 30 else "center", fontsize=size)
     ax.set(xlabel="label", ylabel="share of the split's rows (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
@@ -213,6 +246,7 @@ def label_distribution(record: RunRecord) -> Figure:
     return figure
 
 
+@_drawing
 def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> Figure:
     """Accuracy and macro-F1 of each method against its trainable-parameter share (log axis) and
     its training time; each point a mean over seeds with ± one standard deviation as error bars.
@@ -237,6 +271,7 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
     return figure
 
 
+@_drawing
 def overlaid_curves(curves: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> Figure:
     """Learning curves of several methods on shared axes: smoothed training loss per step, and
     validation accuracy per epoch. `curves[method]` = (step lines, epoch lines) of one run."""

@@ -15,6 +15,7 @@ RUN_DIR/
   report.html, plots/*.png    the same and more as pictures (liftkit.pages, liftkit.plots): `lift report` redraws them
   predictions.safetensors     test-split probabilities of the base and fine-tuned models, and the labels
   tensorboard/                the run's TensorBoard events (train.report_to: tensorboard)
+  mlflow_run.json             the MLflow run it reports to (train.report_to: mlflow)
   README.md                   the model card (liftkit.modelcard), built from metrics.json
   error.json, error.txt       why the run failed (type, message; the traceback), while it has
   checkpoints/last, best      per-epoch training state (resume) and best-epoch weights
@@ -67,6 +68,7 @@ PREDICTIONS = "predictions.safetensors"
 REPORT_HTML = "report.html"
 PLOTS = "plots"
 TENSORBOARD = "tensorboard"
+MLFLOW_RUN = "mlflow_run.json"  # the MLflow run this run reports to (train.report_to: mlflow), for resuming
 COMPARISON = "comparison.json"  # a comparison folder's record (liftkit.compare)
 COMPARE_HTML = "compare.html"
 
@@ -124,7 +126,15 @@ def lock(run_dir: Path) -> Iterator[None]:
 
 # what every run may write besides the files its manifest lists (see the layout above)
 RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS,
-             PREDICTIONS, REPORT_HTML, PLOTS, TENSORBOARD)
+             PREDICTIONS, REPORT_HTML, PLOTS, TENSORBOARD, MLFLOW_RUN)
+
+
+def artifacts(run_dir: Path) -> list[Path]:
+    """What a finished run is made of, for a tracker to keep: the model files its manifest lists,
+    config, manifest, metrics, history, reports, model card, plots and predictions (not the
+    checkpoints, logs or anything else that happens to be in the folder)."""
+    names = [CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, REPORT_HTML, PLOTS, PREDICTIONS, *(Path(f).name for f in read_manifest(run_dir).files)]
+    return [run_dir / name for name in dict.fromkeys(names) if (run_dir / name).exists()]
 
 
 def finished(run_dir: Path) -> bool:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from liftkit import run_dir as folders
+from liftkit.errors import LiftError, first_line
 from liftkit.record import METRICS, RunRecord
 
 
@@ -83,7 +85,7 @@ def trackers(report_to: str, run_dir: Path, params: dict[str, Any]) -> list[Trac
     """The tracker `train.report_to` names (none: no tracker), for the run in `run_dir` with
     hyperparameters `params` (the config, flattened to dotted keys)."""
     if report_to == "tensorboard":
-        return [TensorBoardTracker(run_dir / "tensorboard", params)]
+        return [TensorBoardTracker(run_dir / folders.TENSORBOARD, params)]
     if report_to == "mlflow":
         return [MlflowTracker(run_dir, params)]
     return []
@@ -139,7 +141,8 @@ class TensorBoardTracker:
     def start(self, step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(str(self.folder), purge_step=step or None)
+        # TensorBoard keeps the events *before* purge_step: those at the checkpoint's step belong to it
+        self._writer = SummaryWriter(str(self.folder), purge_step=step + 1 if step else None)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         for key, value in _numbers(metrics).items():
@@ -164,11 +167,12 @@ class TensorBoardTracker:
 
 class MlflowTracker:
     """One MLflow run per liftkit run, in the experiment named for its dataset: parameters,
-    per-step metrics (names as TensorBoard's), test metrics, and the run folder's files as
-    artifacts (checkpoints excepted). The store is `MLFLOW_TRACKING_URI` when set, else a local
-    ./mlruns folder (MLflow's file store, which `mlflow ui --backend-store-uri ./mlruns` shows; it
-    is in maintenance mode upstream, so liftkit opts into it for this default only). A resumed
-    liftkit run continues its MLflow run."""
+    per-step metrics (names as TensorBoard's), test metrics, and the run's own files as artifacts
+    (model, tokenizer, metrics, history, reports, plots, predictions; not checkpoints). The store
+    is `MLFLOW_TRACKING_URI` when set, else a local ./mlruns folder (MLflow's file store, which is
+    in maintenance mode upstream: liftkit opts into it for this default only). A resumed liftkit
+    run continues its MLflow run (its id is kept in RUN_DIR/mlflow_run.json); MLflow cannot delete
+    points, so those the interrupted attempt logged after its checkpoint stay in the history."""
 
     def __init__(self, run_dir: Path, params: dict[str, Any]):
         self.run_dir = run_dir
@@ -179,27 +183,46 @@ class MlflowTracker:
 
     def start(self, step: int) -> None:
         from mlflow import MlflowClient
-        from mlflow.entities import Param
 
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             uri = (Path.cwd() / "mlruns").as_uri()
-        self._client = client = MlflowClient(tracking_uri=uri)
+        try:
+            self._client = MlflowClient(tracking_uri=uri)
+            self._open(step, uri)
+        except Exception as exc:  # MLflow's own errors: a bad URI, an unreachable server, a read-only store
+            self._client = None
+            raise LiftError(f"MLflow tracking at {uri} failed ({first_line(exc)[:200]}): check MLFLOW_TRACKING_URI, or run with --report-to none") from None
+
+    def _open(self, step: int, uri: str) -> None:
+        """Continue the MLflow run of an interrupted attempt, or create one with the parameters."""
+        from mlflow.entities import Param
+
+        client = self._client
+        self._run_id = self._earlier_run(step)
+        if self._run_id:
+            client.update_run(self._run_id, status="RUNNING")
+            return
         name = str(self.params.get("data.dataset", "liftkit"))
         experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-        where = str(self.run_dir.resolve())
-        earlier = client.search_runs([experiment_id], filter_string=f"tags.`liftkit.run_dir` = '{where}'", max_results=1) if step else []
-        if earlier:
-            self._run_id = earlier[0].info.run_id
-            client.update_run(self._run_id, status="RUNNING")
-        else:
-            run = client.create_run(experiment_id, run_name=self.run_dir.name, tags={"liftkit.run_dir": where})
-            self._run_id = run.info.run_id
-            params = [Param(key, str(value)[:6000]) for key, value in self.params.items()]
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-                client.log_batch(self._run_id, params=params[i:i + 100])
+        self._run_id = client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
+        folders.write_json(self.run_dir / folders.MLFLOW_RUN, {"run_id": self._run_id, "tracking_uri": uri})
+        params = [Param(key, str(value)[:6000]) for key, value in self.params.items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            client.log_batch(self._run_id, params=params[i:i + 100])
+
+    def _earlier_run(self, step: int) -> str:
+        """The MLflow run an interrupted attempt of this run started, if resuming into the same store."""
+        path = self.run_dir / folders.MLFLOW_RUN
+        if not step or not path.is_file():
+            return ""
+        run_id = str(folders.read_json(path).get("run_id", ""))
+        try:
+            return self._client.get_run(run_id).info.run_id
+        except Exception:  # another store, or a run deleted there since: start a new one
+            return ""
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         from mlflow.entities import Metric
@@ -214,9 +237,7 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         step = record.train.optimizer_steps
         self._client.log_batch(self._run_id, metrics=[Metric(key, value, now, step) for key, value in test_metrics(record).items()])
-        for path in sorted(run_dir.iterdir()):
-            if path.name.startswith(".") or path.name in ("checkpoints", "tensorboard"):
-                continue
+        for path in folders.artifacts(run_dir):
             if path.is_dir():
                 self._client.log_artifacts(self._run_id, str(path), artifact_path=path.name)
             else:
