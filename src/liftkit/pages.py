@@ -32,10 +32,10 @@ h2 { font-size: 18px; margin: 0 0 10px; }
 section { background: #fff; border: 1px solid #e1e4ea; border-radius: 8px; padding: 16px 18px; margin-top: 18px; overflow-x: auto; }
 img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 14px; }
-th, td { border-bottom: 1px solid #e6e9ef; padding: 5px 10px; text-align: right; vertical-align: top; }
+th, td { border-bottom: 1px solid #e6e9ef; padding: 5px 10px; text-align: right; vertical-align: top; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f1f3f6; }
-.text { text-align: left; max-width: 620px; overflow-wrap: anywhere; }
+.text { text-align: left; max-width: 620px; overflow-wrap: anywhere; white-space: normal; }
 dl { display: grid; grid-template-columns: 230px 1fr; gap: 4px 14px; margin: 0; }
 dt { color: #5b6475; }
 dd { margin: 0; overflow-wrap: anywhere; }
@@ -177,6 +177,11 @@ def _run_facts(record: RunRecord, options: dict[str, Any]) -> list[tuple[str, st
     ]
 
 
+def _transposed(table: list[list[str]]) -> list[list[str]]:
+    """Methods as columns, figures as rows: a page is narrower than a row of fifteen figures."""
+    return [list(row) for row in zip(*table)]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -223,7 +228,7 @@ def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
     curves = {method: read_history(dirs[0]) for method, dirs in runs.items()}
     first = next(iter(records.values()))[0]
     sections = [
-        _section("Results (test split)", _table(results_table([*records, *failures], records, failures)),
+        _section("Results (test split)", _table(_transposed(results_table([*records, *failures], records, failures))),
                  _note("Train/val loss of the kept epoch; mean ± std over seeds where there are several.")),
         _section("Accuracy against cost", image("tradeoffs", plots.tradeoffs(points, seeds), "accuracy and macro-F1 against trainable share and training time")),
         _section("Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")),

@@ -20,6 +20,7 @@ from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
+from matplotlib.ticker import LogFormatter
 
 from liftkit.evaluate import calibration
 from liftkit.record import RunRecord
@@ -246,6 +247,14 @@ def label_distribution(record: RunRecord) -> Figure:
     return figure
 
 
+class _PlainLog(LogFormatter):
+    """Log-axis labels as plain numbers (0.6, 1, 2, 50), minor ticks labelled too where the axis
+    spans little (matplotlib's thresholds), instead of 6e-01 or 6x10^-1."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
 @_drawing
 def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> Figure:
     """Accuracy and macro-F1 of each method against its trainable-parameter share (log axis) and
@@ -259,10 +268,14 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
             for n, (method, p) in enumerate(points.items()):
                 color = SERIES[n % len(SERIES)]
                 ax.errorbar(p[x_key][0], p[metric][0], xerr=p[x_key][1] or None, yerr=p[metric][1] or None, fmt="o", ms=7, color=color, capsize=4, label=method)
-                ax.annotate(method, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(7, 5), fontsize=9, color=color)
+                name = f"{method} ({p['share'][0]:.2g}%)" if x_key == "share" else f"{method} ({p['time'][0]:.0f} s)"
+                ax.annotate(name, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(7, 5), fontsize=9, color=color)
             if x_key == "share":
                 ax.set_xscale("log")
-            ax.set(xlabel=x_label, ylabel=metric_label, title=f"{metric_label.capitalize()} vs {'trainable share' if x_key == 'share' else 'training time'}")
+                for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+                    set_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.6)))
+            against = "trainable share" if x_key == "share" else "training time"
+            ax.set(xlabel=x_label, ylabel=metric_label, title=f"{metric_label[0].upper()}{metric_label[1:]} vs {against}")
             ax.grid(alpha=0.3, which="both")
             ax.margins(x=0.15, y=0.12)
     axes[0, 0].legend(fontsize=8, loc="best")
