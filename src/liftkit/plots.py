@@ -265,11 +265,14 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
     for row, (metric, metric_label) in enumerate((("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"))):
         for column, (x_key, x_label) in enumerate((("share", "trainable parameters (% of the model, log scale)"), ("time", "training time (s)"))):
             ax = axes[row, column]
+            rightmost = max(p[x_key][0] for p in points.values())
             for n, (method, p) in enumerate(points.items()):
                 color = SERIES[n % len(SERIES)]
                 ax.errorbar(p[x_key][0], p[metric][0], xerr=p[x_key][1] or None, yerr=p[metric][1] or None, fmt="o", ms=7, color=color, capsize=4, label=method)
                 name = f"{method} ({p['share'][0]:.2g}%)" if x_key == "share" else f"{method} ({p['time'][0]:.0f} s)"
-                ax.annotate(name, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(7, 5), fontsize=9, color=color)
+                left = len(points) > 1 and p[x_key][0] == rightmost  # the rightmost label reads leftwards: it stays inside the axes
+                ax.annotate(name, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(-7 if left else 7, 5),
+                            ha="right" if left else "left", fontsize=9, color=color)
             if x_key == "share":
                 ax.set_xscale("log")
                 for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
@@ -277,7 +280,7 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
             against = "trainable share" if x_key == "share" else "training time"
             ax.set(xlabel=x_label, ylabel=metric_label, title=f"{metric_label[0].upper()}{metric_label[1:]} vs {against}")
             ax.grid(alpha=0.3, which="both")
-            ax.margins(x=0.15, y=0.12)
+            ax.margins(x=0.15, y=0.15)
     axes[0, 0].legend(fontsize=8, loc="best")
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     figure.suptitle(f"What each method buys, on the test split ({spread})", fontsize=12)
