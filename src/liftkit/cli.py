@@ -130,6 +130,22 @@ def cmd_compare(args: argparse.Namespace) -> None:
             print(f"warning: compare.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again", file=sys.stderr)
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from liftkit.config import load_config
+    from liftkit.tune import read_space, search_space, tune
+
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
+    space = search_space(cfg, read_space(args.config), fixed=overrides)
+    study_dir = Path(args.study_dir or f"studies/{Path(cfg.data.dataset).name}-{cfg.method.name}")
+    result = tune(cfg, space, args.trials, study_dir, args.storage, args.timeout, final=not args.no_final,
+                  log=lambda m: print(m, file=sys.stderr))
+    print(f"best validation macro-F1 {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})")
+    if result.run is not None:
+        print(f"best configuration, trained and tested: {result.run}")
+    print(f"report: {result.page}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from liftkit.pages import write_report
 
@@ -243,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several give mean ± std")
     p.add_argument("--output-dir", help="comparison folder (default comparisons/<dataset>-<time>)")
     p.set_defaults(func=cmd_compare, method_first=None)
+
+    p = sub.add_parser("tune", help="search a method's hyperparameters (Optuna), then train and test the best once")
+    _config_flags(p, skip=("--output-dir",))
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--study-dir", help="where the study, best.yaml and tune.html go (default studies/<dataset>-<method>)")
+    p.add_argument("--storage", help="an Optuna RDB URL shared by several workers (default: SQLite in the study folder)")
+    p.add_argument("--no-final", action="store_true", help="skip training the best configuration once more on test")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="draw report.html for a run, or compare.html for a comparison or several runs")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a comparison folder, or several run folders of one dataset")

@@ -94,6 +94,12 @@ class TrainConfig:
     cache_max_gb: float = 4.0  # host memory the cache may take; above it, recompute every step
     log_every: int = 10  # optimizer steps per history.jsonl line (mean training loss over them, lr)
     report_to: str = "none"  # also send the figures to: none, tensorboard (RUN_DIR/tensorboard) or mlflow (liftkit.tracking)
+    # the training loss (liftkit.losses); validation and test losses stay the plain cross-entropy
+    loss: str = "cross_entropy"  # cross_entropy, or focal: down-weights rows the model already gets right
+    focal_gamma: float = 2.0  # focal loss's focusing exponent (0: cross-entropy)
+    label_smoothing: float = 0.0  # cross_entropy only: share of each target spread over all classes
+    # none; balanced: each class weighted n_rows / (n_classes * its rows); or {label: weight}, others 1
+    class_weights: str | dict[str, float] = field(default="none", metadata={"expects": "none, balanced or a mapping {label: weight}"})
 
     def problems(self) -> list[str]:
         out = []
@@ -116,6 +122,22 @@ class TrainConfig:
             out.append(f"train.device={self.device!r}: use auto, cpu or cuda")
         if self.report_to not in ("none", "tensorboard", "mlflow"):
             out.append(f"train.report_to={self.report_to!r}: use none, tensorboard or mlflow")
+        return out + self._loss_problems()
+
+    def _loss_problems(self) -> list[str]:
+        out = []
+        if self.loss not in ("cross_entropy", "focal"):
+            out.append(f"train.loss={self.loss!r}: use cross_entropy or focal")
+        if self.focal_gamma < 0:
+            out.append(f"train.focal_gamma={self.focal_gamma} must not be negative")
+        if not 0 <= self.label_smoothing < 1:
+            out.append(f"train.label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        elif self.label_smoothing and self.loss == "focal":
+            out.append("train.label_smoothing applies to the cross_entropy loss: set it to 0 with train.loss=focal")
+        if isinstance(self.class_weights, str) and self.class_weights not in ("none", "balanced"):
+            out.append(f"train.class_weights={self.class_weights!r}: use none, balanced or a mapping {{label: weight}}")
+        if isinstance(self.class_weights, dict) and not all(w > 0 for w in self.class_weights.values()):
+            out.append("train.class_weights: every weight must be positive")
         return out
 
 
@@ -264,6 +286,11 @@ def _parse_as(kind: str, value: Any) -> tuple[bool, Any]:
         if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a boolean: `mixed_precision: no`
             return True, "yes" if value else "no"
         return (True, value if isinstance(value, str) else str(value)) if isinstance(value, str) or number else (False, None)
+    if kind == "dict[str, float]":
+        if not isinstance(value, dict) or not value:
+            return False, None
+        weights = {str(k): _parse_as("float", v)[1] for k, v in value.items()}
+        return (True, weights) if all(w is not None for w in weights.values()) else (False, None)
     if kind == "list[str]":
         if isinstance(value, str):
             return True, [part.strip() for part in value.split(",") if part.strip()]
@@ -300,6 +327,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise LiftError(f"config file {str(path)!r} is not valid YAML ({first_line(exc)}): fix the syntax") from None
         if not isinstance(raw, dict):
             raise LiftError(f"config file {str(path)!r} must hold a mapping of sections (data, model, method, train)")
+    raw.pop("tune", None)  # a recipe's search space: lift tune reads it (liftkit.tune), a run does not
     overrides = overrides or {}
     if path is not None and "model.trust_remote_code" not in overrides:
         _no_trust_from_files(raw, path)

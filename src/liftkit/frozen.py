@@ -17,6 +17,7 @@ would exceed `train.cache_max_gb`, the same bottom is recomputed in every step i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import time
@@ -224,11 +225,46 @@ def plan(
     elif need_gb > max_gb:
         log(f"frozen-bottom cache: off (would need {need_gb:.1f} GB > train.cache_max_gb={max_gb:g}); {where}, recomputed every step")
     else:
-        began = time.perf_counter()
-        with fork_rng(device):
-            # iterating a DataLoader draws from the global RNG: caching must not shift the dropout
-            # masks training draws next, or cached and recomputed runs would differ
-            data = [bottom.cache(split, batch_size, padding, device) for split in data]
+        key = _cache_key(model, depth, data, padding)
+        if _kept["on"] and _kept["key"] == key:
+            data = _kept["splits"]
+            log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states reused from the previous run)")
+        else:
+            _kept["key"] = _kept["splits"] = None  # the previous run's states go before these are made
+            began = time.perf_counter()
+            with fork_rng(device):
+                # iterating a DataLoader draws from the global RNG: caching must not shift the dropout
+                # masks training draws next, or cached and recomputed runs would differ
+                data = [bottom.cache(split, batch_size, padding, device) for split in data]
+            if _kept["on"]:
+                _kept["key"], _kept["splits"] = key, data
+            log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states computed once, in {time.perf_counter() - began:.1f} s)")
         bottom.cached = True
-        log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states computed once, in {time.perf_counter() - began:.1f} s)")
     return bottom, data
+
+
+_kept: dict[str, Any] = {"on": False, "key": None, "splits": None}  # see reuse_between_runs
+
+
+@contextmanager
+def reuse_between_runs() -> Iterator[None]:
+    """Within, `plan` keeps the hidden states it computed last and hands them to the next run whose
+    frozen bottom and tokens are the same (lift tune's trials differ in what trains on top, not
+    in the pretrained bottom). One copy is kept, replaced when a run needs other states, and
+    dropped on exit, so memory does not grow from run to run."""
+    _kept["on"] = True
+    try:
+        yield
+    finally:
+        _kept.update(on=False, key=None, splits=None)
+
+
+def _cache_key(model: nn.Module, depth: int, data: list[TokenizedSplit], padding: Padding) -> tuple[Any, ...]:
+    """What the bottom's output depends on: the pretrained weights (by the checkpoint's name), the
+    depth, the tokens and their padding."""
+    digest = hashlib.blake2b(digest_size=16)
+    for split in data:
+        digest.update(split.lengths.tobytes())
+        for ids in split.ids:
+            digest.update(np.asarray(ids).tobytes())
+    return (model.config._name_or_path, getattr(model.config, "_commit_hash", None), depth, padding.pad_id, padding.left, digest.hexdigest())

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from matplotlib.figure import Figure
 
 from liftkit import plots, run_dir
-from liftkit.errors import LiftError
+from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, results_table, summary_lines
 
@@ -255,3 +255,58 @@ def write_report(paths: list[Path], output: str | None = None) -> Path:
     if any(not (p / run_dir.METRICS).is_file() for p in paths):
         raise LiftError("pass one comparison folder, or several run folders, not both")
     return write_compare_report(paths, run_dir.new_comparison_dir(output, run_dir.read_record(paths[0]).run.dataset))
+
+
+def write_tune_report(study: Any, study_dir: Path, final_run: Path | None) -> Path:
+    """tune.html beside a study: the trials (values, states, durations), and Optuna's own plots of
+    the optimisation history, the pruned trials' curves and the parameters' importances."""
+    import optuna
+
+    image = _Images(study_dir)
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({name for t in trials for name in t.params})
+    rows = [["trial", "state", "val macro-F1", "duration (s)", *[n.split(".", 1)[-1] for n in names]]]
+    for t in trials:
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        rows.append([str(t.number), t.state.name.lower(), "-" if t.value is None else f"{t.value:.4f}",
+                     "-" if duration is None else f"{duration:.0f}", *[_tune_value(t.params.get(n)) for n in names]])
+    sections = [_section("Trials", _note("Validation macro-F1 of each trial's best epoch; the test split is used once, by the best configuration's run."),
+                         _table(rows))]
+    for name, title, draw in (
+        ("optimization_history", "Optimisation history", optuna.visualization.matplotlib.plot_optimization_history),
+        ("intermediate_values", "Validation macro-F1 per epoch (pruned trials stop early)", optuna.visualization.matplotlib.plot_intermediate_values),
+        ("param_importances", "Parameter importances (fANOVA)", optuna.visualization.matplotlib.plot_param_importances),
+    ):
+        sections.append(_section(title, _optuna_figure(image, name, draw, study)))
+    if final_run is not None and (final_run / run_dir.METRICS).is_file():
+        record = run_dir.read_record(final_run)
+        sections.append(_section("The best configuration, trained once more and tested", _table(comparison_table(record)),
+                                 _note(f"Run folder: {final_run} (report.html inside).")))
+    page = study_dir / "tune.html"
+    best = study.best_trial
+    run_dir.write_text(page, _page(f"Study {study.study_name}", f"{len(trials)} trials; best: trial {best.number}, validation macro-F1 {best.value:.4f}", sections))
+    return page
+
+
+def _tune_value(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _optuna_figure(image: _Images, name: str, draw: Any, study: Any) -> str:
+    """One of Optuna's matplotlib plots as an embedded image, or why it cannot be drawn yet."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks these plots experimental
+            axes = draw(study)
+    except (ValueError, RuntimeError) as exc:  # e.g. importances need two completed trials
+        return _note(f"Not drawn: {first_line(exc)}")
+    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    figure.set_size_inches(10, 4.5)
+    try:
+        return image(name, figure, name.replace("_", " "))
+    finally:
+        plt.close(figure)

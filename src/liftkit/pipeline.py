@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import peft
 import torch
@@ -25,7 +25,7 @@ from accelerate.utils import set_seed
 
 from liftkit import checkpoint, pages, report, run_dir, tracking
 from liftkit.batching import Padding, TokenizedSplit, loader, tokenize
-from liftkit.callbacks import Checkpointer, EarlyStopping, MetricLogging, ProgressBar
+from liftkit.callbacks import Callback, Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
 from liftkit.errors import LiftError, first_line
@@ -33,7 +33,7 @@ from liftkit.evaluate import confident_mistakes, evaluate, majority_metrics
 from liftkit.methods import METHODS, Method
 from liftkit.modelcard import model_card
 from liftkit.modeling import Arch, arch_of, load_classifier, load_tokenizer, resolve_model_source
-from liftkit.record import RunInfo, RunRecord
+from liftkit.record import RunInfo, RunRecord, TrainSummary
 from liftkit.resources import fork_rng, parameter_counts
 from liftkit.tracking import JsonlLogger
 from liftkit.train import fit, make_accelerator
@@ -123,6 +123,18 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
         if main:
             run_dir.clear_error(out)
     return RunResult(out, record)
+
+
+def train_only(cfg: RunConfig, callbacks: Sequence[Callback] = (), log: Callable[[str], None] = print) -> TrainSummary:
+    """Fit as `cfg` says, with validation every epoch, and return what training did; no test pass
+    and no folder written. This is a search trial (`lift tune`): the search must never see the
+    test split, and its trials are not runs anyone keeps."""
+    cfg.validate()
+    p = _prepare(cfg, log)
+    model = p.method.apply(p.model, cfg.method, p.arch)
+    callbacks = [EarlyStopping(cfg.train.early_stopping_patience), *callbacks]
+    return fit(model, p.tokens["train"], p.tokens["validation"], cfg.train, p.accelerator,
+               lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log)
 
 
 def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:

@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from transformers import get_linear_schedule_with_warmup
 
-from liftkit import frozen
+from liftkit import frozen, losses
 from liftkit.batching import Padding, TokenizedSplit, loader
 from liftkit.callbacks import Callback, Trainee, TrainState, emit
 from liftkit.config import TrainConfig
@@ -60,6 +60,7 @@ class _Setup:
     val_loader: Any
     trainable: list[torch.nn.Parameter]
     labels: list[str]  # class names, from the model config (load_classifier sets them)
+    criterion: losses.Criterion  # (logits, labels) -> the training loss train.loss asks for
 
 
 def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, padding: Padding, cfg: TrainConfig, accelerator: Accelerator, lr: float) -> _Setup:
@@ -76,13 +77,15 @@ def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: Tokeniz
     state = TrainState(cfg.epochs, math.ceil(len(train_loader) / cfg.grad_accum_steps), accelerator.is_main_process, trainee)
     id2label = trainee.model.config.id2label
     labels = [id2label[i] for i in range(len(id2label))]
-    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad], labels)
+    criterion = losses.criterion(cfg, labels, train_data.labels)
+    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad], labels, criterion)
 
 
 def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float) -> torch.Tensor:
     """One micro-batch forward and backward; the optimizer steps when accumulation is complete."""
     with accelerator.accumulate(setup.model):
-        loss = run(**batch).loss
+        labels = batch.pop("labels")  # the model computes no loss of its own: the criterion does
+        loss = setup.criterion(run(**batch).logits, labels)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm:
             accelerator.clip_grad_norm_(setup.trainable, max_grad_norm)
@@ -121,8 +124,8 @@ def fit(
             state.epoch, state.loss_sum, state.rows = epoch + 1, torch.zeros((), device=device), 0
             run.train()
             for batch in setup.train_loader:
-                loss = _step(run, batch, setup, accelerator, cfg.max_grad_norm)
                 rows = len(batch["labels"])
+                loss = _step(run, batch, setup, accelerator, cfg.max_grad_norm)
                 state.loss_sum += loss * rows
                 state.rows, state.samples = state.rows + rows, state.samples + rows
                 if accelerator.sync_gradients:

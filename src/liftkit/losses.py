@@ -1,0 +1,62 @@
+"""The training loss: cross-entropy (class weights, label smoothing) or focal loss.
+
+HF's Trainer computes the model's own unweighted cross-entropy and has no class weights
+(transformers#35061); on skewed data (tweet_eval_emoji: the top emoji has 20x the rows of the
+rarest) that loss is best served by predicting the frequent classes, and macro-F1 suffers. Both
+losses here take per-class weights: `balanced` weighs each class n_rows / (n_classes * its rows),
+so every class carries the same total weight. Only training uses them; validation and test losses
+stay the plain cross-entropy, comparable across runs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liftkit.config import TrainConfig
+from liftkit.errors import LiftError
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
+
+
+def class_weights(spec: str | dict[str, float], label_names: Sequence[str], train_labels: Sequence[int]) -> torch.Tensor | None:
+    """`train.class_weights` as one weight per class (None: unweighted)."""
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(label_names)).astype(np.float64)
+        # a class with no training row gets weight 0: nothing to weigh, and no division by zero
+        weights = np.divide(len(train_labels), len(label_names) * counts, out=np.zeros_like(counts), where=counts > 0)
+        return torch.tensor(weights, dtype=torch.float32)
+    unknown = sorted(set(spec) - set(label_names))
+    if unknown:
+        raise LiftError(f"train.class_weights names {', '.join(map(repr, unknown))}, not among the labels ({', '.join(label_names)}): use the label names")
+    return torch.tensor([float(spec.get(name, 1.0)) for name in label_names], dtype=torch.float32)
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Focal loss (Lin et al., 2017): -w_y (1 - p_y)^gamma log p_y, averaged as cross-entropy is
+    (divided by the summed weights of the batch's rows). gamma 0 is weighted cross-entropy."""
+    log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
+    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    if weight is None:
+        return loss.mean()
+    w = weight.to(logits.device)[labels]
+    return (w * loss).sum() / w.sum()
+
+
+def criterion(cfg: TrainConfig, label_names: Sequence[str], train_labels: Sequence[int]) -> Criterion:
+    """The loss `cfg` asks for, with its class weights resolved against the training labels."""
+    weight = class_weights(cfg.class_weights, label_names, train_labels)
+    if cfg.loss == "focal":
+        return lambda logits, labels: focal_loss(logits, labels, cfg.focal_gamma, weight)
+    smoothing = cfg.label_smoothing
+
+    def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        w = weight.to(logits.device) if weight is not None else None
+        return F.cross_entropy(logits.float(), labels, weight=w, label_smoothing=smoothing)
+
+    return cross_entropy

@@ -1,0 +1,269 @@
+"""`lift tune`: search a method's hyperparameters with Optuna, then train the best once and test it.
+
+A study is Optuna's: TPE proposes each trial's values from a search space (per method, defaults
+below, overridable in the recipe's `tune:` section), the trial trains in this process
+(`pipeline.train_only`: validation only, the test split is never seen) and reports its validation
+macro-F1 after every epoch, so Optuna's median pruner stops trials that trail the others. The study
+lives in a database (SQLite in the study folder by default, any Optuna RDB URL with `--storage`):
+killing `lift tune` loses at most the trial in flight, rerunning the same command continues, and
+several processes or machines can work one study. At the end the best configuration is written as
+best.yaml, a recipe `lift run best.yaml` reproduces, and trained once more as a normal run, whose
+test figures are the study's result; tune.html shows the trials.
+
+Trials share what does not change between them: tokens (cached on disk) and, where the frozen
+bottom is the same, its hidden states (`frozen.reuse_between_runs`: one copy, never more).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from liftkit import run_dir
+from liftkit.callbacks import Callback, TrainState
+from liftkit.config import RunConfig, load_config, set_dotted
+from liftkit.errors import LiftError, first_line
+from liftkit.record import SplitMetrics
+from liftkit.tracking import flatten
+
+OBJECTIVE = "val_macro_f1"  # what a trial is scored by: the best epoch's validation macro-F1
+TRAIN_SPACE: dict[str, Any] = {  # every method; the learning rate's range follows the method's default
+    "train.epochs": [2, 3, 4],
+    "train.batch_size": [16, 32],
+    "train.weight_decay": {"low": 0.0, "high": 0.1},
+    "train.warmup_ratio": {"low": 0.0, "high": 0.2},
+    "train.class_weights": ["none", "balanced"],
+}
+METHOD_SPACE: dict[str, dict[str, Any]] = {  # what each method adds (key: config key; list: choices; dict: a range)
+    "lora": {"method.r": [4, 8, 16, 32], "method.alpha": [8, 16, 32, 64], "method.dropout": {"low": 0.0, "high": 0.3},
+             "method.train_layers": ["50%", "100%"]},
+    "ia3": {"method.train_layers": ["50%", "100%"]},
+    "adapter": {"method.reduction_factor": [8, 16, 32], "method.variant": ["houlsby", "pfeiffer"]},
+    "prefix": {"method.num_virtual_tokens": [10, 20, 40]},
+    "prompt": {"method.num_virtual_tokens": [10, 20, 40]},
+    "ptuning": {"method.num_virtual_tokens": [10, 20, 40], "method.encoder_hidden_size": [64, 128, 256]},
+}
+
+
+def search_space(cfg: RunConfig, overrides: dict[str, Any] | None = None, fixed: Iterable[str] = ()) -> dict[str, Any]:
+    """The space of `cfg`'s method: the defaults above, then the recipe's `tune.space` entries
+    (null removes a key); keys in `fixed` (set on the command line) are not searched."""
+    default_lr = cfg.method.default_lr
+    space = {"train.learning_rate": {"low": default_lr / 10, "high": default_lr * 5, "log": True}, **TRAIN_SPACE,
+             **METHOD_SPACE.get(cfg.method.name, {})}
+    for key, spec in (overrides or {}).items():
+        if spec is None:
+            space.pop(key, None)
+        elif isinstance(spec, list) and spec or isinstance(spec, dict) and {"low", "high"} <= set(spec):
+            space[key] = spec
+        else:
+            raise LiftError(f"tune.space.{key}={spec!r}: give a list of choices, or a range {{low: A, high: B, log: true}}")
+    for key in fixed:
+        space.pop(key, None)
+    return space
+
+
+def _suggest(trial: Any, key: str, spec: Any) -> Any:
+    if isinstance(spec, list):
+        return trial.suggest_categorical(key, spec)
+    low, high, log = spec["low"], spec["high"], bool(spec.get("log"))
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):  # {low: 4, high: 64}: whole numbers
+        return trial.suggest_int(key, low, high, log=log)
+    return trial.suggest_float(key, float(low), float(high), log=log)
+
+
+def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """`cfg` with dotted keys set (and checked, as any config is)."""
+    raw = cfg.to_dict()
+    for key, value in values.items():
+        set_dotted(raw, key, value)
+    return RunConfig.from_dict(raw)
+
+
+class ReportToOptuna(Callback):
+    """After every validation pass, hands the epoch's validation macro-F1 to the trial; raises
+    optuna.TrialPruned when the pruner says the trial trails the others at that epoch."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+
+    def on_eval(self, state: TrainState, metrics: SplitMetrics) -> None:
+        import optuna
+
+        self.trial.report(metrics.scores.macro_f1, state.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"validation macro-F1 {metrics.scores.macro_f1:.4f} at epoch {state.epoch} trails the study")
+
+
+@dataclass
+class TuneResult:
+    study_dir: Path
+    best_value: float  # best validation macro-F1
+    best_params: dict[str, Any]
+    best_config: Path  # best.yaml
+    run: Path | None  # the best configuration trained once more and tested (None: --no-final)
+    trials: dict[str, int]  # state -> count
+    page: Path
+
+
+def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> Any:
+    """The study in `storage` (default: SQLite in the study folder), created or continued."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    study_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use, "experimental" in name
+            backend = RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                # a worker killed mid-trial stops beating; its trial is failed and retried by whoever runs next
+                heartbeat_interval=20, grace_period=60, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver, an unreachable server
+        raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.create_study(study_name=name, storage=backend, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+
+
+def finished_trials(study: Any) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+
+
+def tune(
+    cfg: RunConfig, space: dict[str, Any], trials: int, study_dir: Path, storage: str | None = None,
+    timeout: float | None = None, final: bool = True, log: Callable[[str], None] = print,
+) -> TuneResult:
+    """Search `space` (see `search_space`) until the study holds `trials` finished (complete or
+    pruned) trials or `timeout` seconds pass, then write best.yaml, train the best configuration
+    once (`final`) and draw tune.html."""
+    import optuna
+
+    from liftkit import frozen, pages
+    from liftkit.pipeline import train_only
+
+    study = open_study(study_dir, f"{Path(cfg.data.dataset).name}-{cfg.method.name}", storage, cfg.train.seed)
+    _check_same_search(study, cfg, space)
+    done = finished_trials(study)
+    log(f"study {study.study_name} in {storage or study_dir / 'study.db'}: {done} of {trials} trials finished; searching {', '.join(space)}")
+
+    def objective(trial: Any) -> float:
+        values = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial_cfg = with_values(cfg, values)
+        try:
+            summary = train_only(trial_cfg, [ReportToOptuna(trial)], log=lambda m: None)
+        finally:
+            gc.collect()  # the trial's model and optimizer go now, not whenever the collector runs
+        best = max(h.val.scores.macro_f1 for h in summary.history)
+        chosen = ", ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in values.items())
+        log(f"trial {trial.number}: validation macro-F1 {best:.4f} ({chosen})")
+        return best
+
+    def pruned(study: Any, trial: Any) -> None:
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            log(f"trial {trial.number}: pruned at epoch {max(trial.intermediate_values, default=0)}")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    if done < trials:
+        with frozen.reuse_between_runs():
+            # a trial whose values cannot train (LiftError) fails alone, with its reason logged by Optuna
+            study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True, catch=(LiftError,))
+    return _conclude(study, cfg, space, study_dir, final, log, pages)
+
+
+def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> None:
+    """A study continues only the search it began: the same base config and space (a rerun, or
+    another worker). Anything else would mix trials of different questions in one ranking."""
+    import json
+
+    setup = json.loads(json.dumps({"config": {**cfg.to_dict(), "output_dir": None}, "space": space}))
+    earlier = study.user_attrs.get("setup")
+    if earlier is None:
+        study.set_user_attr("setup", setup)
+        return
+    now, then = flatten(setup), flatten(earlier)
+    changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
+    if changed:
+        raise LiftError(f"study {study.study_name!r} was started with other settings (differs in {', '.join(changed[:5])}): "
+                        "rerun it as it was, or pass another --study-dir")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _conclude(study: Any, cfg: RunConfig, space: dict[str, Any], study_dir: Path, final: bool, log: Callable[[str], None], pages: Any) -> TuneResult:
+    """best.yaml from the best trial, its run (trained and tested once), tune.html."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise LiftError(f"no trial of study {study.study_name!r} completed (all pruned or failed): run more --trials, or widen tune.space")
+    best = study.best_trial
+    best_cfg = with_values(cfg, best.params)
+    best_cfg.output_dir = str(study_dir / "best-run")
+    best_yaml = study_dir / "best.yaml"
+    header = f"# lift tune: trial {best.number} of study {study.study_name}, validation macro-F1 {best.value:.4f}\n# reproduce: lift run {best_yaml}\n"
+    run_dir.write_text(best_yaml, header + best_cfg.to_yaml())
+    log(f"best: trial {best.number}, validation macro-F1 {best.value:.4f}; written to {best_yaml}")
+    final_run = _final_run(best_cfg, best.number, study_dir, log) if final else None
+    page = pages.write_tune_report(study, study_dir, final_run)
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    return TuneResult(study_dir, best.value, dict(best.params), best_yaml, final_run, counts, page)
+
+
+def _final_run(best_cfg: RunConfig, number: int, study_dir: Path, log: Callable[[str], None]) -> Path | None:
+    """Train the best configuration once and evaluate it on test, unless that run exists already
+    (a rerun of a finished study, or another worker got there first)."""
+    from liftkit.pipeline import run
+
+    out = Path(best_cfg.output_dir)
+    if run_dir.finished(out) and load_config(out / run_dir.CONFIG).to_dict() == best_cfg.to_dict():
+        log(f"the best configuration's run is in {out} already")
+        return out
+    log(f"training the best configuration (trial {number}) once more and testing it: {out}")
+    started = time.perf_counter()
+    try:
+        result = run(best_cfg, log=lambda m: None, overwrite=run_dir.finished(out))
+    except LiftError as exc:
+        if "in use by" in str(exc):  # another worker of the study is training it right now
+            log(f"another worker is training the best configuration in {out}")
+            return None
+        raise
+    s = result.record.finetuned.scores
+    log(f"test accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f} ({time.perf_counter() - started:.0f} s)")
+    return out
+
+
+def read_space(recipe: str | Path | None) -> dict[str, Any] | None:
+    """The `tune: space:` section of a recipe YAML (None: no recipe, or no such section)."""
+    if recipe is None:
+        return None
+    path = Path(recipe)
+    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    section = raw.get("tune") if isinstance(raw, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict) or not isinstance(section.get("space", {}), dict):
+        raise LiftError(f"{str(path)!r}: the tune section must be a mapping with a `space` mapping of config keys, e.g. space: {{method.r: [4, 8, 16]}}")
+    unknown = set(section) - {"space"}
+    if unknown:
+        raise LiftError(f"{str(path)!r}: unknown key(s) {sorted(unknown)} in the tune section: only `space` is read")
+    return section.get("space") or {}
