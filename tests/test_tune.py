@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,6 +66,16 @@ def test_a_trial_that_trails_the_study_is_pruned_at_that_epoch():
     assert bad.number == 3 and study.trials[3].intermediate_values == {1: 0.2}
 
 
+def _count_finished(db: Path) -> int:
+    """Finished trials in a study database that another process is writing, read without Optuna
+    (whose load_study would race the writer creating its schema)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or its tables not yet
+        return 0
+
+
 def _tune_process(tiny_models, study_dir: Path, trials: int, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "liftkit.cli", "tune", "--model", str(tiny_models["bert"]), *SMALL,
                "--trials", str(trials), "--study-dir", str(study_dir), "--no-final", *extra]
@@ -75,9 +86,7 @@ def test_a_killed_study_resumes_where_it_stopped(tiny_models, tmp_path):
     study_dir = tmp_path / "study"
     first = _tune_process(tiny_models, study_dir, 5)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and first.poll() is None:
-        if (study_dir / "study.db").is_file() and len(_finished(study_dir)) >= 2:
-            break
+    while time.monotonic() < deadline and first.poll() is None and _count_finished(study_dir / "study.db") < 2:
         time.sleep(0.3)
     first.send_signal(signal.SIGKILL)  # no clean-up of any kind
     first.wait()

@@ -122,16 +122,22 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> An
 
     study_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use, "experimental" in name
-            backend = RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                # a worker killed mid-trial stops beating; its trial is failed and retried by whoever runs next
-                heartbeat_interval=20, grace_period=60, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-    except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver, an unreachable server
-        raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use, "experimental" in name
+                backend = RDBStorage(
+                    url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                    # a worker killed mid-trial stops beating; its trial is failed and retried by whoever runs next
+                    heartbeat_interval=20, grace_period=60, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+            break
+        except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver, an unreachable server
+            # workers started together race to create a new database's tables: the loser retries
+            if attempt < 5 and type(exc).__name__ in ("OperationalError", "IntegrityError"):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     return optuna.create_study(study_name=name, storage=backend, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
