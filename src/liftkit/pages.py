@@ -35,6 +35,7 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size
 th, td { border-bottom: 1px solid #e6e9ef; padding: 5px 10px; text-align: right; vertical-align: top; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f1f3f6; }
+table.wrap-head th { white-space: normal; }
 .text { text-align: left; max-width: 620px; overflow-wrap: anywhere; white-space: normal; }
 dl { display: grid; grid-template-columns: 230px 1fr; gap: 4px 14px; margin: 0; }
 dt { color: #5b6475; }
@@ -265,13 +266,13 @@ def write_tune_report(study: Any, study_dir: Path, final_run: Path | None) -> Pa
     image = _Images(study_dir)
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
-    rows = [["trial", "state", "val macro-F1", "duration (s)", *[n.split(".", 1)[-1] for n in names]]]
+    rows = [["trial", "state", "val macro-F1", "duration (s)", *[n.split(".", 1)[-1].replace("_", " ") for n in names]]]
     for t in trials:
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         rows.append([str(t.number), t.state.name.lower(), "-" if t.value is None else f"{t.value:.4f}",
                      "-" if duration is None else f"{duration:.0f}", *[_tune_value(t.params.get(n)) for n in names]])
     sections = [_section("Trials", _note("Validation macro-F1 of each trial's best epoch; the test split is used once, by the best configuration's run."),
-                         _table(rows))]
+                         _table(rows).replace("<table>", '<table class="wrap-head">', 1))]
     for name, title, draw in (
         ("optimization_history", "Optimisation history", optuna.visualization.matplotlib.plot_optimization_history),
         ("intermediate_values", "Validation macro-F1 per epoch (pruned trials stop early)", optuna.visualization.matplotlib.plot_intermediate_values),
@@ -306,6 +307,7 @@ def _optuna_figure(image: _Images, name: str, draw: Any, study: Any) -> str:
         return _note(f"Not drawn: {first_line(exc)}")
     figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     figure.set_size_inches(10, 4.5)
+    figure.tight_layout()  # Optuna leaves long parameter names cut at the left edge
     try:
         return image(name, figure, name.replace("_", " "))
     finally:

@@ -120,6 +120,7 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> An
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial INFO lines: liftkit prints its own
     study_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
     for attempt in range(6):
@@ -139,7 +140,9 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> An
                 continue
             raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    # epochs are searched too, so the first epoch ends at different points of different schedules:
+    # compare trials from their second epoch on, and only once three trials have finished
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     return optuna.create_study(study_name=name, storage=backend, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
 
 
@@ -183,7 +186,6 @@ def tune(
         if trial.state == optuna.trial.TrialState.PRUNED:
             log(f"trial {trial.number}: pruned at epoch {max(trial.intermediate_values, default=0)}")
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     if done < trials:
         with frozen.reuse_between_runs():
