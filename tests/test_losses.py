@@ -64,6 +64,12 @@ def test_focal_loss_down_weights_what_the_model_already_gets_right():
     assert weighted.item() == pytest.approx(sum(w[int(y)].item() * r for y, r in zip(LABELS, rows)) / sum(w[int(y)].item() for y in LABELS), rel=1e-6)
 
 
+def test_focal_loss_has_finite_gradients_where_the_model_is_certain():
+    logits = torch.tensor([[40.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)  # row 0: p_y == 1 in float32
+    focal_loss(logits, torch.tensor([0, 1]), 0.5).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_bad_loss_settings_are_refused_in_one_line_each():
     with pytest.raises(LiftError) as caught:
         load_config(None, {"train.loss": "hinge", "train.label_smoothing": 1.5, "train.class_weights": "rare"})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from transformers import PreTrainedModel
 
 from liftkit import pipeline, run_dir
 from liftkit.batching import CachedSplit
@@ -27,12 +28,13 @@ from liftkit.tune import ReportToOptuna, open_study, read_space, search_space, t
 SMALL = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-length", "32", "--batch-size", "16"]
 
 
-def _finished(study_dir: Path, name: str = "emotion-lora") -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'study.db'}")
+def _finished(study_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'study.db'}")
     return [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
 
 
-def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_models, tmp_path, capsys):
+def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     study_dir = tmp_path / "study"
     code = main(["tune", "--model", str(tiny_models["bert"]), *SMALL, "--trials", "3", "--study-dir", str(study_dir)])
     assert code == 0
@@ -44,10 +46,13 @@ def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_model
     best = max((t for t in trials if t.value is not None), key=lambda t: t.value)
     cfg = load_config(best_yaml)
     assert cfg.train.learning_rate == pytest.approx(best.params["train.learning_rate"]) and cfg.method.r == best.params["method.r"]
-    final = run_dir.read_record(study_dir / "best-run")  # trained once more and tested
+    final = run_dir.read_record(study_dir / "best-run")  # trained once more (in a child process) and tested
     assert final.run.learning_rate == pytest.approx(best.params["train.learning_rate"])
-    assert main(["run", str(best_yaml), "--output-dir", str(tmp_path / "again")]) == 0  # lift run accepts it as it is
-    assert run_dir.read_record(tmp_path / "again").finetuned.scores.accuracy == pytest.approx(final.finetuned.scores.accuracy)
+    # the same training as the trial's: its per-epoch validation macro-F1 is the one the trial reported
+    assert [h.val.scores.macro_f1 for h in final.train.history] == pytest.approx([best.intermediate_values[e] for e in sorted(best.intermediate_values)])
+    assert main(["run", str(best_yaml)]) == 0  # lift run accepts it as it is, into a folder of its own
+    (again,) = (tmp_path / "runs").iterdir()
+    assert run_dir.read_record(again).finetuned.scores.accuracy == pytest.approx(final.finetuned.scores.accuracy)
     page = (study_dir / "tune.html").read_text()
     assert page.count("<img ") == 3 and "best-run" in page
 
@@ -108,7 +113,7 @@ def test_two_processes_work_one_sqlite_study(tiny_models, tmp_path):
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
-    study = optuna.load_study(study_name="emotion-lora", storage=storage)
+    study = optuna.load_study(study_name="study", storage=storage)
     finished = [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert 4 <= len(finished) <= 5  # each worker stops once the study holds 4; one may finish its trial in flight
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both did trials
@@ -118,6 +123,7 @@ def test_two_processes_work_one_sqlite_study(tiny_models, tmp_path):
 def test_trials_share_the_frozen_bottom_and_memory_does_not_grow(tiny_run_config, tmp_path, monkeypatch):
     cfg = tiny_run_config(**{"data.max_train_samples": 200})
     live: list[set[int]] = []
+    models: list[int] = []
     real = pipeline.train_only
 
     def counted(*args, **kwargs):
@@ -126,6 +132,7 @@ def test_trials_share_the_frozen_bottom_and_memory_does_not_grow(tiny_run_config
         finally:
             gc.collect()
             live.append({id(o) for o in gc.get_objects() if isinstance(o, CachedSplit)})
+            models.append(sum(isinstance(o, PreTrainedModel) for o in gc.get_objects()))
 
     monkeypatch.setattr(pipeline, "train_only", counted)
     lines: list[str] = []
@@ -133,6 +140,7 @@ def test_trials_share_the_frozen_bottom_and_memory_does_not_grow(tiny_run_config
     tune(cfg, space, 4, tmp_path / "study", final=False, log=lines.append)
     assert [len(ids) for ids in live] == [2, 2, 2, 2]  # train and validation states of one boundary, however many trials
     assert all(ids == live[0] for ids in live)  # the same two, computed by the first trial and reused by the others
+    assert models == [0, 0, 0, 0]  # no trial's model outlives it
     gc.collect()
     assert sum(isinstance(o, CachedSplit) for o in gc.get_objects()) == 0  # dropped when the study stops
 
@@ -151,6 +159,10 @@ def test_the_search_space_follows_the_recipe_and_the_command_line(tiny_run_confi
     recipe.write_text("tune:\n  trials: 8\n")
     with pytest.raises(LiftError, match=r"unknown key\(s\) \['trials'\] in the tune section"):
         read_space(recipe)
+    with pytest.raises(LiftError, match=r"tune.space names 'train.epoch', which is not a setting of this run"):
+        tune(cfg, {"train.epoch": [1, 2]}, 1, tmp_path / "s", final=False, log=lambda m: None)
+    with pytest.raises(LiftError, match=r"a range needs low < high, and low > 0 on a log scale"):
+        tune(cfg, {"train.weight_decay": {"low": 0.0, "high": 0.1, "log": True}}, 1, tmp_path / "s", final=False, log=lambda m: None)
     with pytest.raises(LiftError, match="cannot open the study storage 'nosuchdb://x'"):
         open_study(tmp_path / "s", "x", "nosuchdb://x", 0)
 

@@ -135,11 +135,12 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from liftkit.tune import read_space, search_space, tune
 
     overrides = _overrides(args)
-    cfg = load_config(args.config, overrides)
+    # trials are scored by validation macro-F1: the epoch a run keeps is picked by it too, unless asked otherwise
+    cfg = load_config(args.config, {"train.best_metric": "macro_f1", **overrides})
     space = search_space(cfg, read_space(args.config), fixed=overrides)
     study_dir = Path(args.study_dir or f"studies/{Path(cfg.data.dataset).name}-{cfg.method.name}")
     result = tune(cfg, space, args.trials, study_dir, args.storage, args.timeout, final=not args.no_final,
-                  log=lambda m: print(m, file=sys.stderr))
+                  pruner=args.pruner, log=lambda m: print(m, file=sys.stderr))
     print(f"best validation macro-F1 {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})")
     if result.run is not None:
         print(f"best configuration, trained and tested: {result.run}")
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--study-dir", help="where the study, best.yaml and tune.html go (default studies/<dataset>-<method>)")
     p.add_argument("--storage", help="an Optuna RDB URL shared by several workers (default: SQLite in the study folder)")
+    p.add_argument("--pruner", default="median", choices=["median", "hyperband"], help="how trials that trail the others are stopped")
     p.add_argument("--no-final", action="store_true", help="skip training the best configuration once more on test")
     p.set_defaults(func=cmd_tune)
 

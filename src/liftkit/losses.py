@@ -41,7 +41,8 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight:
     """Focal loss (Lin et al., 2017): -w_y (1 - p_y)^gamma log p_y, averaged as cross-entropy is
     (divided by the summed weights of the batch's rows). gamma 0 is weighted cross-entropy."""
     log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
-    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    # 1 - p, kept off 0: for 0 < gamma < 1 the gradient of x**gamma at x = 0 is infinite (NaN downstream)
+    loss = -((-torch.expm1(log_p)).clamp_min(1e-12) ** gamma) * log_p
     if weight is None:
         return loss.mean()
     w = weight.to(logits.device)[labels]

@@ -44,23 +44,26 @@ class ChildRun:
     error: RunError | None = None
 
 
-def run_child(cfg: RunConfig) -> ChildRun:
-    """Run `cfg` as `lift run` in a child process; its output goes to RUN_DIR/run.log.
+def run_child(cfg: RunConfig, resume: bool = False) -> ChildRun:
+    """Run `cfg` as `lift run` in a child process (`resume`: continue the interrupted run in its
+    folder); its output goes to RUN_DIR/run.log.
 
     `cfg.output_dir` names the run folder (see `run_dir.member_dir`). What the child would refuse
     before writing anything (a bad config or model path, a folder holding a finished run) is
     refused here, without a child: no error.json could tell it."""
     out = Path(cfg.output_dir)
     try:
-        preflight(cfg)
+        preflight(cfg, resume=resume)
     except LiftError as exc:
         return ChildRun(out, error=RunError("LiftError", str(exc)))
     config = out / run_dir.CONFIG
-    run_dir.write_text(config, cfg.to_yaml())
+    if not resume:
+        run_dir.write_text(config, cfg.to_yaml())
     log = run_dir.log_path(out)
-    with log.open("w") as sink:
+    with log.open("a" if resume else "w") as sink:
         trust = ["--trust-remote-code"] if cfg.model.trust_remote_code else []  # the caller's word, passed on: files cannot carry it
-        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", str(config), "--output-dir", str(out), *trust], stdout=sink, stderr=subprocess.STDOUT)
+        what = ["--resume", str(out)] if resume else [str(config), "--output-dir", str(out)]
+        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", *what, *trust], stdout=sink, stderr=subprocess.STDOUT)
     if proc.returncode == 0:
         return ChildRun(out, record=run_dir.read_record(out))
     return ChildRun(out, error=_error(out, proc.returncode, log))

@@ -16,6 +16,8 @@ bottom is the same, its hidden states (`frozen.reuse_between_runs`: one copy, ne
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gc
 import os
 import socket
@@ -28,7 +30,7 @@ import yaml
 
 from liftkit import run_dir
 from liftkit.callbacks import Callback, TrainState
-from liftkit.config import RunConfig, load_config, set_dotted
+from liftkit.config import RunConfig, set_dotted
 from liftkit.errors import LiftError, first_line
 from liftkit.record import SplitMetrics
 from liftkit.tracking import flatten
@@ -70,13 +72,27 @@ def search_space(cfg: RunConfig, overrides: dict[str, Any] | None = None, fixed:
     return space
 
 
-def _suggest(trial: Any, key: str, spec: Any) -> Any:
+def _suggest(trial: Any, key: str, spec: Any, whole: bool) -> Any:
     if isinstance(spec, list):
         return trial.suggest_categorical(key, spec)
-    low, high, log = spec["low"], spec["high"], bool(spec.get("log"))
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):  # {low: 4, high: 64}: whole numbers
-        return trial.suggest_int(key, low, high, log=log)
-    return trial.suggest_float(key, float(low), float(high), log=log)
+    suggest = trial.suggest_int if whole else trial.suggest_float
+    return suggest(key, spec["low"], spec["high"], log=bool(spec.get("log")))
+
+
+def _whole_numbers(cfg: RunConfig, space: dict[str, Any]) -> dict[str, bool]:
+    """For each key of `space`: whether its config field takes whole numbers (a range over it
+    draws integers), checking that the key names a field and that ranges can be drawn from."""
+    out = {}
+    for key, spec in space.items():
+        section, _, name = key.partition(".")
+        holder = getattr(cfg, section, None) if section in ("data", "model", "method", "train") else None
+        fields = {f.name: f for f in dataclasses.fields(holder)} if holder is not None else {}
+        if name not in fields:
+            raise LiftError(f"tune.space names {key!r}, which is not a setting of this run: use keys such as train.learning_rate or method.r")
+        out[key] = str(fields[name].type).split("|")[0].strip() == "int"
+        if isinstance(spec, dict) and not (spec["low"] < spec["high"] and (spec["low"] > 0 or not spec.get("log"))):
+            raise LiftError(f"tune.space.{key}={spec!r}: a range needs low < high, and low > 0 on a log scale")
+    return out
 
 
 def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
@@ -113,8 +129,11 @@ class TuneResult:
     page: Path
 
 
-def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> Any:
-    """The study in `storage` (default: SQLite in the study folder), created or continued."""
+def open_study(study_dir: Path, name: str, storage: str | None, seed: int, pruner: str = "median") -> Any:
+    """The study in `storage` (default: SQLite in the study folder), created or continued.
+
+    The sampler is seeded by `seed` for a new study; a continued one (a rerun, another worker)
+    seeds it with the trials so far and the process, so two workers never propose the same values."""
     import warnings
 
     import optuna
@@ -139,11 +158,15 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int) -> An
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     # epochs are searched too, so the first epoch ends at different points of different schedules:
     # compare trials from their second epoch on, and only once three trials have finished
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    return optuna.create_study(study_name=name, storage=backend, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+               "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)}
+    study = optuna.create_study(study_name=name, storage=backend, direction="maximize", pruner=pruners[pruner](),
+                                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), load_if_exists=True)
+    if study.trials:
+        study.sampler = optuna.samplers.TPESampler(seed=hash((seed, len(study.trials), os.getpid())) % 2**31, n_startup_trials=5)
+    return study
 
 
 def finished_trials(study: Any) -> int:
@@ -154,30 +177,32 @@ def finished_trials(study: Any) -> int:
 
 def tune(
     cfg: RunConfig, space: dict[str, Any], trials: int, study_dir: Path, storage: str | None = None,
-    timeout: float | None = None, final: bool = True, log: Callable[[str], None] = print,
+    timeout: float | None = None, final: bool = True, pruner: str = "median", log: Callable[[str], None] = print,
 ) -> TuneResult:
     """Search `space` (see `search_space`) until the study holds `trials` finished (complete or
     pruned) trials or `timeout` seconds pass, then write best.yaml, train the best configuration
     once (`final`) and draw tune.html."""
     import optuna
+    import torch
 
     from liftkit import frozen, pages
     from liftkit.pipeline import train_only
 
-    study = open_study(study_dir, f"{Path(cfg.data.dataset).name}-{cfg.method.name}", storage, cfg.train.seed)
+    whole = _whole_numbers(cfg, space)
+    study = open_study(study_dir, study_dir.resolve().name, storage, cfg.train.seed, pruner)
     _check_same_search(study, cfg, space)
     done = finished_trials(study)
     log(f"study {study.study_name} in {storage or study_dir / 'study.db'}: {done} of {trials} trials finished; searching {', '.join(space)}")
 
     def objective(trial: Any) -> float:
-        values = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+        values = {key: _suggest(trial, key, spec, whole[key]) for key, spec in space.items()}
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial_cfg = with_values(cfg, values)
         try:
             summary = train_only(trial_cfg, [ReportToOptuna(trial)], log=lambda m: None)
         finally:
             gc.collect()  # the trial's model and optimizer go now, not whenever the collector runs
-        best = max(h.val.scores.macro_f1 for h in summary.history)
+        best = summary.best.val.scores.macro_f1  # the kept epoch's, as the final run will keep it
         chosen = ", ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in values.items())
         log(f"trial {trial.number}: validation macro-F1 {best:.4f} ({chosen})")
         return best
@@ -189,23 +214,29 @@ def tune(
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     if done < trials:
         with frozen.reuse_between_runs():
-            # a trial whose values cannot train (LiftError) fails alone, with its reason logged by Optuna
-            study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True, catch=(LiftError,))
+            # a trial whose values cannot train (a LiftError, or too large for the GPU) fails alone, its reason logged by Optuna
+            study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True,
+                           catch=(LiftError, torch.cuda.OutOfMemoryError))
     return _conclude(study, cfg, space, study_dir, final, log, pages)
 
 
+NOT_RESULTS = ("train.device", "train.eval_batch_size", "train.cache_frozen", "train.cache_max_gb", "train.report_to",
+               "train.log_every", "output_dir")  # settings that change where or how fast, not what a trial finds
+
+
 def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> None:
-    """A study continues only the search it began: the same base config and space (a rerun, or
-    another worker). Anything else would mix trials of different questions in one ranking."""
+    """A study continues only the search it began: the same settings that shape results and the
+    same space (a rerun, or another worker). Anything else would rank answers to different
+    questions together. Settings a newer liftkit added (absent from the study's record) pass."""
     import json
 
-    setup = json.loads(json.dumps({"config": {**cfg.to_dict(), "output_dir": None}, "space": space}))
-    earlier = study.user_attrs.get("setup")
-    if earlier is None:
-        study.set_user_attr("setup", setup)
+    now = {k: v for k, v in flatten(json.loads(json.dumps({"config": cfg.to_dict(), "space": space}))).items()
+           if k.removeprefix("config.") not in NOT_RESULTS}
+    then = study.user_attrs.get("setup")
+    if then is None:
+        study.set_user_attr("setup", now)
         return
-    now, then = flatten(setup), flatten(earlier)
-    changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
+    changed = sorted(key for key in then if now.get(key) != then[key])
     if changed:
         raise LiftError(f"study {study.study_name!r} was started with other settings (differs in {', '.join(changed[:5])}): "
                         "rerun it as it was, or pass another --study-dir")
@@ -224,12 +255,12 @@ def _conclude(study: Any, cfg: RunConfig, space: dict[str, Any], study_dir: Path
         raise LiftError(f"no trial of study {study.study_name!r} completed (all pruned or failed): run more --trials, or widen tune.space")
     best = study.best_trial
     best_cfg = with_values(cfg, best.params)
-    best_cfg.output_dir = str(study_dir / "best-run")
+    best_cfg.output_dir = None  # `lift run best.yaml` makes its own folder (best-run/ holds the tune's)
     best_yaml = study_dir / "best.yaml"
     header = f"# lift tune: trial {best.number} of study {study.study_name}, validation macro-F1 {best.value:.4f}\n# reproduce: lift run {best_yaml}\n"
     run_dir.write_text(best_yaml, header + best_cfg.to_yaml())
     log(f"best: trial {best.number}, validation macro-F1 {best.value:.4f}; written to {best_yaml}")
-    final_run = _final_run(best_cfg, best.number, study_dir, log) if final else None
+    final_run = _final_run(best_cfg, best.number, study_dir / "best-run", log) if final else None
     page = pages.write_tune_report(study, study_dir, final_run)
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
@@ -237,26 +268,30 @@ def _conclude(study: Any, cfg: RunConfig, space: dict[str, Any], study_dir: Path
     return TuneResult(study_dir, best.value, dict(best.params), best_yaml, final_run, counts, page)
 
 
-def _final_run(best_cfg: RunConfig, number: int, study_dir: Path, log: Callable[[str], None]) -> Path | None:
-    """Train the best configuration once and evaluate it on test, unless that run exists already
-    (a rerun of a finished study, or another worker got there first)."""
-    from liftkit.pipeline import run
+def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str], None]) -> Path | None:
+    """Train the best configuration once more, in a child process as `lift compare` does (its
+    time and memory are its own), and evaluate it on test. A finished run of that configuration
+    is kept; an interrupted one is resumed; another worker training it right now is left to it."""
+    from liftkit.runner import run_child
 
-    out = Path(best_cfg.output_dir)
-    if run_dir.finished(out) and load_config(out / run_dir.CONFIG).to_dict() == best_cfg.to_dict():
+    cfg = copy.deepcopy(best_cfg)
+    cfg.output_dir = str(out)
+    same = (out / run_dir.CONFIG).is_file() and yaml.safe_load((out / run_dir.CONFIG).read_text()) == yaml.safe_load(cfg.to_yaml())
+    if run_dir.finished(out) and same:
         log(f"the best configuration's run is in {out} already")
         return out
-    log(f"training the best configuration (trial {number}) once more and testing it: {out}")
-    started = time.perf_counter()
-    try:
-        result = run(best_cfg, log=lambda m: None, overwrite=run_dir.finished(out))
-    except LiftError as exc:
-        if "in use by" in str(exc):  # another worker of the study is training it right now
+    resume = same and run_dir.started(out)
+    if not same and (run_dir.finished(out) or run_dir.started(out)):
+        run_dir.clear(out)  # the run of an earlier best: this one replaces it
+    log(f"training the best configuration (trial {number}) once more and testing it: {out}" + (" (resuming)" if resume else ""))
+    child = run_child(cfg, resume=resume)
+    if child.error is not None:
+        if "in use by" in child.error.message:  # another worker of the study holds the folder's lock
             log(f"another worker is training the best configuration in {out}")
             return None
-        raise
-    s = result.record.finetuned.scores
-    log(f"test accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f} ({time.perf_counter() - started:.0f} s)")
+        raise LiftError(f"the best configuration's run failed: {child.error} (log: {run_dir.log_path(out)})")
+    s = child.record.finetuned.scores
+    log(f"test accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}, training {child.record.train.runtime_s:.0f} s")
     return out
 
 
