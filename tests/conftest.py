@@ -134,3 +134,27 @@ def browser_page(chromium):
         page.on("pageerror", lambda e: errors.append(str(e)))
         yield page, errors
         browser.close()
+
+
+@pytest.fixture
+def kill_after_first_epoch(monkeypatch):
+    """kill(cfg): run `cfg` until its first epoch's checkpoint is saved, then interrupt it as a
+    Ctrl-C would (the run leaves its folder as a real interruption does)."""
+    from liftkit import checkpoint
+    from liftkit.pipeline import run
+
+    def kill(cfg) -> None:
+        real_save_last = checkpoint.save_last
+
+        def save_then_die(*args, **kwargs):
+            real_save_last(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(checkpoint, "save_last", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(cfg, log=lambda m: None)
+        finally:
+            monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+
+    return kill

@@ -129,18 +129,9 @@ def test_every_run_writes_its_history_as_json_lines(tiny_run_config):
         assert mean == pytest.approx(record["train_loss"], rel=1e-5)  # the lines cover every row once
 
 
-def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tiny_run_config, tmp_path, monkeypatch):
+def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tiny_run_config, tmp_path, kill_after_first_epoch):
     full = run(tiny_run_config("bert", output_dir=str(tmp_path / "full"), **{"train.log_every": 4}), log=lambda m: None)
-    real_save_last = checkpoint.save_last
-
-    def save_then_die(*args, **kwargs):
-        real_save_last(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(tiny_run_config("bert", output_dir=str(tmp_path / "cut"), **{"train.log_every": 4}), log=lambda m: None)
-    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+    kill_after_first_epoch(tiny_run_config("bert", output_dir=str(tmp_path / "cut"), **{"train.log_every": 4}))
     cut = tmp_path / "cut"
     assert json.loads((cut / "error.json").read_text())["type"] == "KeyboardInterrupt"
     with (cut / "history.jsonl").open("a") as f:  # what a kill after the checkpoint, mid-epoch 2, leaves behind

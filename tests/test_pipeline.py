@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import liftkit
-from liftkit import checkpoint
 from liftkit.data import load_splits
 from liftkit.errors import LiftError
 from liftkit.pipeline import run
@@ -58,20 +57,9 @@ def test_same_seed_same_result_on_cpu(tiny_run_config, tmp_path):
     assert [h["train_loss"] for h in a["train"]["history"]] == [h["train_loss"] for h in b["train"]["history"]]
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_run_config, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_run_config, tmp_path, kill_after_first_epoch):
     full = run(tiny_run_config("bert", output_dir=str(tmp_path / "full")), log=lambda m: None).metrics
-
-    real_save_last = checkpoint.save_last
-
-    def save_then_die(*args, **kwargs):
-        real_save_last(*args, **kwargs)
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
-    cfg = tiny_run_config("bert", output_dir=str(tmp_path / "cut"))
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, log=lambda m: None)
-    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+    kill_after_first_epoch(tiny_run_config("bert", output_dir=str(tmp_path / "cut")))
     assert not (tmp_path / "cut" / "liftkit.json").exists()
     resumed = run(liftkit.load_config(tmp_path / "cut" / "config.yaml"), resume=True, log=lambda m: None).metrics
     assert resumed["train"]["resumed_from_epoch"] == 1

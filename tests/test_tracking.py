@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from liftkit import checkpoint, tracking
+from liftkit import tracking
 from liftkit.errors import LiftError
 from liftkit.config import load_config
 from liftkit.pipeline import run
@@ -119,29 +119,15 @@ def test_an_unknown_tracker_is_refused_with_the_choices(tiny_run_config):
         tiny_run_config(**{"train.report_to": "wandb"}).validate()
 
 
-def _kill_after_first_epoch(cfg, monkeypatch):
-    """Run `cfg` until its first checkpoint is saved, then interrupt it (as a Ctrl-C would)."""
-    real_save_last = checkpoint.save_last
-
-    def save_then_die(*args, **kwargs):
-        real_save_last(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, log=lambda m: None)
-    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
-
-
 def _resume(cfg):
     return run(load_config(cfg.output_dir + "/config.yaml"), resume=True, log=lambda m: None)
 
 
-def test_a_resumed_run_keeps_its_tensorboard_events_up_to_the_checkpoint(tiny_run_config, monkeypatch):
+def test_a_resumed_run_keeps_its_tensorboard_events_up_to_the_checkpoint(tiny_run_config, kill_after_first_epoch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = tiny_run_config(**{"train.report_to": "tensorboard", "train.log_every": 2})
-    _kill_after_first_epoch(cfg, monkeypatch)
+    kill_after_first_epoch(cfg)
     result = _resume(cfg)
     assert result.record.train.resumed_from_epoch == 1
     events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0})
@@ -152,11 +138,11 @@ def test_a_resumed_run_keeps_its_tensorboard_events_up_to_the_checkpoint(tiny_ru
     assert [e.step for e in events.Scalars("train/loss")] == [row["step"] for row in steps]
 
 
-def test_a_killed_run_marks_its_mlflow_run_failed_and_its_resume_finishes_the_same_run(tiny_run_config, tmp_path, monkeypatch):
+def test_a_killed_run_marks_its_mlflow_run_failed_and_its_resume_finishes_the_same_run(tiny_run_config, tmp_path, monkeypatch, kill_after_first_epoch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     cfg = tiny_run_config(**{"train.report_to": "mlflow"})
-    _kill_after_first_epoch(cfg, monkeypatch)
+    kill_after_first_epoch(cfg)
     _, killed = _mlflow_run((tmp_path / "mlruns").as_uri())
     assert killed.info.status == "FAILED"
     result = _resume(cfg)

@@ -133,7 +133,8 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int, prune
     """The study in `storage` (default: SQLite in the study folder), created or continued.
 
     The sampler is seeded by `seed` for a new study; a continued one (a rerun, another worker)
-    seeds it with the trials so far and the process, so two workers never propose the same values."""
+    seeds it with the trials so far and the process, so workers do not walk the same sequence of
+    proposals."""
     import warnings
 
     import optuna
