@@ -78,7 +78,16 @@ def test_lift_report_over_several_runs_draws_a_comparison(tiny_run_config, tmp_p
     assert errors == [] and len(images) == 2 and all(c and w > 0 and h > 0 for c, w, h in images)
     for folder in folders:
         record = run_dir.read_record(folder)
-        assert f"{record.finetuned.scores.accuracy:.4f}" in text  # the table, one row per method
+        assert f"{record.finetuned.scores.accuracy:.4f}" in text  # the table, one column per method
+    assert "1 seed(s)" in text
+
+
+def test_runs_that_differ_in_a_setting_are_not_averaged_as_seeds(tiny_run_config, tmp_path, capsys):
+    folders = [run(tiny_run_config(**{"train.epochs": 1, "train.class_weights": w, "output_dir": str(tmp_path / w)}), log=lambda m: None).run_dir
+               for w in ("none", "balanced")]
+    assert main(["report", *map(str, folders), folders[0].as_posix(), "--output", str(tmp_path / "c")]) == 0  # one folder given twice
+    source = (tmp_path / "c" / run_dir.COMPARE_HTML).read_text()
+    assert "lora (class_weights=none)" in source and "lora (class_weights=balanced)" in source and "1 seed(s)" in source
 
 
 def test_lift_report_refuses_what_it_cannot_draw_in_one_line(finished, tiny_run_config, tmp_path, capsys):

@@ -23,7 +23,7 @@ from liftkit.cli import main
 from liftkit.config import load_config
 from liftkit.errors import LiftError
 from liftkit.record import Scores, SplitMetrics
-from liftkit.tune import ReportToOptuna, open_study, read_space, search_space, tune
+from liftkit.tune import ReportToOptuna, checked_space, open_study, read_space, search_space, tune
 
 SMALL = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-length", "32", "--batch-size", "16"]
 
@@ -163,8 +163,12 @@ def test_the_search_space_follows_the_recipe_and_the_command_line(tiny_run_confi
         read_space(recipe)
     with pytest.raises(LiftError, match=r"tune.space names 'train.epoch', which is not a setting of this run"):
         tune(cfg, {"train.epoch": [1, 2]}, 1, tmp_path / "s", final=False, log=lambda m: None)
-    with pytest.raises(LiftError, match=r"a range needs low < high, and low > 0 on a log scale"):
+    with pytest.raises(LiftError, match=r"a range is \{low: A, high: B, log: true\|false\} with numbers A < B \(A > 0 on a log scale\)"):
         tune(cfg, {"train.weight_decay": {"low": 0.0, "high": 0.1, "log": True}}, 1, tmp_path / "s", final=False, log=lambda m: None)
+    with pytest.raises(LiftError, match=r"method.r='eight' must be a whole number"):  # a bad choice fails before any trial
+        tune(cfg, {"method.r": [4, "eight"]}, 1, tmp_path / "s", final=False, log=lambda m: None)
+    space, whole = checked_space(cfg, {"train.learning_rate": {"low": "1e-4", "high": "1e-2", "log": True}, "method.r": {"low": 4, "high": 16}})
+    assert space["train.learning_rate"] == {"low": 1e-4, "high": 1e-2, "log": True} and whole == {"train.learning_rate": False, "method.r": True}
     with pytest.raises(LiftError, match="cannot open the study storage 'nosuchdb://x'"):
         open_study(tmp_path / "s", "x", "nosuchdb://x", 0)
 

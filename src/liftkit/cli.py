@@ -134,6 +134,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from liftkit.config import load_config
     from liftkit.tune import read_space, search_space, tune
 
+    if not args.trials or args.trials < 1:
+        raise LiftError("lift tune needs --trials N: how many finished trials the study should hold, e.g. --trials 20")
     overrides = _overrides(args)
     # trials are scored by validation macro-F1: the epoch a run keeps is picked by it too, unless asked otherwise
     cfg = load_config(args.config, {"train.best_metric": "macro_f1", **overrides})
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="search a method's hyperparameters (Optuna), then train and test the best once")
     _config_flags(p, skip=("--output-dir",))
-    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--trials", type=int, help="finished trials the study should hold (required)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--study-dir", help="where the study, best.yaml and tune.html go (default studies/<dataset>-<method>)")
     p.add_argument("--storage", help="an Optuna RDB URL shared by several workers (default: SQLite in the study folder)")

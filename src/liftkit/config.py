@@ -141,6 +141,11 @@ class TrainConfig:
         return out
 
 
+# settings that change where or how fast a run goes, not what it finds (lift tune, comparison pages)
+NOT_RESULTS = ("train.device", "train.eval_batch_size", "train.cache_frozen", "train.cache_max_gb", "train.report_to",
+               "train.log_every", "output_dir")
+
+
 @dataclass
 class RunConfig:
     """Everything one `lift run` needs."""

@@ -16,9 +16,11 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from matplotlib.figure import Figure
 
 from liftkit import plots, run_dir
+from liftkit.config import NOT_RESULTS
 from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, results_table, summary_lines
@@ -123,11 +125,18 @@ def write_run_report(folder: str | Path) -> Path:
         _mistakes(record),
         _section("Label distribution", image("label_distribution", plots.label_distribution(record), "label distribution, train and test"))
         if record.data.label_counts else _section("Label distribution", _note("This run predates stored label counts: rerun it to draw them.")),
-        _section("Run facts", _facts(_run_facts(record, manifest.method_options))),
+        _section("Run facts", _facts(_run_facts(record, manifest.method_options, dict(_config(folder).get("train") or {})))),
     ]
     page = folder / run_dir.REPORT_HTML
     run_dir.write_text(page, _page(title, f"{folder.name} · run on {run.date} on {run.device}", sections))
     return page
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    """The run's config.yaml as plain values, for the settings its record does not carry."""
+    path = folder / run_dir.CONFIG
+    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return raw if isinstance(raw, dict) else {}
 
 
 def _per_class_table(record: RunRecord) -> str:
@@ -159,13 +168,16 @@ def _mistakes(record: RunRecord) -> str:
                     _table(rows, text_columns=(1, 2, 3)))
 
 
-def _run_facts(record: RunRecord, options: dict[str, Any]) -> list[tuple[str, str]]:
+def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, Any]) -> list[tuple[str, str]]:
     run, data, params, train = record.run, record.data, record.parameters, record.train
+    loss = train_cfg.get("loss", "cross_entropy") + (f" (gamma {train_cfg.get('focal_gamma')})" if train_cfg.get("loss") == "focal" else "")
+    loss += f", class weights {train_cfg.get('class_weights', 'none')}"
+    loss += f", label smoothing {train_cfg['label_smoothing']}" if train_cfg.get("label_smoothing") else ""
     rows = ", ".join(f"{split} {count:,}" for split, count in data.rows.items())
     return [
         ("model", run.model), ("method", run.method),
         ("method options", ", ".join(f"{k}={'default' if v is None else v}" for k, v in options.items()) or "-"),
-        ("learning rate", f"{run.learning_rate:g}"), ("seed", str(run.seed)),
+        ("learning rate", f"{run.learning_rate:g}"), ("seed", str(run.seed)), ("training loss", loss),
         ("trainable parameters", f"{params.trainable_params:,} of {params.total_params:,} ({params.trainable_percent:.2f}%)"),
         ("epochs", f"{train.epochs_run} run, weights of epoch {train.best_epoch} kept" + (" (stopped early)" if train.stopped_early else "")),
         ("training time", f"{train.runtime_s:.1f} s ({train.samples_per_s:.1f} samples/s, {train.steps_per_s:.2f} steps/s, {train.optimizer_steps:,} optimizer steps)"),
@@ -200,11 +212,24 @@ def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
         return {m: d for m, d in runs.items() if d}, failures, len(seeds)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     records = {path: run_dir.read_record(path).run for path in unique}
-    several_models = len({info.model for info in records.values()}) > 1
+    settings = {path: _settings(path) for path in unique}
+    varying = sorted(k for k in set().union(*map(set, settings.values())) if len({str(c.get(k)) for c in settings.values()}) > 1)
     runs: dict[str, list[Path]] = {}
     for path, info in records.items():
-        runs.setdefault(f"{info.method} · {info.model}" if several_models else info.method, []).append(path)
+        what = ", ".join(f"{k.rsplit('.', 1)[-1]}={settings[path].get(k)}" for k in varying if k != "method.name")
+        label = f"{info.method} ({what})" if what else info.method
+        if any(records[other].seed == info.seed for other in runs.get(label, [])):  # the same run twice is not two seeds
+            label = f"{label} [{path.name}]"
+        runs.setdefault(label, []).append(path)
     return runs, {}, max(len(dirs) for dirs in runs.values())
+
+
+def _settings(folder: Path) -> dict[str, Any]:
+    """A run's config as dotted keys, without those that do not change what it finds (seed apart:
+    seeds are what a comparison averages over)."""
+    from liftkit.tracking import flatten
+
+    return {k: v for k, v in flatten(_config(folder)).items() if k not in NOT_RESULTS and k not in ("train.seed", "data.dataset")}
 
 
 def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:

@@ -173,7 +173,8 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
     params = parameter_counts(model)
     log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)")
     main = p.accelerator.is_main_process
-    trackers = tracking.trackers(cfg.train.report_to, out, tracking.flatten(cfg.to_dict())) if main else []
+    hyper = {**tracking.flatten(cfg.to_dict()), "train.learning_rate": cfg.learning_rate}  # the rate used, not null for "the method's default"
+    trackers = tracking.trackers(cfg.train.report_to, out, hyper) if main else []
     with contextlib.ExitStack() as opened:
         history = JsonlLogger(run_dir.history_path(out))
         opened.callback(history.close)

@@ -30,7 +30,7 @@ import yaml
 
 from liftkit import run_dir
 from liftkit.callbacks import Callback, TrainState
-from liftkit.config import RunConfig, set_dotted
+from liftkit.config import NOT_RESULTS, RunConfig, parse_value, set_dotted
 from liftkit.errors import LiftError, first_line
 from liftkit.record import SplitMetrics
 from liftkit.tracking import flatten
@@ -79,20 +79,32 @@ def _suggest(trial: Any, key: str, spec: Any, whole: bool) -> Any:
     return suggest(key, spec["low"], spec["high"], log=bool(spec.get("log")))
 
 
-def _whole_numbers(cfg: RunConfig, space: dict[str, Any]) -> dict[str, bool]:
-    """For each key of `space`: whether its config field takes whole numbers (a range over it
-    draws integers), checking that the key names a field and that ranges can be drawn from."""
-    out = {}
+def checked_space(cfg: RunConfig, space: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """`space` ready to draw from, and for each key whether it draws whole numbers. Every key must
+    name a setting, a range's bounds are numbers (YAML reads 1e-4 as text: parsed here, as a
+    config is) with low < high (> 0 on a log scale), and every choice must be a valid value: a
+    mistake fails now, in one line, not in the trial that draws it."""
+    ready, whole = {}, {}
     for key, spec in space.items():
         section, _, name = key.partition(".")
         holder = getattr(cfg, section, None) if section in ("data", "model", "method", "train") else None
         fields = {f.name: f for f in dataclasses.fields(holder)} if holder is not None else {}
         if name not in fields:
             raise LiftError(f"tune.space names {key!r}, which is not a setting of this run: use keys such as train.learning_rate or method.r")
-        out[key] = str(fields[name].type).split("|")[0].strip() == "int"
-        if isinstance(spec, dict) and not (spec["low"] < spec["high"] and (spec["low"] > 0 or not spec.get("log"))):
-            raise LiftError(f"tune.space.{key}={spec!r}: a range needs low < high, and low > 0 on a log scale")
-    return out
+        whole[key] = str(fields[name].type).split("|")[0].strip() == "int"
+        if isinstance(spec, list):
+            for choice in spec:
+                with_values(cfg, {key: choice})  # raises the config's own one-line error
+            ready[key] = spec
+            continue
+        unknown = set(spec) - {"low", "high", "log"}
+        low, problem_low = parse_value(spec.get("low"), "int" if whole[key] else "float", f"tune.space.{key}.low")
+        high, problem_high = parse_value(spec.get("high"), "int" if whole[key] else "float", f"tune.space.{key}.high")
+        log, _ = parse_value(spec.get("log", False), "bool", "log")
+        if unknown or problem_low or problem_high or not (low < high and (low > 0 or not log)):
+            raise LiftError(f"tune.space.{key}={spec!r}: a range is {{low: A, high: B, log: true|false}} with numbers A < B (A > 0 on a log scale)")
+        ready[key] = {"low": low, "high": high, "log": bool(log)}
+    return ready, whole
 
 
 def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
@@ -189,7 +201,7 @@ def tune(
     from liftkit import frozen, pages
     from liftkit.pipeline import train_only
 
-    whole = _whole_numbers(cfg, space)
+    space, whole = checked_space(cfg, space)
     study = open_study(study_dir, study_dir.resolve().name, storage, cfg.train.seed, pruner)
     _check_same_search(study, cfg, space)
     done = finished_trials(study)
@@ -219,10 +231,6 @@ def tune(
             study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True,
                            catch=(LiftError, torch.cuda.OutOfMemoryError))
     return _conclude(study, cfg, space, study_dir, final, log, pages)
-
-
-NOT_RESULTS = ("train.device", "train.eval_batch_size", "train.cache_frozen", "train.cache_max_gb", "train.report_to",
-               "train.log_every", "output_dir")  # settings that change where or how fast, not what a trial finds
 
 
 def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> None:
