@@ -54,8 +54,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: 
     )
     per_class = {name: ClassScores(float(p), float(r), float(f), int(s)) for name, p, r, f, s in zip(names, *each)}
     matrix = confusion_matrix(labels, preds, labels=classes).tolist()
-    probabilities = torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
-    return SplitMetrics(scores, per_class, matrix, ece=calibration(probabilities, labels).ece)
+    return SplitMetrics(scores, per_class, matrix, ece=calibration(log_probs.exp().numpy(), labels).ece)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from liftkit.config import NOT_RESULTS
 from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, results_table, summary_lines
+from liftkit.tracking import flatten
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
@@ -227,8 +228,6 @@ def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
 def _settings(folder: Path) -> dict[str, Any]:
     """A run's config as dotted keys, without those that do not change what it finds (seed apart:
     seeds are what a comparison averages over)."""
-    from liftkit.tracking import flatten
-
     return {k: v for k, v in flatten(_config(folder)).items() if k not in NOT_RESULTS and k not in ("train.seed", "data.dataset")}
 
 
