@@ -69,3 +69,19 @@ def test_bucketed_per_batch_padding_changes_no_logit(tiny_models):
         reference = model(**padded).logits.numpy()
     np.testing.assert_allclose(logits, reference, atol=1e-5)
     assert labels.tolist() == list(split.labels)
+
+
+def test_auto_max_length_keeps_99_percent_of_texts_whole_and_obeys_the_model(tmp_path, monkeypatch):
+    from liftkit.batching import auto_max_length
+
+    monkeypatch.setenv("LIFT_CACHE_DIR", str(tmp_path))
+    split = load_splits(DataConfig(dataset="imdb", max_train_samples=200)).train
+    tok = load_tokenizer(ModelConfig())
+    whole = np.array([len(ids) for ids in tok(split.texts)["input_ids"]])
+    chosen = auto_max_length(split, tok, 4096)
+    assert chosen % 8 == 0 and chosen - 8 < np.percentile(whole, 99) <= chosen
+    assert (whole <= chosen).mean() >= 0.99
+    assert chosen > 128 * 2  # movie reviews: far past the old fixed cap
+    assert auto_max_length(split, tok, 512) == 512  # the model's limit wins
+    tweets = load_splits(DataConfig(dataset="emotion", max_train_samples=200)).train
+    assert auto_max_length(tweets, tok, 512) < 128

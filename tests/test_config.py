@@ -109,3 +109,15 @@ def test_yaml_words_that_read_as_booleans_or_numbers_still_work(tmp_path):
     assert load_config(None, {"train.mixed_precision": _parse_value("train.mixed_precision", "no")}).train.mixed_precision == "no"
     (tmp_path / "t.yaml").write_text("model:\n  trust_remote_code: 'False'\n")  # a file saying no is fine
     assert load_config(tmp_path / "t.yaml").model.trust_remote_code is False
+
+
+@pytest.mark.parametrize("given, parsed", [(None, "auto"), ("auto", "auto"), ("64", 64), (256, 256)])
+def test_max_length_is_auto_by_default_or_a_number(given, parsed):
+    cfg = load_config(None, {} if given is None else {"data.max_length": given})
+    assert cfg.data.max_length == parsed and type(cfg.data.max_length) is type(parsed)
+
+
+@pytest.mark.parametrize("given, fragment", [("long", "data.max_length='long' must be auto or a whole number"), (4, "data.max_length=4 is too small")])
+def test_a_bad_max_length_is_named(given, fragment):
+    with pytest.raises(LiftError, match=fragment):
+        load_config(None, {"data.max_length": given})

@@ -106,3 +106,15 @@ def test_predict_needs_nothing_but_the_manifest_and_weights(tiny_run_config):
     assert manifest["method_options"] == {"train_layers": None, "variant": "pfeiffer", "reduction_factor": 4, "non_linearity": "relu"}
     (result.run_dir / "config.yaml").unlink()  # the config is for reproducing the run, not for loading it
     np.testing.assert_array_equal(liftkit.load(result.run_dir).predict_proba(texts), before)
+
+
+@pytest.mark.parametrize("setting, said", [("auto", "max length: 128 tokens (auto"), (1000, "data.max_length=1000 is more than this model takes (128 tokens)")])
+def test_max_length_follows_the_data_and_never_passes_the_model(tiny_run_config, setting, said):
+    """Movie reviews are longer than the tiny BERT's 128 positions: auto takes the model's limit,
+    and a larger number is cut to it with a warning (it used to crash on a position index)."""
+    cfg = tiny_run_config(**{"data.dataset": "imdb", "data.max_train_samples": 32, "data.max_eval_samples": 16, "train.epochs": 1, "data.max_length": setting})
+    lines = []
+    result = run(cfg, log=lines.append)
+    assert any(said in line for line in lines)
+    assert json.loads((result.run_dir / "liftkit.json").read_text())["max_length"] == 128
+    assert liftkit.load_config(result.run_dir / "config.yaml").data.max_length == setting  # the setting, not its value: a rerun recomputes

@@ -42,7 +42,7 @@ def test_recipe_runs_offline_with_the_embedded_model(path, tmp_path):
     assert (record.run.dataset, record.run.model, record.run.method) == (recipe.data.dataset, "all-MiniLM-L6-v2", recipe.method.name)
     assert record.run.learning_rate == recipe.learning_rate and record.data.rows["train"] == 32
     manifest = json.loads((result.run_dir / "liftkit.json").read_text())
-    assert manifest["max_length"] == recipe.data.max_length
+    assert manifest["max_length"] == recipe.data.max_length or (recipe.data.max_length == "auto" and 8 <= manifest["max_length"] <= 512)
     assert manifest["method_options"] == dataclasses.asdict(recipe.method)
     test = load_splits(cfg.data, cfg.train.seed).test
     probs = liftkit.load(result.run_dir).predict_proba(test.texts)

@@ -60,6 +60,22 @@ def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) 
     return TokenizedSplit(ids, np.asarray(split.labels, dtype=np.int64))
 
 
+AUTO_PERCENTILE = 99  # max_length auto: the share of training texts kept whole
+
+
+def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int) -> int:
+    """The 99th percentile of the training texts' token lengths, rounded up to a multiple of 8
+    and capped at `limit` (the model's). A percentile, not the longest text: one pasted novel
+    must not set the cap; a percentile of the data, not a constant: 128 tokens suit tweets but
+    keep less than half of a movie review. The lengths come from the cached tokenization at
+    `limit`, so measuring costs one tokenizer pass at most."""
+    lengths = tokenize(split, tokenizer, limit).lengths
+    if not len(lengths):
+        return limit
+    wanted = int(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) / 8) * 8)
+    return max(8, min(limit, wanted))
+
+
 def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")

@@ -35,7 +35,10 @@ class DataConfig:
     dataset: str = "emotion"  # registered short name, hub id, local folder or local file
     text_column: str = "text"
     label_column: str = "label"
-    max_length: int = 128  # longer texts are truncated to this many tokens
+    # longer texts are truncated to this many tokens; auto: the 99th percentile of the training
+    # texts' lengths, capped by the model (batches hold one length each, so a long cap costs only
+    # the long texts, while a short fixed cap cuts most of a review)
+    max_length: int | str = field(default="auto", metadata={"expects": "auto or a whole number of tokens (8 or more)"})
     max_train_samples: int | None = None  # seeded random subset of train, as the reference projects
     max_eval_samples: int | None = None  # seeded random subset of validation and of test
     validation_fraction: float = 0.1  # carved from train (stratified) when there is no validation split
@@ -46,8 +49,10 @@ class DataConfig:
         out = []
         if not self.dataset:
             out.append("data.dataset is empty: name a dataset, e.g. --dataset emotion")
-        if self.max_length < 8:
-            out.append(f"data.max_length={self.max_length} is too small: use 8 or more")
+        if isinstance(self.max_length, str) and self.max_length != "auto":
+            out.append(f"data.max_length={self.max_length!r} must be auto or a whole number of tokens (8 or more)")
+        elif isinstance(self.max_length, int) and self.max_length < 8:
+            out.append(f"data.max_length={self.max_length} is too small: use 8 or more (or auto)")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

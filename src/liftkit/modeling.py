@@ -284,3 +284,12 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
         digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(repr(tokenizer.all_special_tokens).encode())
     return digest.hexdigest()[:16]
+
+
+def length_limit(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The most tokens one text may have: the tokenizer's declared limit where it declares one
+    (transformers' "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512 tokens), else
+    the model's position table, else 512."""
+    declared = [tokenizer.model_max_length] if tokenizer.model_max_length < 1_000_000 else []
+    positions = [getattr(model.config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    return min(declared + [p for p in positions if isinstance(p, int) and p > 0] or [512])

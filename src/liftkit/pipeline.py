@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from liftkit import checkpoint, pages, report, run_dir, tracking
-from liftkit.batching import Padding, TokenizedSplit, loader, tokenize
+from liftkit.batching import AUTO_PERCENTILE, Padding, TokenizedSplit, auto_max_length, loader, tokenize
 from liftkit.callbacks import Callback, Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
@@ -32,7 +32,7 @@ from liftkit.errors import LiftError, first_line
 from liftkit.evaluate import confident_mistakes, evaluate, majority_metrics
 from liftkit.methods import METHODS, Method
 from liftkit.modelcard import model_card
-from liftkit.modeling import Arch, arch_of, load_classifier, load_tokenizer, resolve_model_source
+from liftkit.modeling import Arch, arch_of, length_limit, load_classifier, load_tokenizer, resolve_model_source
 from liftkit.record import RunInfo, RunRecord, TrainSummary
 from liftkit.resources import fork_rng, parameter_counts
 from liftkit.tracking import JsonlLogger
@@ -63,6 +63,7 @@ class _Prepared:
     method: Method
     padding: Padding
     accelerator: Accelerator
+    max_length: int  # data.max_length resolved: tokens per text at most
 
 
 def preflight(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -146,7 +147,8 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     set_seed(cfg.train.seed)  # before the head is initialised: same seed, same run
     model = load_classifier(cfg.model, splits.label_names, tokenizer)
     arch = arch_of(model)
-    tokens = {name: tokenize(getattr(splits, name), tokenizer, cfg.data.max_length) for name in ("train", "validation", "test")}
+    max_length = _max_length(cfg.data.max_length, splits, tokenizer, model, log)
+    tokens = {name: tokenize(getattr(splits, name), tokenizer, max_length) for name in ("train", "validation", "test")}
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
@@ -154,7 +156,19 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     # the tokenizer's own side, except that a decoder seeing embeddings must pad left: its last
     # position must be a real token (see methods.prompt)
     padding = Padding.of(tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings))
-    return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator)
+    return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length)
+
+
+def _max_length(setting: int | str, splits: Splits, tokenizer: Any, model: torch.nn.Module, log: Callable[[str], None]) -> int:
+    """data.max_length as a number of tokens: as set, or (auto) from the training texts."""
+    limit = length_limit(model, tokenizer)
+    if setting != "auto":
+        if setting > limit:
+            log(f"warning: data.max_length={setting} is more than this model takes ({limit} tokens): texts are cut at {limit}")
+        return min(setting, limit)
+    chosen = auto_max_length(splits.train, tokenizer, limit)
+    log(f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit})")
+    return chosen
 
 
 def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) -> RunRecord:
@@ -211,7 +225,7 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
 def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord) -> None:
     manifest = run_dir.Manifest(
         liftkit=__version__, method=cfg.method.name, base_model=portable_name(cfg.model.name), model_type=p.arch.model_type,
-        labels=p.splits.label_names, max_length=cfg.data.max_length, padding_side=p.padding.side,
+        labels=p.splits.label_names, max_length=p.max_length, padding_side=p.padding.side,
         trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision,
         method_options=dataclasses.asdict(cfg.method), pad_id=p.padding.pad_id,
     )
