@@ -169,6 +169,10 @@ def test_the_search_space_follows_the_recipe_and_the_command_line(tiny_run_confi
         tune(cfg, {"method.r": [4, "eight"]}, 1, tmp_path / "s", final=False, log=lambda m: None)
     space, whole = checked_space(cfg, {"train.learning_rate": {"low": "1e-4", "high": "1e-2", "log": True}, "method.r": {"low": 4, "high": 16}})
     assert space["train.learning_rate"] == {"low": 1e-4, "high": 1e-2, "log": True} and whole == {"train.learning_rate": False, "method.r": True}
+    space, whole = checked_space(cfg, {"data.max_length": ["auto", 256], "train.batch_size": [16, 32]})  # long texts: is the whole review worth its cost?
+    assert space["data.max_length"] == ["auto", 256] and whole["data.max_length"]
+    with pytest.raises(LiftError, match=r"data.max_length='long' must be auto or a whole number"):
+        checked_space(cfg, {"data.max_length": ["auto", "long"]})
     with pytest.raises(LiftError, match="cannot open the study storage 'nosuchdb://x'"):
         open_study(tmp_path / "s", "x", "nosuchdb://x", 0)
 
