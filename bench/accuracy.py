@@ -21,6 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
 from liftkit import run_dir
 from liftkit.config import load_config
 from liftkit.runner import run_child
@@ -40,11 +42,14 @@ TARGETS = {
 def one_run(dataset: str, seed: int, out: Path) -> dict:
     """The figures of the default run of `dataset` with `seed`, trained now unless already there."""
     folder = out / f"{dataset}-seed{seed}"
+    cfg = load_config(None, {"data.dataset": dataset, "train.seed": seed, "output_dir": str(folder), **SUBSETS.get(dataset, {})})
+    stored = folder / run_dir.CONFIG
+    if stored.is_file() and _settings(yaml.safe_load(stored.read_text())) != _settings(yaml.safe_load(cfg.to_yaml())):
+        raise SystemExit(f"{folder} holds a run with other settings than today's defaults: pass another --output-dir")
     if (folder / run_dir.MANIFEST).is_file():
         record = run_dir.read_record(folder)
     else:
-        cfg = load_config(None, {"data.dataset": dataset, "train.seed": seed, "output_dir": str(folder), **SUBSETS.get(dataset, {})})
-        child = run_child(cfg, resume=(folder / run_dir.CONFIG).is_file())
+        child = run_child(cfg, resume=stored.is_file())
         if child.error is not None:
             raise SystemExit(f"{dataset}, seed {seed}: {child.error}")
         record = child.record
@@ -56,6 +61,11 @@ def one_run(dataset: str, seed: int, out: Path) -> dict:
     }
     print(f"{dataset} seed {seed}: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s", flush=True)
     return row
+
+
+def _settings(config: dict) -> dict:
+    """A stored config.yaml without where it was written: what makes two runs the same run."""
+    return {k: v for k, v in config.items() if k != "output_dir"}
 
 
 def _mean_std(values: list[float], digits: int = 4) -> str:
@@ -72,11 +82,11 @@ def table(rows: list[dict]) -> str:
         mine = [r for r in rows if r["dataset"] == dataset]
         means = {k: statistics.mean(r[k] for r in mine) for k in ("accuracy", "macro_f1")}
         targets = TARGETS.get(dataset, [])
-        met = all(means[metric] >= bar for metric, bar in targets)
+        met = ("yes" if all(means[metric] >= bar for metric, bar in targets) else "**no**") if targets else "-"
         lines.append(
             f"| {dataset} | {mine[0]['train_rows']:,} / {mine[0]['test_rows']:,} | {len(mine)} "
             f"| {_mean_std([r['accuracy'] for r in mine])} | {_mean_std([r['macro_f1'] for r in mine])} "
-            f"| {_mean_std([r['train_s'] for r in mine], 0)} | {', '.join(f'{m} ≥ {b}' for m, b in targets)} | {'yes' if met else '**no**'} |"
+            f"| {_mean_std([r['train_s'] for r in mine], 0)} | {', '.join(f'{m} ≥ {b}' for m, b in targets) or '-'} | {met} |"
         )
     return "\n".join(lines)
 

@@ -108,13 +108,18 @@ def test_predict_needs_nothing_but_the_manifest_and_weights(tiny_run_config):
     np.testing.assert_array_equal(liftkit.load(result.run_dir).predict_proba(texts), before)
 
 
-@pytest.mark.parametrize("setting, said", [("auto", "max length: 128 tokens (auto"), (1000, "data.max_length=1000 is more than this model takes (128 tokens)")])
-def test_max_length_follows_the_data_and_never_passes_the_model(tiny_run_config, setting, said):
+@pytest.mark.parametrize("setting, method, said, kept", [
+    ("auto", "lora", "max length: 128 tokens (auto", 128),
+    (1000, "lora", "data.max_length=1000 is more than this model takes with this method (128 tokens)", 128),
+    ("auto", "prompt", "max length: 108 tokens (auto", 108),  # 20 virtual tokens take positions too
+])
+def test_max_length_follows_the_data_and_never_passes_the_model(tiny_run_config, setting, method, said, kept):
     """Movie reviews are longer than the tiny BERT's 128 positions: auto takes the model's limit,
     and a larger number is cut to it with a warning (it used to crash on a position index)."""
-    cfg = tiny_run_config(**{"data.dataset": "imdb", "data.max_train_samples": 32, "data.max_eval_samples": 16, "train.epochs": 1, "data.max_length": setting})
+    cfg = tiny_run_config(**{"data.dataset": "imdb", "data.max_train_samples": 32, "data.max_eval_samples": 16, "train.epochs": 1,
+                             "data.max_length": setting, "method.name": method})
     lines = []
     result = run(cfg, log=lines.append)
     assert any(said in line for line in lines)
-    assert json.loads((result.run_dir / "liftkit.json").read_text())["max_length"] == 128
+    assert json.loads((result.run_dir / "liftkit.json").read_text())["max_length"] == kept
     assert liftkit.load_config(result.run_dir / "config.yaml").data.max_length == setting  # the setting, not its value: a rerun recomputes

@@ -147,7 +147,9 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     set_seed(cfg.train.seed)  # before the head is initialised: same seed, same run
     model = load_classifier(cfg.model, splits.label_names, tokenizer)
     arch = arch_of(model)
-    max_length = _max_length(cfg.data.max_length, splits, tokenizer, model, log)
+    # virtual tokens (prompt, p-tuning; a decoder's prefix shifts positions too) take positions from the texts
+    limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
+    max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log)
     tokens = {name: tokenize(getattr(splits, name), tokenizer, max_length) for name in ("train", "validation", "test")}
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
@@ -159,15 +161,14 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length)
 
 
-def _max_length(setting: int | str, splits: Splits, tokenizer: Any, model: torch.nn.Module, log: Callable[[str], None]) -> int:
-    """data.max_length as a number of tokens: as set, or (auto) from the training texts."""
-    limit = length_limit(model, tokenizer)
+def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, log: Callable[[str], None]) -> int:
+    """data.max_length as a number of tokens: as set, or (auto) from the training texts; at most `limit`."""
     if setting != "auto":
         if setting > limit:
-            log(f"warning: data.max_length={setting} is more than this model takes ({limit} tokens): texts are cut at {limit}")
+            log(f"warning: data.max_length={setting} is more than this model takes with this method ({limit} tokens): texts are cut at {limit}")
         return min(setting, limit)
     chosen = auto_max_length(splits.train, tokenizer, limit)
-    log(f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit})")
+    log(f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit} with this method)")
     return chosen
 
 
@@ -187,7 +188,8 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
     params = parameter_counts(model)
     log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)")
     main = p.accelerator.is_main_process
-    hyper = {**tracking.flatten(cfg.to_dict()), "train.learning_rate": cfg.learning_rate}  # the rate used, not null for "the method's default"
+    # the values used, not null for "the method's default" or auto for "from the data"
+    hyper = {**tracking.flatten(cfg.to_dict()), "train.learning_rate": cfg.learning_rate, "data.max_length": p.max_length}
     trackers = tracking.trackers(cfg.train.report_to, out, hyper) if main else []
     with contextlib.ExitStack() as opened:
         history = JsonlLogger(run_dir.history_path(out))
