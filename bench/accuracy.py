@@ -69,8 +69,10 @@ def _settings(config: dict) -> dict:
 
 
 def _mean_std(values: list[float], digits: int = 4) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+    """mean ± std over seeds; one seed has no spread to show."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(rows: list[dict]) -> str:
