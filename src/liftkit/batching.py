@@ -69,9 +69,7 @@ def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int
     must not set the cap; a percentile of the data, not a constant: 128 tokens suit tweets but
     keep less than half of a movie review. The lengths come from the cached tokenization at
     `limit`, so measuring costs one tokenizer pass at most."""
-    lengths = tokenize(split, tokenizer, limit).lengths
-    if not len(lengths):
-        return limit
+    lengths = tokenize(split, tokenizer, limit).lengths  # never empty: load_splits refuses an empty train split
     wanted = int(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) / 8) * 8)
     return max(8, min(limit, wanted))
 
