@@ -7,9 +7,13 @@ On the emotion test split (2,000 texts) with a default `lift run`:
   export, which plain transformers loads), batch_size 32;
 - liftkit's predictor (`liftkit.load`) on torch (LoRA merged at load), on the ONNX export (fp32)
   and on the int8 export.
-Each system is loaded (timed), warmed up, then timed over the whole split (texts/s) and over
-single-text calls (p50 / p99 latency), all in this one process, one after another, so they
-share the machine's state. Prints one JSON line: per system load time, texts/s, p50/p99 ms,
+Each system runs in its own child process, as a user's program would: liftkit's ONNX predictor
+never imports torch, and torch's spinning OpenMP threads in the same process would slow it (and
+onnxruntime's would slow torch). A system's first child loads it (timed), warms it up and times
+the whole split (texts/s, accuracy) and a block of single-text calls; further rounds start the
+systems again, in turn, for the next blocks of the same texts, so that a shared machine's drift
+(its speed wanders by tens of percent within minutes) falls on every system alike. p50 / p99
+latency pool all rounds. Prints one JSON line: per system load time, texts/s, p50/p99 ms,
 accuracy, and the ratios the acceptance asks for.
 
     python bench/infer_speed.py --run runs/emotion-lora-...   # a finished default emotion run
@@ -25,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,38 +55,34 @@ def _quick_run(folder: Path) -> Path:
     from liftkit.pipeline import run
 
     cfg = load_config(None, {"data.max_train_samples": 2000, "train.epochs": 1, "output_dir": str(folder / "run")})
-    os.environ["TQDM_DISABLE"] = "1"  # no training progress bar in a benchmark's output
     return run(cfg, log=lambda m: None).run_dir
 
 
 def _measure(name: str, load: Callable[[], Any], batch: Callable[[Any, list[str]], np.ndarray],
-             single: Callable[[Any, str], Any], texts: list[str], labels: np.ndarray, singles: int) -> dict[str, Any]:
-    """Load time, whole-split throughput and accuracy, single-text latency percentiles."""
-    start = time.perf_counter()
+             single: Callable[[Any, str], Any], job: dict[str, Any]) -> dict[str, Any]:
+    """In a child: load time (imports included: liftkit imports torch only when it needs it); with `job["throughput"]`, whole-split texts/s and accuracy; the
+    milliseconds of each single-text call over `job["singles"]`."""
+    texts, labels = job["texts"], np.asarray(job["labels"])
     system = load()
-    load_s = time.perf_counter() - start
+    load_s = time.perf_counter() - job["started"]
     for text in texts[:5]:  # warm-up: first calls allocate and pick kernels
         single(system, text)
     batch(system, texts[:64])
-    start = time.perf_counter()
-    predicted = batch(system, texts)
-    batch_s = time.perf_counter() - start
-    times = []
-    for text in texts[:singles]:
+    result: dict[str, Any] = {"load_s": round(load_s, 2)}
+    if job["throughput"]:
+        start = time.perf_counter()
+        predicted = batch(system, texts)
+        batch_s = time.perf_counter() - start
+        result |= {"texts_per_s": round(len(texts) / batch_s, 1), "accuracy": round(float((predicted == labels).mean()), 4)}
+    ms = []
+    for text in job["singles"]:
         start = time.perf_counter()
         single(system, text)
-        times.append(time.perf_counter() - start)
-    ms = sorted(t * 1000 for t in times)
-    result = {
-        "load_s": round(load_s, 2), "texts_per_s": round(len(texts) / batch_s, 1),
-        "p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
-        "accuracy": round(float((predicted == labels).mean()), 4),
-    }
-    print(f"{name:>16}: {result}", file=sys.stderr)
-    return result
+        ms.append((time.perf_counter() - start) * 1000)
+    return result | {"single_ms": ms}
 
 
-def peer_a(run: Path, texts: list[str], labels: np.ndarray, singles: int) -> dict[str, Any]:
+def peer_a(job: dict[str, Any]) -> dict[str, Any]:
     """The reference predict loop: base model + PeftModel, one text per call."""
     import torch
     from peft import PeftModel
@@ -89,6 +90,7 @@ def peer_a(run: Path, texts: list[str], labels: np.ndarray, singles: int) -> dic
 
     from liftkit.modeling import resolve_model_source
 
+    run = Path(job["path"])
     manifest = json.loads((run / "liftkit.json").read_text())
 
     def load():
@@ -106,17 +108,17 @@ def peer_a(run: Path, texts: list[str], labels: np.ndarray, singles: int) -> dic
     def batch(system, many):
         return np.array([single(system, text) for text in many])
 
-    return _measure("peer A (loop)", load, batch, single, texts, labels, singles)
+    return _measure("peer A (loop)", load, batch, single, job)
 
 
-def peer_b(hf_export: Path, texts: list[str], labels: np.ndarray, singles: int, names: list[str]) -> dict[str, Any]:
+def peer_b(job: dict[str, Any]) -> dict[str, Any]:
     """transformers.pipeline on the merged model, batch_size 32."""
     from transformers import pipeline
 
-    index = {name: i for i, name in enumerate(names)}
+    index = {name: i for i, name in enumerate(job["names"])}
 
     def load():
-        return pipeline("text-classification", model=str(hf_export), device="cpu")
+        return pipeline("text-classification", model=job["path"], device="cpu")
 
     def batch(classify, many):
         return np.array([index[out["label"]] for out in classify(many, batch_size=32, truncation=True)])
@@ -124,16 +126,61 @@ def peer_b(hf_export: Path, texts: list[str], labels: np.ndarray, singles: int, 
     def single(classify, text):
         return classify(text, truncation=True)
 
-    return _measure("peer B (pipeline)", load, batch, single, texts, labels, singles)
+    return _measure("peer B (pipeline)", load, batch, single, job)
 
 
-def ours(name: str, path: Path, texts: list[str], labels: np.ndarray, singles: int) -> dict[str, Any]:
+def ours(job: dict[str, Any]) -> dict[str, Any]:
     import liftkit
 
     return _measure(
-        name, lambda: liftkit.load(path), lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
-        lambda p, text: p.predict_proba([text]), texts, labels, singles,
+        "liftkit", lambda: liftkit.load(job["path"]), lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
+        lambda p, text: p.predict_proba([text]), job,
     )
+
+
+def _child(system: str, job_file: Path) -> None:
+    started = time.perf_counter()
+    warnings.filterwarnings("ignore")
+    if system.startswith("peer"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    job = json.loads(job_file.read_text()) | {"started": started}
+    print(json.dumps({"peer_a": peer_a, "peer_b": peer_b, "liftkit": ours}[system](job)))
+
+
+def _in_child(system: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
+    job_file = work / "job.json"
+    job_file.write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", system, "--job", str(job_file)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{system} child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_all(systems: dict[str, tuple[str, dict[str, Any]]], texts: list[str], labels: list[int],
+                 singles: int, rounds: int, work: Path) -> dict[str, dict[str, Any]]:
+    """Every system's figures: round 1 measures load, throughput and the first block of
+    single-text calls; later rounds only more blocks, the systems taking turns."""
+    per_round = -(-singles // rounds)
+    results: dict[str, dict[str, Any]] = {}
+    times: dict[str, list[float]] = {key: [] for key in systems}
+    for r in range(rounds):
+        block = texts[r * per_round : min(singles, (r + 1) * per_round)]
+        for key, (kind, extra) in systems.items():
+            job = {"texts": texts, "labels": labels, "singles": block, "throughput": r == 0, **extra}
+            out = _in_child(kind, job, work)
+            times[key] += out.pop("single_ms")
+            if r == 0:
+                results[key] = out
+                print(f"{key:>22}: {out}", file=sys.stderr)
+    for key, ms in times.items():
+        ms.sort()
+        results[key] |= {"p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
+        print(f"{key:>22}: p50 {results[key]['p50_ms']} ms, p99 {results[key]['p99_ms']} ms over {len(ms)} calls", file=sys.stderr)
+    return results
 
 
 def main() -> None:
@@ -141,8 +188,13 @@ def main() -> None:
     parser.add_argument("--run", help="a finished emotion LoRA run folder (default: train a small one)")
     parser.add_argument("--quick", action="store_true", help="500 texts, 100 single calls: under 2 minutes")
     parser.add_argument("--singles", type=int, help="single-text calls to time (default 300, quick 100)")
+    parser.add_argument("--child", choices=["peer_a", "peer_b", "liftkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(args.child, args.job)
     warnings.filterwarnings("ignore")
+    os.environ["TQDM_DISABLE"] = "1"  # no training progress bar in a benchmark's output (read when tqdm is imported)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -161,13 +213,13 @@ def main() -> None:
         result = export(run, fmt, quantize, output=work / f"{fmt}{quantize or ''}", max_samples=500, log=lambda m: None)
         exports[fmt + (quantize or "")] = (result.folder, round(time.perf_counter() - start, 1), result.info)
     names = json.loads((run / "liftkit.json").read_text())["labels"]
-    systems = {
-        "peer_a_reference_loop": peer_a(run, texts, labels, singles),
-        "peer_b_pipeline_b32": peer_b(exports["hf"][0], texts, labels, singles, names),
-        "liftkit_torch": ours("liftkit torch", run, texts, labels, singles),
-        "liftkit_onnx_fp32": ours("liftkit onnx", exports["onnx"][0], texts, labels, singles),
-        "liftkit_onnx_int8": ours("liftkit onnx int8", exports["onnxint8"][0], texts, labels, singles),
-    }
+    systems = _measure_all({
+        "peer_a_reference_loop": ("peer_a", {"path": str(run)}),
+        "peer_b_pipeline_b32": ("peer_b", {"path": str(exports["hf"][0]), "names": names}),
+        "liftkit_torch": ("liftkit", {"path": str(run)}),
+        "liftkit_onnx_fp32": ("liftkit", {"path": str(exports["onnx"][0])}),
+        "liftkit_onnx_int8": ("liftkit", {"path": str(exports["onnxint8"][0])}),
+    }, texts, [int(x) for x in labels], singles, 2 if args.quick else 3, work)
     for key, name in (("liftkit_onnx_fp32", "onnx"), ("liftkit_onnx_int8", "onnxint8")):
         systems[key]["export_s"] = exports[name][1]
         systems[key]["model_mb"] = round(exports[name][2]["model_size_bytes"] / 1e6, 1)
