@@ -8,7 +8,7 @@ LoRA in the top half of the layers with the frozen bottom half cached), and with
 layer (`train_layers: null`, nothing to cache), which prices the default's accuracy trade-off.
 Prints one JSON line: per system wall time, samples/s, tokens/s, peak RSS, test accuracy and
 macro-F1, the speed ratios, and liftkit's achieved FLOP/s (matmul work it executed / wall time)
-as a fraction of this machine's measured fp32 matmul peak.
+as a fraction of this machine's measured matmul peak in that precision (fp32 on the CPU, bf16 on a GPU).
 
     python bench/train_speed.py --quick      # a subset, under 3 minutes
     python bench/train_speed.py              # full emotion, 3 epochs
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def peer(args: argparse.Namespace) -> dict:
         output_dir=str(Path(args.workdir) / "peer"), learning_rate=args.peer_lr, per_device_train_batch_size=16,
         per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01, eval_strategy="epoch",
         save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="accuracy", seed=args.seed,
-        report_to=[], disable_tqdm=True, use_cpu=True,
+        report_to=[], disable_tqdm=True, **_peer_device(),
     )
     trainer = Trainer(model=model, args=targs, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
@@ -124,16 +125,39 @@ def liftkit_run(args: argparse.Namespace) -> dict:
     }
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """The machine's fp32 matmul throughput: the ceiling any training run can reach."""
+def _peer_device() -> dict:
+    """The peer trains where liftkit does, in the same precision: the CPU in fp32, else the GPU
+    with bf16 (fp16 where bf16 is missing), as liftkit's `mixed_precision: auto` picks."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    if not torch.cuda.is_available():
+        return {"use_cpu": True}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
+def matmul_peak_gflops(repeats: int = 10) -> float:
+    """The machine's matmul throughput in liftkit's training precision (fp32 on the CPU, bf16 on
+    a GPU): the ceiling any training run can reach."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    size, where = (8192, {"device": "cuda", "dtype": torch.bfloat16}) if cuda else (2048, {})
+    a, b = torch.randn(size, size, **where), torch.randn(size, size, **where)
     torch.mm(a, b)
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    if cuda:
+        torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def layer_weights(model_name: str) -> tuple[float, int]:
@@ -197,7 +221,7 @@ def main() -> None:
     peak = matmul_peak_gflops()
     achieved = executed_flops(results["liftkit"], args.epochs, args.model) / results["liftkit"]["train_wall_s"] / 1e9
     print(json.dumps({
-        "mode": "quick" if args.quick else "full", "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
+        "mode": "quick" if args.quick else "full", "device": _device_name(), "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
         "train_rows": args.max_train or "all", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         **results,
         "speedup_wall": results["peer"]["train_wall_s"] / results["liftkit"]["train_wall_s"],
