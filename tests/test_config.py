@@ -121,3 +121,12 @@ def test_max_length_is_auto_by_default_or_a_number(given, parsed):
 def test_a_bad_max_length_is_named(given, fragment):
     with pytest.raises(LiftError, match=fragment):
         load_config(None, {"data.max_length": given})
+
+
+@pytest.mark.parametrize("given", [256.0, True])
+def test_a_max_length_built_in_python_must_be_whole(given):
+    # a config built in Python skips YAML's parsing: 256.0 would otherwise reach the tokenizer as a float
+    from liftkit.config import DataConfig
+
+    with pytest.raises(LiftError, match=f"data.max_length={given!r} must be auto or a whole number"):
+        RunConfig(data=DataConfig(max_length=given)).validate()

@@ -123,3 +123,20 @@ def test_max_length_follows_the_data_and_never_passes_the_model(tiny_run_config,
     assert any(said in line for line in lines)
     assert json.loads((result.run_dir / "liftkit.json").read_text())["max_length"] == kept
     assert liftkit.load_config(result.run_dir / "config.yaml").data.max_length == setting  # the setting, not its value: a rerun recomputes
+
+
+def test_a_resume_refuses_data_that_changed_since_the_kill(tiny_run_config, tmp_path, kill_after_first_epoch):
+    # max_length auto is resolved from the training texts: resuming on longer texts would tokenize
+    # the rest of the run differently from its first epoch, so the resume names the change instead
+    data = tmp_path / "reviews.jsonl"
+    words = "the plot was slow but the acting kept me watching until the very end".split()
+
+    def write(repeat: int) -> None:
+        rows = [{"text": " ".join(words[: 4 + i % 10] * repeat), "label": ["neg", "pos"][i % 2]} for i in range(120)]
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    write(1)
+    kill_after_first_epoch(tiny_run_config("bert", **{"data.dataset": str(data), "data.max_length": "auto", "output_dir": str(tmp_path / "cut")}))
+    write(3)
+    with pytest.raises(LiftError, match=r"the interrupted run's data differs from this one's \(data.max_length \d+ then, \d+ now\): restore"):
+        run(liftkit.load_config(tmp_path / "cut" / "config.yaml"), resume=True, log=lambda m: None)

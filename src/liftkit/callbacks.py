@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from liftkit import checkpoint
+from liftkit.errors import LiftError
 from liftkit.record import EpochRecord, SplitMetrics
 from liftkit.tracking import MetricLogger
 
@@ -114,12 +115,17 @@ class ProgressBar(Callback):
 
 class Checkpointer(Callback):
     """Resumes from `root/last` (when `resume`), saves the best and the last epoch after each
-    epoch, and puts the best epoch's weights back at the end: the model returned is the best one."""
+    epoch, and puts the best epoch's weights back at the end: the model returned is the best one.
 
-    def __init__(self, root: Path, resume: bool = False, log: Callable[[str], None] = print):
+    `settings` are values resolved from the data at start (the length `auto` chose, the number of
+    training rows): saved with each checkpoint and compared on resume, because data changed
+    between the kill and the resume would otherwise go on training on other inputs unnoticed."""
+
+    def __init__(self, root: Path, resume: bool = False, log: Callable[[str], None] = print, settings: dict[str, Any] | None = None):
         self.root = root
         self.resume = resume
         self.log = log
+        self.settings = settings or {}
 
     def on_train_begin(self, state: TrainState) -> None:
         if not self.resume:
@@ -130,6 +136,9 @@ class Checkpointer(Callback):
             if state.is_main:
                 self.log("resume: no complete checkpoint yet, training from the start")
             return
+        changed = [f"{k} {saved['settings'][k]} then, {v} now" for k, v in self.settings.items() if saved.get("settings", {}).get(k, v) != v]
+        if changed:
+            raise LiftError(f"the interrupted run's data differs from this one's ({'; '.join(changed)}): restore the data it trained on, or --overwrite to start again")
         state.epoch = state.resumed_from_epoch = saved["epoch"]
         state.history = [EpochRecord.from_dict(h) for h in saved["history"]]
         state.best_epoch, state.best_score = saved["best_epoch"], saved["best_score"]
@@ -144,7 +153,7 @@ class Checkpointer(Callback):
         if state.improved:
             checkpoint.save_best(self.root, t.model, state.epoch)
         history = [h.to_dict() for h in state.history]
-        saved = {"epoch": state.epoch, "history": history, "best_epoch": state.best_epoch, "best_score": state.best_score, "step": state.step}
+        saved = {"epoch": state.epoch, "history": history, "best_epoch": state.best_epoch, "best_score": state.best_score, "step": state.step, "settings": self.settings}
         checkpoint.save_last(self.root, t.model, t.optimizer, t.scheduler, saved)
 
     def on_train_end(self, state: TrainState) -> None:

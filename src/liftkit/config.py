@@ -49,9 +49,10 @@ class DataConfig:
         out = []
         if not self.dataset:
             out.append("data.dataset is empty: name a dataset, e.g. --dataset emotion")
-        if isinstance(self.max_length, str) and self.max_length != "auto":
+        whole = isinstance(self.max_length, int) and not isinstance(self.max_length, bool)
+        if self.max_length != "auto" and not whole:  # a float or bool built in Python, not parsed from YAML
             out.append(f"data.max_length={self.max_length!r} must be auto or a whole number of tokens (8 or more)")
-        elif isinstance(self.max_length, int) and self.max_length < 8:
+        elif whole and self.max_length < 8:
             out.append(f"data.max_length={self.max_length} is too small: use 8 or more (or auto)")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)

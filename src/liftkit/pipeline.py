@@ -198,7 +198,8 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             opened.callback(_beside, f"closing the {cfg.train.report_to} run", tracker.close, log)
         loggers = [history, *trackers]
         callbacks = [
-            Checkpointer(run_dir.checkpoint_dir(out), resume, log), EarlyStopping(cfg.train.early_stopping_patience),
+            Checkpointer(run_dir.checkpoint_dir(out), resume, log, {"data.max_length": p.max_length, "training rows": len(p.tokens["train"])}),
+            EarlyStopping(cfg.train.early_stopping_patience),
             MetricLogging(loggers, cfg.train.log_every), ProgressBar(),
         ]
         trained = fit(
