@@ -9,12 +9,13 @@ On the emotion test split (2,000 texts) with a default `lift run`:
   and on the int8 export.
 Each system runs in its own child process, as a user's program would: liftkit's ONNX predictor
 never imports torch, and torch's spinning OpenMP threads in the same process would slow it (and
-onnxruntime's would slow torch). A system's first child loads it (timed), warms it up and times
-the whole split (texts/s, accuracy) and a block of single-text calls; further rounds start the
-systems again, in turn, for the next blocks of the same texts, so that a shared machine's drift
-(its speed wanders by tens of percent within minutes) falls on every system alike. p50 / p99
-latency pool all rounds. Prints one JSON line: per system load time, texts/s, p50/p99 ms,
-accuracy, and the ratios the acceptance asks for.
+onnxruntime's would slow torch). Every child loads its system (timed from the child's start),
+warms it up and times a block of single-text calls; the first round's children also time the
+whole split (texts/s, accuracy). Each round starts the systems again, in turn (the order rotating
+by one per round), for the next block of the same texts, so that a shared machine's drift (its
+speed wanders by tens of percent within minutes) falls on every system alike. p50 / p99 latency
+pool all rounds; load time is the median over rounds. Prints one JSON line: per system load time,
+texts/s, p50/p99 ms, accuracy, and the ratios the acceptance asks for.
 
     python bench/infer_speed.py --run runs/emotion-lora-...   # a finished default emotion run
     python bench/infer_speed.py --quick                       # no run given: trains a small one; under 2 minutes
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,17 +60,21 @@ def _quick_run(folder: Path) -> Path:
     return run(cfg, log=lambda m: None).run_dir
 
 
-def _measure(name: str, load: Callable[[], Any], batch: Callable[[Any, list[str]], np.ndarray],
+CHILD_TIMEOUT_S = 1800  # one system's child: load, the whole split, a block of single calls
+
+
+def _measure(load: Callable[[], Any], batch: Callable[[Any, list[str]], np.ndarray],
              single: Callable[[Any, str], Any], job: dict[str, Any]) -> dict[str, Any]:
-    """In a child: load time (imports included: liftkit imports torch only when it needs it); with `job["throughput"]`, whole-split texts/s and accuracy; the
-    milliseconds of each single-text call over `job["singles"]`."""
+    """In a child: load time, from the child's start (interpreter and imports included: liftkit
+    imports torch only when it needs it); with `job["throughput"]`, whole-split texts/s and
+    accuracy; the milliseconds of each single-text call over `job["singles"]`."""
     texts, labels = job["texts"], np.asarray(job["labels"])
     system = load()
-    load_s = time.perf_counter() - job["started"]
+    load_s = time.time() - job["spawned"]
     for text in texts[:5]:  # warm-up: first calls allocate and pick kernels
         single(system, text)
     batch(system, texts[:64])
-    result: dict[str, Any] = {"load_s": round(load_s, 2)}
+    result: dict[str, Any] = {"load_s": load_s}
     if job["throughput"]:
         start = time.perf_counter()
         predicted = batch(system, texts)
@@ -108,7 +114,7 @@ def peer_a(job: dict[str, Any]) -> dict[str, Any]:
     def batch(system, many):
         return np.array([single(system, text) for text in many])
 
-    return _measure("peer A (loop)", load, batch, single, job)
+    return _measure(load, batch, single, job)
 
 
 def peer_b(job: dict[str, Any]) -> dict[str, Any]:
@@ -126,59 +132,66 @@ def peer_b(job: dict[str, Any]) -> dict[str, Any]:
     def single(classify, text):
         return classify(text, truncation=True)
 
-    return _measure("peer B (pipeline)", load, batch, single, job)
+    return _measure(load, batch, single, job)
 
 
 def ours(job: dict[str, Any]) -> dict[str, Any]:
     import liftkit
 
     return _measure(
-        "liftkit", lambda: liftkit.load(job["path"]), lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
+        lambda: liftkit.load(job["path"]), lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
         lambda p, text: p.predict_proba([text]), job,
     )
 
 
 def _child(system: str, job_file: Path) -> None:
-    started = time.perf_counter()
     warnings.filterwarnings("ignore")
     if system.startswith("peer"):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    job = json.loads(job_file.read_text()) | {"started": started}
+    job = json.loads(job_file.read_text())
     print(json.dumps({"peer_a": peer_a, "peer_b": peer_b, "liftkit": ours}[system](job)))
 
 
 def _in_child(system: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
     job_file = work / "job.json"
-    job_file.write_text(json.dumps(job))
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", system, "--job", str(job_file)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"{system} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    job_file.write_text(json.dumps(job | {"spawned": time.time()}))
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", system, "--job", str(job_file)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        sys.exit(f"{system} child ran past {CHILD_TIMEOUT_S} s and was stopped")
+    except (IndexError, json.JSONDecodeError):
+        sys.exit(f"{system} child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def _measure_all(systems: dict[str, tuple[str, dict[str, Any]]], texts: list[str], labels: list[int],
                  singles: int, rounds: int, work: Path) -> dict[str, dict[str, Any]]:
-    """Every system's figures: round 1 measures load, throughput and the first block of
-    single-text calls; later rounds only more blocks, the systems taking turns."""
+    """Every system's figures: round 1 also measures throughput and accuracy; every round times
+    the next block of single-text calls, the systems taking turns in an order that rotates by
+    one each round (so no system always runs first); load time is the median over rounds."""
     per_round = -(-singles // rounds)
     results: dict[str, dict[str, Any]] = {}
     times: dict[str, list[float]] = {key: [] for key in systems}
+    loads: dict[str, list[float]] = {key: [] for key in systems}
+    keys = list(systems)
     for r in range(rounds):
         block = texts[r * per_round : min(singles, (r + 1) * per_round)]
-        for key, (kind, extra) in systems.items():
-            job = {"texts": texts, "labels": labels, "singles": block, "throughput": r == 0, **extra}
-            out = _in_child(kind, job, work)
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            kind, extra = systems[key]
+            out = _in_child(kind, {"texts": texts, "labels": labels, "singles": block, "throughput": r == 0, **extra}, work)
             times[key] += out.pop("single_ms")
+            loads[key].append(out.pop("load_s"))
             if r == 0:
                 results[key] = out
                 print(f"{key:>22}: {out}", file=sys.stderr)
     for key, ms in times.items():
         ms.sort()
-        results[key] |= {"p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
+        results[key] |= {"load_s": round(statistics.median(loads[key]), 2), "p50_ms": round(statistics.median(ms), 2),
+                         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
         print(f"{key:>22}: p50 {results[key]['p50_ms']} ms, p99 {results[key]['p99_ms']} ms over {len(ms)} calls", file=sys.stderr)
     return results
 
@@ -193,6 +206,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return _child(args.child, args.job)
+    if args.singles is not None and args.singles < 2:
+        parser.error("--singles must be 2 or more")
     warnings.filterwarnings("ignore")
     os.environ["TQDM_DISABLE"] = "1"  # no training progress bar in a benchmark's output (read when tqdm is imported)
     from transformers.utils import logging as hf_logging
@@ -206,7 +221,7 @@ def main() -> None:
     texts, labels = _test_split(run)
     if args.quick:
         texts, labels = texts[:500], labels[:500]
-    singles = args.singles or (100 if args.quick else 300)
+    singles = min(args.singles or (100 if args.quick else 300), len(texts))
     exports = {}
     for fmt, quantize in (("hf", None), ("onnx", None), ("onnx", "int8")):
         start = time.perf_counter()
@@ -229,7 +244,7 @@ def main() -> None:
     a, b = systems["peer_a_reference_loop"], systems["peer_b_pipeline_b32"]
     print(json.dumps({
         "bench": "infer_speed", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} CPU",
-        "run": str(run), "texts": len(texts), "single_calls": singles, "quick": args.quick, "systems": systems,
+        "run": str(run) if args.run else "a quick run (deleted)", "texts": len(texts), "single_calls": singles, "quick": args.quick, "systems": systems,
         "ratios": {
             "fastest_backend": fastest,
             "throughput_vs_pipeline": round(systems[fastest]["texts_per_s"] / b["texts_per_s"], 2),
@@ -238,6 +253,7 @@ def main() -> None:
             "int8_minus_fp32_accuracy_points": round((systems["liftkit_onnx_int8"]["accuracy"] - systems["liftkit_onnx_fp32"]["accuracy"]) * 100, 2),
         },
     }))
+    shutil.rmtree(work, ignore_errors=True)  # the exports (~115 MB) and the quick run
 
 
 if __name__ == "__main__":

@@ -136,12 +136,13 @@ def _peer_device() -> dict:
 
 
 def matmul_peak_gflops(repeats: int = 10) -> float:
-    """The machine's matmul throughput in liftkit's training precision (fp32 on the CPU, bf16 on
-    a GPU): the ceiling any training run can reach."""
+    """The machine's matmul throughput in liftkit's training precision (fp32 on the CPU, bf16 or
+    fp16 on a GPU, as `_peer_device` picks): the ceiling any training run can reach."""
     import torch
 
     cuda = torch.cuda.is_available()
-    size, where = (8192, {"device": "cuda", "dtype": torch.bfloat16}) if cuda else (2048, {})
+    half = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    size, where = (8192, {"device": "cuda", "dtype": half}) if cuda else (2048, {})
     a, b = torch.randn(size, size, **where), torch.randn(size, size, **where)
     torch.mm(a, b)
     if cuda:
@@ -154,10 +155,17 @@ def matmul_peak_gflops(repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def _one_gpu() -> dict[str, str]:
+    """Each child sees one GPU: on several, HF Trainer would spread the peer over all of them
+    (DataParallel) while liftkit trains on one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return {"CUDA_VISIBLE_DEVICES": visible.split(",")[0] if visible else "0"}
+
+
 def _device_name() -> str:
     import torch
 
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} CPUs"
 
 
 def layer_weights(model_name: str) -> tuple[float, int]:
@@ -214,7 +222,7 @@ def main() -> None:
                "--epochs", str(args.epochs), "--seed", str(args.seed), "--peer-lr", str(args.peer_lr), "--workdir", args.workdir, *extra]
         cmd += ["--max-train", str(args.max_train)] if args.max_train else []
         cmd += ["--max-eval", str(args.max_eval)] if args.max_eval else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **_one_gpu()})
         if proc.returncode != 0:
             sys.exit(f"{system} failed:\n{proc.stderr[-3000:]}")
         results[system] = json.loads(proc.stdout.strip().splitlines()[-1])

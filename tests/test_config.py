@@ -130,3 +130,11 @@ def test_a_max_length_built_in_python_must_be_whole(given):
 
     with pytest.raises(LiftError, match=f"data.max_length={given!r} must be auto or a whole number"):
         RunConfig(data=DataConfig(max_length=given)).validate()
+
+
+def test_a_numpy_integer_max_length_is_a_whole_number():
+    import numpy as np
+
+    from liftkit.config import DataConfig
+
+    assert RunConfig(data=DataConfig(max_length=np.int64(128))).validate().data.max_length == 128

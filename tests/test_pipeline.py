@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import liftkit
+from liftkit import run_dir
 from liftkit.data import load_splits
 from liftkit.errors import LiftError
 from liftkit.pipeline import run
@@ -138,5 +139,25 @@ def test_a_resume_refuses_data_that_changed_since_the_kill(tiny_run_config, tmp_
     write(1)
     kill_after_first_epoch(tiny_run_config("bert", **{"data.dataset": str(data), "data.max_length": "auto", "output_dir": str(tmp_path / "cut")}))
     write(3)
-    with pytest.raises(LiftError, match=r"the interrupted run's data differs from this one's \(data.max_length \d+ then, \d+ now\): restore"):
+    config = (tmp_path / "cut" / "config.yaml").read_text()
+    with pytest.raises(LiftError, match=r"the training data changed since the interrupted run \(data.max_length \d+ then, \d+ now; training data digest \w+ then, \w+ now\): resume with"):
         run(liftkit.load_config(tmp_path / "cut" / "config.yaml"), resume=True, log=lambda m: None)
+    # a data.* override given with --resume is refused the same way, and leaves the config as it was
+    write(1)
+    with pytest.raises(LiftError, match=r"training rows \d+ then, \d+ now"):
+        run(liftkit.load_config(tmp_path / "cut" / "config.yaml", {"data.max_train_samples": 60}), resume=True, log=lambda m: None)
+    assert (tmp_path / "cut" / "config.yaml").read_text() == config
+    resumed = run(liftkit.load_config(tmp_path / "cut" / "config.yaml"), resume=True, log=lambda m: None).metrics
+    assert resumed["train"]["resumed_from_epoch"] == 1
+
+
+def test_a_checkpoint_from_before_settings_were_kept_still_resumes(tmp_path):
+    from liftkit import checkpoint
+    from liftkit.pipeline import _check_unchanged
+
+    root = run_dir.checkpoint_dir(tmp_path)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    checkpoint.save_last(root, model, optimizer, scheduler, {"epoch": 1, "history": [], "best_epoch": 1, "best_score": 0.5, "step": 6})
+    _check_unchanged(tmp_path, {"data.max_length": 64, "training rows": 90})  # nothing to compare: no error

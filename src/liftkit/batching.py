@@ -40,6 +40,15 @@ class TokenizedSplit(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         return self.ids[i], int(self.labels[i])
 
+    def digest(self) -> str:
+        """A hash of the rows' tokens and labels: equal digests, equal training inputs."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(self.lengths.tobytes())
+        digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
+        for ids in self.ids:
+            digest.update(np.asarray(ids).tobytes())
+        return digest.hexdigest()
+
 
 def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) -> TokenizedSplit:
     """Tokenize once; later runs with the same tokenizer, texts and max_length read the cache."""

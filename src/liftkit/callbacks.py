@@ -18,7 +18,6 @@ import torch
 from tqdm.auto import tqdm
 
 from liftkit import checkpoint
-from liftkit.errors import LiftError
 from liftkit.record import EpochRecord, SplitMetrics
 from liftkit.tracking import MetricLogger
 
@@ -117,9 +116,8 @@ class Checkpointer(Callback):
     """Resumes from `root/last` (when `resume`), saves the best and the last epoch after each
     epoch, and puts the best epoch's weights back at the end: the model returned is the best one.
 
-    `settings` are values resolved from the data at start (the length `auto` chose, the number of
-    training rows): saved with each checkpoint and compared on resume, because data changed
-    between the kill and the resume would otherwise go on training on other inputs unnoticed."""
+    `settings` (what the run resolved from its data) are saved with each checkpoint, for
+    `pipeline` to compare on resume before any work is done (`checkpoint.last_state`)."""
 
     def __init__(self, root: Path, resume: bool = False, log: Callable[[str], None] = print, settings: dict[str, Any] | None = None):
         self.root = root
@@ -136,9 +134,6 @@ class Checkpointer(Callback):
             if state.is_main:
                 self.log("resume: no complete checkpoint yet, training from the start")
             return
-        changed = [f"{k} {saved['settings'][k]} then, {v} now" for k, v in self.settings.items() if saved.get("settings", {}).get(k, v) != v]
-        if changed:
-            raise LiftError(f"the interrupted run's data differs from this one's ({'; '.join(changed)}): restore the data it trained on, or --overwrite to start again")
         state.epoch = state.resumed_from_epoch = saved["epoch"]
         state.history = [EpochRecord.from_dict(h) for h in saved["history"]]
         state.best_epoch, state.best_score = saved["best_epoch"], saved["best_score"]

@@ -134,18 +134,26 @@ def save_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
     _replace_dir(tmp, root / "last")
 
 
+def last_state(root: Path) -> dict[str, Any] | None:
+    """The last complete checkpoint's training state (epoch, history, settings), read without
+    loading any tensor; None when there is none."""
+    last = root / "last"
+    return json.loads((last / "state.json").read_text()) if _epoch(last) is not None else None
+
+
 def load_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
     """Restore the last checkpoint into model/optimizer/scheduler; None when there is no complete
     one (`recover` first settles what an interrupted swap left)."""
-    last = root / "last"
-    if _epoch(last) is None:
+    state = last_state(root)
+    if state is None:
         return None
+    last = root / "last"
     load_trainable(model, last / "trainable.safetensors")
     extra = torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["rng"])
-    return json.loads((last / "state.json").read_text())
+    return state
 
 
 def restore_best(root: Path, model: torch.nn.Module) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ class DataConfig:
         out = []
         if not self.dataset:
             out.append("data.dataset is empty: name a dataset, e.g. --dataset emotion")
-        whole = isinstance(self.max_length, int) and not isinstance(self.max_length, bool)
+        whole = isinstance(self.max_length, numbers.Integral) and not isinstance(self.max_length, bool)
         if self.max_length != "auto" and not whole:  # a float or bool built in Python, not parsed from YAML
             out.append(f"data.max_length={self.max_length!r} must be auto or a whole number of tokens (8 or more)")
         elif whole and self.max_length < 8:

@@ -17,7 +17,6 @@ would exceed `train.cache_max_gb`, the same bottom is recomputed in every step i
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import time
@@ -262,10 +261,5 @@ def reuse_between_runs() -> Iterator[None]:
 def _cache_key(model: nn.Module, depth: int, data: list[TokenizedSplit], padding: Padding) -> tuple[Any, ...]:
     """What the bottom's output depends on: the pretrained weights (by the checkpoint's name), the
     depth, the tokens and their padding; and the labels, which the cached splits carry along."""
-    digest = hashlib.blake2b(digest_size=16)
-    for split in data:
-        digest.update(split.lengths.tobytes())
-        digest.update(np.asarray(split.labels, dtype=np.int64).tobytes())
-        for ids in split.ids:
-            digest.update(np.asarray(ids).tobytes())
-    return (model.config._name_or_path, getattr(model.config, "_commit_hash", None), depth, padding.pad_id, padding.left, digest.hexdigest())
+    digests = tuple(split.digest() for split in data)
+    return (model.config._name_or_path, getattr(model.config, "_commit_hash", None), depth, padding.pad_id, padding.left, digests)

@@ -114,7 +114,8 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
                 run_dir.clear(out)
             if resume:
                 checkpoint.recover(run_dir.checkpoint_dir(out))
-            run_dir.write_text(out / run_dir.CONFIG, cfg.to_yaml())
+            else:  # a resume writes its config once its data is known to be the interrupted run's
+                run_dir.write_text(out / run_dir.CONFIG, cfg.to_yaml())
         try:
             record = _run(cfg, out, resume, log)
         except (Exception, KeyboardInterrupt) as exc:
@@ -166,7 +167,7 @@ def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, 
     if setting != "auto":
         if setting > limit:
             log(f"warning: data.max_length={setting} is more than this model takes with this method ({limit} tokens): texts are cut at {limit}")
-        return min(setting, limit)
+        return min(int(setting), limit)  # int: a numpy integer built in Python would not go into JSON
     chosen = auto_max_length(splits.train, tokenizer, limit)
     log(f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit} with this method)")
     return chosen
@@ -174,6 +175,12 @@ def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, 
 
 def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) -> RunRecord:
     p = _prepare(cfg, log)
+    # what the run resolved from its data, kept with each checkpoint and compared on resume
+    settings = {"data.max_length": p.max_length, "training rows": len(p.tokens["train"]), "training data digest": p.tokens["train"].digest()[:12]}
+    if resume:
+        _check_unchanged(out, settings)
+        if p.accelerator.is_main_process:
+            run_dir.write_text(out / run_dir.CONFIG, cfg.to_yaml())
     device, labels = p.accelerator.device, p.splits.label_names
     test_loader = loader(p.tokens["test"], cfg.train.eval_batch_size, p.padding, shuffle=False)
     base = None
@@ -198,7 +205,7 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             opened.callback(_beside, f"closing the {cfg.train.report_to} run", tracker.close, log)
         loggers = [history, *trackers]
         callbacks = [
-            Checkpointer(run_dir.checkpoint_dir(out), resume, log, {"data.max_length": p.max_length, "training rows": len(p.tokens["train"])}),
+            Checkpointer(run_dir.checkpoint_dir(out), resume, log, settings),
             EarlyStopping(cfg.train.early_stopping_patience),
             MetricLogging(loggers, cfg.train.log_every), ProgressBar(),
         ]
@@ -223,6 +230,18 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             for tracker in trackers:
                 _beside(f"sending the finished run to {cfg.train.report_to}", partial(tracker.finish, record, out), log)
     return record
+
+
+def _check_unchanged(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume on other training data than the interrupted run's (changed files, or a
+    data.* override given with --resume): its remaining epochs would train on other inputs."""
+    saved = (checkpoint.last_state(run_dir.checkpoint_dir(out)) or {}).get("settings", {})  # older checkpoints kept none
+    changed = [f"{key} {saved[key]} then, {value} now" for key, value in settings.items() if saved.get(key, value) != value]
+    if changed:
+        raise LiftError(
+            f"the training data changed since the interrupted run ({'; '.join(changed)}): resume with the data and "
+            f"data.* settings it had, or start again with `lift run {out / run_dir.CONFIG} --overwrite`"
+        )
 
 
 def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord) -> None:
