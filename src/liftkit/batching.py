@@ -8,6 +8,7 @@ pad-free, and each batch is padded only to its own longest row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -40,8 +41,11 @@ class TokenizedSplit(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         return self.ids[i], int(self.labels[i])
 
+    @functools.cached_property
     def digest(self) -> str:
-        """A hash of the rows' tokens and labels: equal digests, equal training inputs."""
+        """A hash of the rows' tokens and labels: equal digests, equal training inputs. Computed
+        once: the resume check and the frozen-bottom cache key both ask for it, and a split is
+        never changed after tokenizing."""
         digest = hashlib.blake2b(digest_size=16)
         digest.update(self.lengths.tobytes())
         digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())

@@ -261,5 +261,5 @@ def reuse_between_runs() -> Iterator[None]:
 def _cache_key(model: nn.Module, depth: int, data: list[TokenizedSplit], padding: Padding) -> tuple[Any, ...]:
     """What the bottom's output depends on: the pretrained weights (by the checkpoint's name), the
     depth, the tokens and their padding; and the labels, which the cached splits carry along."""
-    digests = tuple(split.digest() for split in data)
+    digests = tuple(split.digest for split in data)
     return (model.config._name_or_path, getattr(model.config, "_commit_hash", None), depth, padding.pad_id, padding.left, digests)

@@ -176,7 +176,7 @@ def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, 
 def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) -> RunRecord:
     p = _prepare(cfg, log)
     # what the run resolved from its data, kept with each checkpoint and compared on resume
-    settings = {"data.max_length": p.max_length, "training rows": len(p.tokens["train"]), "training data digest": p.tokens["train"].digest()[:12]}
+    settings = {"data.max_length": p.max_length, "training rows": len(p.tokens["train"]), "training data digest": p.tokens["train"].digest[:12]}
     if resume:
         _check_unchanged(out, settings)
         if p.accelerator.is_main_process:
