@@ -23,7 +23,7 @@ from liftkit.cli import main
 from liftkit.config import load_config
 from liftkit.errors import LiftError
 from liftkit.record import Scores, SplitMetrics
-from liftkit.tune import ReportToOptuna, checked_space, open_study, read_space, search_space, tune
+from liftkit.tune import ReportToOptuna, checked_space, make_pruner, open_study, read_space, search_space, tune
 
 SMALL = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-length", "32", "--batch-size", "16"]
 
@@ -69,6 +69,24 @@ def test_a_trial_that_trails_the_study_is_pruned_at_that_epoch():
     with pytest.raises(optuna.TrialPruned, match="0.2000 at epoch 1"):
         ReportToOptuna(bad).on_eval(state, SplitMetrics(Scores(0.3, 0.2, 0.2, 0.2, 0.2, 1.5)))
     assert bad.number == 3 and study.trials[3].intermediate_values == {1: 0.2}
+
+
+def test_lift_tunes_pruners_judge_a_trial_from_its_second_epoch_on():
+    """A trial that trails after its first epoch is kept for a second (the first epoch ends at
+    different points of different schedules); trailing after the second, it is pruned."""
+    for name in ("median", "hyperband"):
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(name))
+        for value in (0.7, 0.75, 0.8, 0.85):  # finished trials, ahead at every epoch
+            trial = study.ask()
+            for epoch in (1, 2, 3):
+                trial.report(value, epoch)
+            study.tell(trial, value)
+        trailing = study.ask()
+        trailing.report(0.1, 1)
+        assert not trailing.should_prune(), name
+        if name == "median":  # Hyperband's brackets share the trials out: its later rungs need more of them
+            trailing.report(0.1, 2)
+            assert trailing.should_prune()
 
 
 def _count_finished(db: Path) -> int:

@@ -141,6 +141,18 @@ class TuneResult:
     page: Path
 
 
+def make_pruner(name: str) -> Any:
+    """The study's pruner. Epochs are searched too, so the first epoch ends at different points of
+    different schedules (and a trial adapting half the layers starts slower than one adapting all):
+    trials are compared from their second epoch on, and only once three trials have finished.
+    Epochs are reported 1-based, and Optuna prunes from step == n_warmup_steps, hence 2."""
+    import optuna
+
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+
+
 def open_study(study_dir: Path, name: str, storage: str | None, seed: int, pruner: str = "median") -> Any:
     """The study in `storage` (default: SQLite in the study folder), created or continued.
 
@@ -171,11 +183,7 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int, prune
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
-    # epochs are searched too, so the first epoch ends at different points of different schedules:
-    # compare trials from their second epoch on, and only once three trials have finished
-    pruners = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-               "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)}
-    study = optuna.create_study(study_name=name, storage=backend, direction="maximize", pruner=pruners[pruner](),
+    study = optuna.create_study(study_name=name, storage=backend, direction="maximize", pruner=make_pruner(pruner),
                                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), load_if_exists=True)
     if study.trials:
         study.sampler = optuna.samplers.TPESampler(seed=hash((seed, len(study.trials), os.getpid())) % 2**31, n_startup_trials=5)
