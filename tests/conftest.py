@@ -18,7 +18,7 @@ DATA_DIR = Path(os.environ.get("LIFT_DATA_DIR", REPO.parent / "shared" / "data")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-# Under pytest-xdist (`-n 2`, the default addopts) two workers share the 2 cores: one torch thread
+# Under pytest-xdist (`-n auto`, the default addopts) the workers share the cores: one torch thread
 # each (set before torch is imported, and inherited by the children the tests start), or their
 # OpenMP pools, spinning on each other's cores, slow both by an order of magnitude.
 if os.environ.get("PYTEST_XDIST_WORKER"):

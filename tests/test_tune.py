@@ -87,6 +87,8 @@ def test_lift_tunes_pruners_judge_a_trial_from_its_second_epoch_on():
         if name == "median":  # Hyperband's brackets share the trials out: its later rungs need more of them
             trailing.report(0.1, 2)
             assert trailing.should_prune()
+    with pytest.raises(LiftError, match="pruner 'asha' is unknown: use median or hyperband"):
+        make_pruner("asha")
 
 
 def _count_finished(db: Path) -> int:

@@ -148,9 +148,11 @@ def make_pruner(name: str) -> Any:
     Epochs are reported 1-based, and Optuna prunes from step == n_warmup_steps, hence 2."""
     import optuna
 
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    raise LiftError(f"pruner {name!r} is unknown: use median or hyperband")
 
 
 def open_study(study_dir: Path, name: str, storage: str | None, seed: int, pruner: str = "median") -> Any:
