@@ -13,6 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LIFT_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+# set for the whole session, not only per test: module-scoped fixtures run before a test's own setup
+os.environ["LIFT_DATA_DIR"] = str(DATA_DIR)
 
 # No test may touch the network: hub look-ups fail fast instead of hanging.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -152,7 +152,8 @@ print("ok", len(METHODS))
         "run": {"dataset": "d", "model": "m", "method": "lora", "seed": 0, "learning_rate": 0.002, "date": "x", "device": "cpu",
                 "torch": "t", "liftkit": "0.1.0", "transformers": "5", "peft": "0.21"},
         "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": [], "warnings": [],
-                 "label_counts": {"train": [1, 1], "validation": [1, 0], "test": [0, 1]}},
+                 "label_counts": {"train": [1, 1], "validation": [1, 0], "test": [0, 1]},
+                 "task": "single_label", "task_reason": "auto: every label is a single value"},
         "parameters": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50.0},
         "majority": {"accuracy": 0.5, "macro_f1": 0.3, "macro_precision": 0.25, "macro_recall": 0.5, "weighted_f1": 0.3, "loss": 0.7,
                      "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}}, "confusion_matrix": [[1, 0], [1, 0]]},
@@ -173,3 +174,23 @@ print("ok", len(METHODS))
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok", "8"]
+
+
+DECISIONS = {"softmax", "log_softmax", "sigmoid", "logsigmoid", "argmax"}  # what turns logits into probabilities or a choice
+
+
+def test_logits_become_probabilities_and_decisions_only_in_the_tasks():
+    """What logits mean is the task's (liftkit.tasks): softmax or a sigmoid per label, argmax or
+    thresholds. A call elsewhere would quietly treat a multi-label model as single-label (the
+    training loss a task names in liftkit.losses is the one other place)."""
+    allowed = {m for m in MODULES if m.startswith("liftkit.tasks")} | {"liftkit.losses"}
+    found = []
+    for module, path in MODULES.items():
+        if module in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            func = node.func if isinstance(node, ast.Call) else None
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in DECISIONS:
+                found.append(f"{module}:{node.lineno} calls {name}")
+    assert not found, "; ".join(found)

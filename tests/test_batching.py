@@ -34,10 +34,16 @@ def test_eval_order_is_longest_first_and_deterministic():
 
 
 def test_collator_pads_to_the_batch_max_only():
-    batch = PadCollator(pad_id=0)([(np.array([5, 6, 7]), 1), (np.array([8]), 0)])
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    rows = [{"input_ids": np.array([5, 6, 7]), "token_type_ids": np.array([0, 0, 1]), "labels": np.int64(1)},
+            {"input_ids": np.array([8]), "token_type_ids": np.array([0]), "labels": np.int64(0)}]
+    batch = PadCollator(pad_id=9)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert batch["labels"].tolist() == [1, 0]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]  # every input the model takes travels
+    assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long
+    multi = PadCollator(pad_id=0, left=True)([{"input_ids": np.array([5, 6]), "labels": np.array([1, 0, 1], dtype=np.float32)},
+                                              {"input_ids": np.array([8]), "labels": np.array([0, 0, 0], dtype=np.float32)}])
+    assert multi["input_ids"].tolist() == [[5, 6], [0, 8]] and multi["labels"].tolist() == [[1, 0, 1], [0, 0, 0]]
 
 
 def test_tokenization_is_cached_and_identical(tmp_path, monkeypatch):
@@ -49,6 +55,7 @@ def test_tokenization_is_cached_and_identical(tmp_path, monkeypatch):
     second = tokenize(split, tok, 32)
     assert all(np.array_equal(x, y) for x, y in zip(first.ids, second.ids))
     assert first.ids[0].tolist() == tok(split.texts[0])["input_ids"]
+    assert list(first.extra) == ["token_type_ids"] and first.extra["token_type_ids"][0].tolist() == tok(split.texts[0])["token_type_ids"]
     assert max(first.lengths) <= 32
     tokenize(split, tok, 16)  # another max_length is another cache entry
     assert len(list((tmp_path / "tokens").glob("*.npz"))) == 2

@@ -78,15 +78,25 @@ def test_predict_texts_and_files(trained_run, tmp_path, capsys):
         (["predict", ".", "--input", "missing.txt"], "not found"),
     ],
 )
-def test_errors_are_one_line_with_exit_code_2(argv, fragment, capsys):
+def test_errors_are_one_line_with_exit_code_2(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a run would name its folder: runs/<dataset>-<method>-<time>
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     last = err.splitlines()[-1]  # progress lines may come first
     assert last.startswith("error: ") and fragment in last and "Traceback" not in err
+    # the error is on the terminal: a run that failed before training leaves no folder it named itself
+    assert not list(tmp_path.glob("runs/*"))
 
 
-def test_debug_shows_the_traceback():
+def test_a_run_that_fails_in_a_folder_it_was_given_leaves_why_there(tmp_path, capsys):
+    out = tmp_path / "mine"
+    assert main(["run", "--dataset", "emotion", "--text-column", "body", "--output-dir", str(out)]) == 2
+    assert "column 'body' not found" in json.loads((out / "error.json").read_text())["message"]  # what compare and tune read
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     from liftkit.errors import LiftError
 
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(LiftError):
         main(["run", "--debug", "--dataset", "nonexistent_set"])

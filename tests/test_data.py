@@ -130,3 +130,62 @@ def test_data_warnings_reach_the_log_and_the_record(tiny_run_config, tmp_path):
     result = run(tiny_run_config("bert", **{"data.dataset": str(tmp_path / "data.jsonl"), "train.epochs": 1}), log=logs.append)
     warning = next(w for w in result.record.data.warnings if w.startswith("dropped 1 row(s) with empty text"))
     assert f"warning: {warning}" in logs and warning in (result.run_dir / "report.md").read_text()
+
+
+def test_go_emotions_is_registered_and_read_as_multi_label():
+    splits = load_splits(DataConfig(dataset="go_emotions"))
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (43410, 5426, 5427)
+    assert splits.task == "multi_label" and "lists" in splits.task_reason
+    assert len(splits.label_names) == 28 and splits.label_names[-1] == "neutral"
+    counts = splits.summary().label_counts["train"]
+    assert counts[splits.label_names.index("neutral")] == 14219 and counts[splits.label_names.index("grief")] == 77
+    targets = splits.targets("train")
+    assert targets.shape == (43410, 28) and targets.dtype == np.float32
+    assert (targets.sum(axis=1) >= 2).mean() == pytest.approx(0.16, abs=0.01)
+
+
+def test_auto_task_follows_the_label_column_and_says_why(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "labels": ["bug", "billing"][: i % 3]} for i in range(30)])
+    splits = load_splits(DataConfig(dataset=str(tmp_path / "train.jsonl")))
+    assert splits.task == "multi_label" and "holds lists" in splits.task_reason
+    assert splits.label_names == ["billing", "bug"]
+    every = splits.train.labels + splits.validation.labels + splits.test.labels
+    assert [] in every and [0, 1] in every  # a row with no label is kept: nothing applies to it
+    assert splits.summary().task == "multi_label"
+    single = load_splits(DataConfig(dataset="emotion", max_train_samples=50))
+    assert single.task == "single_label" and single.task_reason == "auto: every label is a single value"
+
+
+def test_csv_label_cells_split_at_the_separator_are_label_sets(tmp_path):
+    rows = ["text,label"] + [f"ticket {i},{['billing|bug', 'bug', ''][i % 3]}" for i in range(30)]
+    (tmp_path / "tickets.csv").write_text("\n".join(rows) + "\n")
+    splits = load_splits(DataConfig(dataset=str(tmp_path / "tickets.csv"), label_separator="|"))
+    assert splits.task == "multi_label" and "label_separator" in splits.task_reason
+    labels = {t: l for split in (splits.train, splits.validation, splits.test) for t, l in zip(split.texts, split.labels)}
+    assert len(labels) == 30 and labels["ticket 0"] == [0, 1] and labels["ticket 1"] == [1]
+    assert labels["ticket 2"] == []  # a blank cell: no label applies, and the row is kept
+    # without the separator the same file is single-label, "billing|bug" being one class name
+    assert load_splits(DataConfig(dataset=str(tmp_path / "tickets.csv"))).label_names == ["billing|bug", "bug"]
+
+
+def test_lists_and_single_labels_that_contradict_the_task_give_one_line(tmp_path):
+    _write_jsonl(tmp_path / "mixed.jsonl", [{"text": "a", "label": ["x"]}, {"text": "b", "label": "y"}, {"text": "c", "label": ["y"]}])
+    with pytest.raises(LiftError, match=r"line 2 .* holds one label \('y'\), not a list, while line 1 .* holds a list.*\['y'\]"):
+        load_splits(DataConfig(dataset=str(tmp_path / "mixed.jsonl")))
+    _write_jsonl(tmp_path / "sets.jsonl", [{"text": f"t{i}", "label": ["x", "y"][: 1 + i % 2]} for i in range(20)])
+    with pytest.raises(LiftError, match="holds a list of labels .* but task.name is single_label: use --task multi_label"):
+        load_splits(DataConfig(dataset=str(tmp_path / "sets.jsonl")), task="single_label")
+    _write_jsonl(tmp_path / "one.jsonl", [{"text": f"t{i}", "label": ["x", "y"][i % 2]} for i in range(20)])
+    with pytest.raises(LiftError, match="not a list: multi-label rows need a list of labels.*or use --task single_label"):
+        load_splits(DataConfig(dataset=str(tmp_path / "one.jsonl")), task="multi_label")
+
+
+def test_label_sets_may_name_labels_from_labels_json_or_give_their_ids(tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps(["neg", "pos", "meh"]))
+    _write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "label": [["neg"], [1, 2], ["pos", "neg"]][i % 3]} for i in range(30)])
+    splits = load_splits(DataConfig(dataset=str(tmp_path)))
+    assert splits.label_names == ["neg", "pos", "meh"]
+    assert sorted(map(tuple, splits.train.labels + splits.validation.labels + splits.test.labels)) == sorted([(0,), (1, 2), (0, 1)] * 10)
+    _write_jsonl(tmp_path / "train.jsonl", [{"text": "t", "label": ["neg", "nope"]}] * 5)
+    with pytest.raises(LiftError, match="label 'nope' in line 1 .* is not one of the 3 labels"):
+        load_splits(DataConfig(dataset=str(tmp_path)))

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from liftkit.evaluate import classification_metrics, majority_metrics
+from liftkit.tasks.single_label import metrics as classification_metrics
+from liftkit.tasks.single_label import reference as majority_metrics
 
 
 def test_metrics_match_hand_computed_values():
@@ -53,10 +54,11 @@ def test_an_evaluation_pass_returns_the_predictions_behind_its_metrics(tiny_mode
     result = evaluate(model, loader(tokenize(splits.test, tok, 32), 8, Padding.of(tok), shuffle=False), torch.device("cpu"), splits.label_names)
     assert result.labels.tolist() == splits.test.labels  # dataset order, not batch order
     assert np.allclose(result.probabilities.sum(-1), 1)
+    predictions = result.probabilities.argmax(-1)
     matrix = np.zeros((6, 6), dtype=int)
-    np.add.at(matrix, (result.labels, result.predictions), 1)
+    np.add.at(matrix, (result.labels, predictions), 1)
     assert result.metrics.confusion_matrix == matrix.tolist()
-    assert result.metrics.scores.accuracy == float((result.predictions == result.labels).mean())
+    assert result.metrics.scores.accuracy == float((predictions == result.labels).mean())
     assert list(result.metrics.per_class) == splits.label_names and result.metrics.timing.samples_per_s > 0
 
 
@@ -81,7 +83,7 @@ def test_ece_is_zero_for_a_calibrated_model_and_the_gap_for_an_overconfident_one
 
 
 def test_confident_mistakes_are_the_wrong_rows_the_model_was_surest_of():
-    from liftkit.evaluate import confident_mistakes
+    from liftkit.tasks.single_label import mistakes as confident_mistakes
 
     probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.05, 0.95]])
     labels = np.array([0, 0, 1, 0])  # rows 1, 2 and 3 are wrong

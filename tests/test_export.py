@@ -91,8 +91,8 @@ def test_decoders_export_with_their_padding_and_pooling(runs, kind, method):
     if predictor.encoder.left:
         return
     rows = predictor.encoder.encode(TEXTS)
-    together = predictor.backend(*predictor.encoder.pad(rows))
-    alone = predictor.backend(*predictor.encoder.pad(rows[:1]))
+    together = predictor.backend(predictor.encoder.pad(rows))
+    alone = predictor.backend(predictor.encoder.pad(rows[:1]))
     assert np.abs(together[0] - alone[0]).max() <= 1e-4
 
 
@@ -148,8 +148,11 @@ tokenizer.enable_truncation(info["max_length"])
 session = ort.InferenceSession(folder + "/" + info["model_file"])
 plain = []
 for text in texts:
-    ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
-    logits = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+    encoding = tokenizer.encode(text)
+    ids = np.array([encoding.ids], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)}
+    assert [i.name for i in session.get_inputs()] == info["inputs"]  # BERT's token type ids are a graph input
+    logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0][0]
     plain.append((np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()).tolist())
 assert not any(m.split(".")[0] in ("torch", "transformers", "peft") for m, mod in sys.modules.items() if mod is not None)
 print(json.dumps({"ours": ours, "plain": plain}))

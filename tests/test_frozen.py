@@ -104,7 +104,7 @@ def test_cached_training_never_runs_the_frozen_layers_and_matches_them(tiny_mode
     collate = PadCollator(tok.pad_token_id)
     for i in range(3):
         alone = bottom.features(collate([data[i]]))[0]
-        torch.testing.assert_close(cached[i][2], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cached[i]["hidden"], alone, atol=1e-5, rtol=1e-5)
     calls = []
     bottom.layers[0].register_forward_hook(lambda *a: calls.append(1))
     runner = frozen.Runner(model, bottom)

@@ -9,7 +9,8 @@ import torch
 
 from liftkit.config import load_config
 from liftkit.errors import LiftError
-from liftkit.losses import class_weights, criterion, focal_loss
+from liftkit.losses import class_weights, focal_loss
+from liftkit.losses import single_label_criterion as criterion
 from liftkit.pipeline import run
 
 LOGITS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, 1.0, 1.0]])
@@ -89,3 +90,33 @@ def test_class_weights_change_training_and_come_from_yaml_or_the_command_line(ti
     assert weighted.record.train.history[0].train_loss != pytest.approx(plain.record.train.history[0].train_loss, rel=1e-4)
     reread = load_config(weighted.run_dir / "config.yaml")  # the resolved config keeps the mapping
     assert reread.train.class_weights == {"surprise": 5.0}
+
+
+def test_multi_label_loss_is_binary_cross_entropy_per_label_with_balanced_pos_weight():
+    import numpy as np
+
+    from liftkit.losses import multi_label_criterion, pos_weights
+
+    targets = np.array([[1, 0], [0, 0], [0, 1], [1, 0]], dtype=np.float32)  # a: 2 of 4 positive, b: 1 of 4
+    assert pos_weights("balanced", ["a", "b"], targets).tolist() == [1.0, 3.0]  # negatives / positives
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.0], [-1.0, 1.5], [0.0, -2.0]])
+    y = torch.from_numpy(targets)
+
+    def bce(z: float, t: float, w: float = 1.0) -> float:
+        p = 1 / (1 + math.exp(-z))
+        return -(w * t * math.log(p) + (1 - t) * math.log(1 - p))
+
+    plain = sum(bce(logits[i, j].item(), targets[i, j]) for i in range(4) for j in range(2)) / 8
+    assert multi_label_criterion(_train(), ["a", "b"], targets)(logits, y).item() == pytest.approx(plain, rel=1e-6)
+    weighted = sum(bce(logits[i, j].item(), targets[i, j], [1.0, 3.0][j]) for i in range(4) for j in range(2)) / 8
+    assert multi_label_criterion(_train(class_weights="balanced"), ["a", "b"], targets)(logits, y).item() == pytest.approx(weighted, rel=1e-6)
+    gamma = 2.0
+
+    def focal(z: float, t: float) -> float:
+        p = 1 / (1 + math.exp(-z))
+        p_t = p if t else 1 - p
+        return -((1 - p_t) ** gamma) * math.log(p_t)
+
+    expected = sum(focal(logits[i, j].item(), targets[i, j]) for i in range(4) for j in range(2)) / 8
+    focal_loss_value = multi_label_criterion(_train(loss="focal", focal_gamma=gamma), ["a", "b"], targets)(logits, y).item()
+    assert focal_loss_value == pytest.approx(expected, rel=1e-6)

@@ -107,12 +107,12 @@ def test_prompt_tuning_on_a_decoder_pools_a_real_token(tiny_models, tiny_run_con
     assert AutoTokenizer.from_pretrained(result.run_dir).padding_side == "left"  # plain transformers pads the same side
     # predict never pads (one length per batch), so pad here: a left-padded row pools its own last token, not
     # a pad, and scores nearly as it does alone (the padding only moves the virtual tokens a little further away)
-    from liftkit.predict import softmax
+    from liftkit.tasks.single_label import probabilities as softmax
 
     rows = predictor.encoder.encode(TEXTS)
     assert len(rows[0]) < len(rows[1])
-    together = softmax(predictor.backend(*predictor.encoder.pad(rows)))
-    alone = softmax(predictor.backend(*predictor.encoder.pad(rows[:1])))
+    together = softmax(predictor.backend(predictor.encoder.pad(rows)))
+    alone = softmax(predictor.backend(predictor.encoder.pad(rows[:1])))
     np.testing.assert_allclose(together[0], alone[0], atol=1e-3)
 
 

@@ -63,11 +63,14 @@ def test_metrics_json_keeps_every_key_and_adds_per_class_scores_and_confusion(ti
 
 def test_metric_names_come_from_one_place():
     from liftkit import config, report
+    from liftkit.tasks import TASKS
 
-    assert METRICS == ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss")
+    assert METRICS == ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss",
+                       "micro_f1", "samples_f1", "hamming_loss", "label_ranking_ap", "macro_roc_auc")
     assert set(report.LABELS) == set(METRICS)
+    assert all(set(task.scores) <= set(METRICS) for task in TASKS.values())
     assert config.TrainConfig(best_metric="weighted_f1").problems() == []
-    assert "use one of accuracy, macro_f1" in config.TrainConfig(best_metric="bleu").problems()[0]
+    assert "use auto or one of accuracy, macro_f1" in config.TrainConfig(best_metric="bleu").problems()[0]
 
 
 def test_what_the_report_draws_is_stored_and_agrees_with_metrics_json(tiny_run_config):

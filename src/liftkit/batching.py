@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,50 +27,78 @@ from liftkit.resources import cache_dir
 MEGA_BATCH = 50  # batches per sorting window: bigger pads less, smaller shuffles more
 
 
-class TokenizedSplit(torch.utils.data.Dataset):
-    """Token ids of one split (without padding) and their labels."""
+Row = dict[str, Any]  # one row as a dataset gives it: "input_ids", other per-token inputs, "labels" (and "hidden")
+MASK = "attention_mask"  # built by the collator from each row's length, never stored
 
-    def __init__(self, ids: list[np.ndarray], labels: np.ndarray):
+
+def model_inputs(tokenizer: PreTrainedTokenizerBase, accepted: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The per-token inputs a model is fed: what its tokenizer produces (`model_input_names`:
+    BERT's token_type_ids too), less what the model's forward does not take (`accepted`)."""
+    names = [n for n in tokenizer.model_input_names if n != MASK]
+    names = ["input_ids"] + [n for n in names if n != "input_ids" and (accepted is None or n in accepted)]
+    return (*names[:1], MASK, *names[1:])
+
+
+class TokenizedSplit(torch.utils.data.Dataset):
+    """Token ids of one split (without padding), any other per-token input the model takes (BERT's
+    token_type_ids), and the targets: a class id per row, or a row of the task's target array
+    (multi-hot for multi-label, see liftkit.tasks)."""
+
+    def __init__(self, ids: list[np.ndarray], labels: np.ndarray, extra: dict[str, list[np.ndarray]] | None = None):
         self.ids = ids
         self.labels = labels
+        self.extra = extra or {}  # input name -> one array per row, as long as its ids
         self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.ids[i], int(self.labels[i])
+    def __getitem__(self, i: int) -> Row:
+        return {"input_ids": self.ids[i], **{name: rows[i] for name, rows in self.extra.items()}, "labels": self.labels[i]}
 
     @functools.cached_property
     def digest(self) -> str:
         """A hash of the rows' tokens and labels: equal digests, equal training inputs. Computed
         once: the resume check and the frozen-bottom cache key both ask for it, and a split is
-        never changed after tokenizing."""
+        never changed after tokenizing. Extra inputs count where they carry anything (all-zero
+        token type ids of single texts change nothing a model sees)."""
         digest = hashlib.blake2b(digest_size=16)
         digest.update(self.lengths.tobytes())
-        digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
+        labels = np.asarray(self.labels)
+        digest.update(labels.astype(np.int64 if labels.ndim == 1 else np.float32).tobytes())
         for ids in self.ids:
             digest.update(np.asarray(ids).tobytes())
+        for name, rows in sorted(self.extra.items()):
+            if any(row.any() for row in rows):
+                digest.update(name.encode())
+                for row in rows:
+                    digest.update(np.asarray(row).tobytes())
         return digest.hexdigest()
 
 
-def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int) -> TokenizedSplit:
-    """Tokenize once; later runs with the same tokenizer, texts and max_length read the cache."""
-    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|".encode())
+def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, targets: np.ndarray | None = None,
+             inputs: tuple[str, ...] | None = None) -> TokenizedSplit:
+    """Tokenize once; later runs with the same tokenizer, texts, max_length and inputs read the cache.
+    `targets`: the task's target array (`Splits.targets`); default the split's labels as class ids.
+    `inputs`: what the model is fed (`model_inputs`); default what the tokenizer produces."""
+    inputs = inputs or model_inputs(tokenizer)
+    extra = [name for name in inputs if name not in ("input_ids", MASK)]
+    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{','.join(extra)}|".encode())
     for text in split.texts:
         key.update(text.encode())
         key.update(b"\0")
     path = cache_dir() / "tokens" / f"{key.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
-            flat, offsets = cached["flat"], cached["offsets"]
+            flats, offsets = {name: cached[f"flat_{name}"] for name in ["input_ids", *extra]}, cached["offsets"]
     else:
-        encoded = tokenizer(split.texts, truncation=True, max_length=max_length)["input_ids"]
-        offsets = np.cumsum([0] + [len(x) for x in encoded])
-        flat = np.fromiter((t for x in encoded for t in x), dtype=np.int64, count=int(offsets[-1]))
-        _save_atomic(path, flat=flat, offsets=offsets)
-    ids = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    return TokenizedSplit(ids, np.asarray(split.labels, dtype=np.int64))
+        encoded = tokenizer(split.texts, truncation=True, max_length=max_length)
+        offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
+        flats = {name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1])) for name in ["input_ids", *extra]}
+        _save_atomic(path, offsets=offsets, **{f"flat_{name}": flat for name, flat in flats.items()})
+    rows = {name: [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)] for name, flat in flats.items()}
+    ids = rows.pop("input_ids")
+    return TokenizedSplit(ids, np.asarray(split.labels, dtype=np.int64) if targets is None else targets, rows)
 
 
 AUTO_PERCENTILE = 99  # max_length auto: the share of training texts kept whole
@@ -82,7 +110,7 @@ def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int
     must not set the cap; a percentile of the data, not a constant: 128 tokens suit tweets but
     keep less than half of a movie review. The lengths come from the cached tokenization at
     `limit`, so measuring costs one tokenizer pass at most."""
-    lengths = tokenize(split, tokenizer, limit).lengths  # never empty: load_splits refuses an empty train split
+    lengths = tokenize(split, tokenizer, limit, targets=np.zeros(len(split), dtype=np.int64)).lengths  # lengths only; never empty: load_splits refuses an empty train split
     wanted = int(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) / 8) * 8)
     return max(8, min(limit, wanted))
 
@@ -174,22 +202,25 @@ class Padding:
 
 
 class PadCollator:
-    """Pads a batch to its own longest row, on the right unless `left` (see methods.prompt)."""
+    """Pads a batch to its own longest row, on the right unless `left` (see methods.prompt): ids
+    with the pad id, other per-token inputs with 0; builds the attention mask; stacks the targets."""
 
     def __init__(self, pad_id: int, left: bool = False):
         self.pad_id = pad_id
         self.left = left
 
-    def __call__(self, rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+    def __call__(self, rows: list[Row]) -> dict[str, torch.Tensor]:
+        width = max(len(row["input_ids"]) for row in rows)
+        per_token = [name for name in rows[0] if name not in ("labels", "hidden")]
+        batch = {name: torch.full((len(rows), width), self.pad_id if name == "input_ids" else 0, dtype=torch.long) for name in per_token}
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, _) in enumerate(rows):
-            cols = self.span(width, len(ids))
-            input_ids[i, cols] = torch.from_numpy(ids)
+        for i, row in enumerate(rows):
+            cols = self.span(width, len(row["input_ids"]))
+            for name in per_token:
+                batch[name][i, cols] = torch.from_numpy(row[name])
             mask[i, cols] = 1
-        labels = torch.tensor([label for _, label in rows], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        labels = torch.from_numpy(np.stack([np.asarray(row["labels"]) for row in rows]))  # class ids (long) or multi-hot rows (float)
+        return {"input_ids": batch.pop("input_ids"), MASK: mask, **batch, "labels": labels}
 
     def span(self, width: int, length: int) -> slice:
         """Where a row of `length` tokens sits in a batch padded to `width`."""
@@ -201,23 +232,23 @@ class CachedSplit(TokenizedSplit):
     `liftkit.frozen`)."""
 
     def __init__(self, data: TokenizedSplit, flat: torch.Tensor, offsets: np.ndarray):
-        super().__init__(data.ids, data.labels)
+        super().__init__(data.ids, data.labels, data.extra)
         self.flat = flat  # (total tokens, hidden)
         self.offsets = offsets
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int, torch.Tensor]:
-        return self.ids[i], int(self.labels[i]), self.flat[self.offsets[i] : self.offsets[i + 1]]
+    def __getitem__(self, i: int) -> Row:
+        return {**super().__getitem__(i), "hidden": self.flat[self.offsets[i] : self.offsets[i + 1]]}
 
 
 class HiddenCollator(PadCollator):
     """Pads token ids as `PadCollator` does, and the cached hidden states alongside (zeros)."""
 
-    def __call__(self, rows: list[tuple[np.ndarray, int, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        batch = super().__call__([(ids, label) for ids, label, _ in rows])
+    def __call__(self, rows: list[Row]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(rows)
         width = batch["input_ids"].shape[1]
-        hidden = torch.zeros(len(rows), width, rows[0][2].shape[-1], dtype=rows[0][2].dtype)
-        for i, (ids, _, states) in enumerate(rows):
-            hidden[i, self.span(width, len(ids))] = states
+        hidden = torch.zeros(len(rows), width, rows[0]["hidden"].shape[-1], dtype=rows[0]["hidden"].dtype)
+        for i, row in enumerate(rows):
+            hidden[i, self.span(width, len(row["input_ids"]))] = row["hidden"]
         batch["hidden"] = hidden
         return batch
 

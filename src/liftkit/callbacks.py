@@ -106,9 +106,10 @@ class ProgressBar(Callback):
             self.bar = None
         if state.is_main:
             s = metrics.scores
+            micro = f"micro-F1 {s.micro_f1:.4f} " if s.micro_f1 is not None else ""  # multi-label's headline
             tqdm.write(
                 f"epoch {state.epoch}: train loss {state.history[-1].train_loss:.4f} | val loss {s.loss:.4f} "
-                f"acc {s.accuracy:.4f} macro-F1 {s.macro_f1:.4f}"
+                f"{micro}acc {s.accuracy:.4f} macro-F1 {s.macro_f1:.4f}"
             )
 
 

@@ -24,6 +24,7 @@ RUN_FLAGS = {
     "--dataset": "data.dataset",
     "--text-column": "data.text_column",
     "--label-column": "data.label_column",
+    "--task": "task.name",
     "--max-length": "data.max_length",
     "--max-train-samples": "data.max_train_samples",
     "--max-eval-samples": "data.max_eval_samples",
@@ -132,18 +133,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> None:
     from liftkit.config import load_config
+    from liftkit.report import metric_label
     from liftkit.tune import read_space, search_space, tune
 
     if not args.trials or args.trials < 1:
         raise LiftError("lift tune needs --trials N: how many finished trials the study should hold, e.g. --trials 20")
     overrides = _overrides(args)
-    # trials are scored by validation macro-F1: the epoch a run keeps is picked by it too, unless asked otherwise
-    cfg = load_config(args.config, {"train.best_metric": "macro_f1", **overrides})
+    # trials are scored by the task's search metric (validation macro-F1; micro-F1 for multi-label) unless
+    # --best-metric names another; the epoch a trial keeps is picked by it too (liftkit.tune.objective_metric)
+    cfg = load_config(args.config, overrides)
     space = search_space(cfg, read_space(args.config), fixed=overrides)
     study_dir = Path(args.study_dir or f"studies/{Path(cfg.data.dataset).name}-{cfg.method.name}")
     result = tune(cfg, space, args.trials, study_dir, args.storage, args.timeout, final=not args.no_final,
                   pruner=args.pruner, log=lambda m: print(m, file=sys.stderr))
-    print(f"best validation macro-F1 {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})")
+    print(f"best validation {metric_label(result.metric, result.task)} {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})")
     if result.run is not None:
         print(f"best configuration, trained and tested: {result.run}")
     print(f"report: {result.page}")
@@ -184,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)")
     print(f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: accuracy {parity['export']['accuracy']:.4f} "
           f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
-          f"same label on {parity['argmax_agreement'] * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}")
+          f"same label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}")
     for warning in result.warnings:
         print(f"WARNING: {warning}")
 

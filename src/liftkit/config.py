@@ -19,6 +19,7 @@ import yaml
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import OPTIONS, MethodOptions
 from liftkit.record import METRICS
+from liftkit.tasks.base import NAMES as TASK_NAMES
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
@@ -45,6 +46,9 @@ class DataConfig:
     validation_fraction: float = 0.1  # carved from train (stratified) when there is no validation split
     test_fraction: float = 0.2  # carved from train when a single file has no test split
     drop_empty: bool = True  # drop rows whose text is empty (with a warning); false: such rows are an error
+    # CSV/TSV multi-label cells: the separator between a row's labels ("billing|bug"); a blank cell
+    # is then a row with no label. JSON files hold lists instead, and need none
+    label_separator: str | None = None
 
     def problems(self) -> list[str]:
         out = []
@@ -63,6 +67,34 @@ class DataConfig:
             value = getattr(self, name)
             if not 0 < value < 1:
                 out.append(f"data.{name}={value} must lie between 0 and 1")
+        if self.label_separator is not None and not self.label_separator:
+            out.append("data.label_separator is empty: name the character between a row's labels, e.g. '|'")
+        return out
+
+
+@dataclass
+class TaskConfig:
+    """What kind of target the labels are (liftkit.tasks) and how multi-label decisions are made."""
+
+    # auto: multi_label when the label column holds lists (or data.label_separator is set), else single_label
+    name: str = "auto"
+    # multi-label: tuned (each label's threshold maximises its F1 on the validation split), a number
+    # for every label, or {label: threshold} (others 0.5)
+    threshold: float | str | dict[str, float] = field(default="tuned", metadata={"expects": "tuned, a number in (0, 1) or a mapping {label: threshold}"})
+    # tuned thresholds: a label with fewer validation positives than this keeps 0.5 (its F1 would swing on a row or two)
+    min_positives: int = 5
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.name not in ("auto", *TASK_NAMES):
+            out.append(f"task.name={self.name!r} is unknown: use auto, {', '.join(TASK_NAMES)}")
+        values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
+        if isinstance(self.threshold, str) and self.threshold != "tuned":
+            out.append(f"task.threshold={self.threshold!r}: use tuned, a number in (0, 1) or a mapping {{label: threshold}}")
+        elif not all(isinstance(v, str) or 0 < v < 1 for v in values):
+            out.append(f"task.threshold={self.threshold!r}: every threshold must lie strictly between 0 and 1")
+        if self.min_positives < 1:
+            out.append(f"task.min_positives={self.min_positives} must be at least 1")
         return out
 
 
@@ -91,7 +123,9 @@ class TrainConfig:
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     max_grad_norm: float = 1.0  # clip gradients at this norm; 0 disables clipping
     seed: int = 0
-    best_metric: str = "accuracy"  # validation metric that picks the epoch whose weights are kept
+    # validation metric that picks the epoch whose weights are kept; auto: the task's (accuracy for
+    # single-label, micro_f1 for multi-label)
+    best_metric: str = "auto"
     early_stopping_patience: int = 0  # stop after this many epochs without improvement; 0 = never
     mixed_precision: str = "auto"  # auto: bf16/fp16 on a GPU, fp32 on the CPU; or no, fp16, bf16
     device: str = "auto"  # auto, cpu or cuda
@@ -119,8 +153,8 @@ class TrainConfig:
             out.append(f"train.warmup_ratio={self.warmup_ratio} must lie in [0, 1)")
         if self.weight_decay < 0 or self.max_grad_norm < 0 or self.early_stopping_patience < 0:
             out.append("train.weight_decay, max_grad_norm and early_stopping_patience must not be negative")
-        if self.best_metric not in METRICS:
-            out.append(f"train.best_metric={self.best_metric!r} is unknown: use one of {', '.join(METRICS)}")
+        if self.best_metric not in ("auto", *METRICS):
+            out.append(f"train.best_metric={self.best_metric!r} is unknown: use auto or one of {', '.join(METRICS)}")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             out.append(f"train.mixed_precision={self.mixed_precision!r}: use auto, no, fp16 or bf16")
         if self.cache_max_gb < 0:
@@ -158,6 +192,7 @@ class RunConfig:
     """Everything one `lift run` needs."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodOptions = field(default_factory=lambda: OPTIONS["lora"]())
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -171,7 +206,7 @@ class RunConfig:
 
     def problems(self) -> list[str]:
         """Every problem with the values, one message each (empty when all is well)."""
-        return self.data.problems() + self.model.problems() + self.method.all_problems() + self.train.problems()
+        return self.data.problems() + self.task.problems() + self.model.problems() + self.method.all_problems() + self.train.problems()
 
     def validate(self) -> RunConfig:
         """Collect every problem, then raise once, so a user fixes them all in one go."""
@@ -194,13 +229,13 @@ class RunConfig:
         problems: list[str] = []
         unknown = sorted(map(str, set(raw) - {f.name for f in dataclasses.fields(cls)}))
         if unknown:
-            problems.append(f"unknown config section(s) {unknown}: allowed are data, model, method, train, output_dir, evaluate_base")
+            problems.append(f"unknown config section(s) {unknown}: allowed are data, task, model, method, train, output_dir, evaluate_base")
         method_raw = raw.pop("method", None) or {}
         method_raw = dict(method_raw) if isinstance(method_raw, dict) else method_raw
         method_name = method_raw.pop("name", "lora") if isinstance(method_raw, dict) else "lora"
         if not isinstance(method_name, str) or method_name not in OPTIONS:
             raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(OPTIONS))}")
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        sections = {"data": DataConfig, "task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
         built = {name: _build(kind, raw.pop(name, None), name, problems) for name, kind in sections.items()}
         built["method"] = _build(OPTIONS[method_name], method_raw, "method", problems)
         top = {f.name: f for f in dataclasses.fields(cls) if f.name not in built}  # output_dir, evaluate_base

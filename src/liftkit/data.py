@@ -2,8 +2,10 @@
 
 A dataset is a registered short name (resolved to `$LIFT_DATA_DIR/<name>/` when that folder
 exists, else to its hub id), a hub id, a local folder of split files, or one local file.
-Whatever the source, the result is the same plain object: three lists of texts and integer
-labels, plus the label names. Every way the input can be wrong ends in a one-line `LiftError`.
+Whatever the source, the result is the same plain object: three lists of texts and labels (a
+class id per row, or for multi-label data a list of label ids per row), the label names, and the
+task (`liftkit.tasks`) the labels call for. Every way the input can be wrong ends in a one-line
+`LiftError`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import numpy as np
 from liftkit.config import DataConfig, is_hub_id
 from liftkit.errors import LiftError, first_line
 from liftkit.record import DataSummary
+from liftkit.tasks import TASKS
+
+Label = Any  # a class id (int), or a list of label ids for multi-label rows
 
 # short name -> (hub id, hub config name)
 REGISTRY: dict[str, tuple[str, str | None]] = {
@@ -28,6 +33,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "ag_news": ("fancyzhx/ag_news", None),
     "imdb": ("stanfordnlp/imdb", None),
     "tweet_eval_emoji": ("cardiffnlp/tweet_eval", "emoji"),
+    "go_emotions": ("google-research-datasets/go_emotions", "simplified"),  # multi-label, column "labels"
 }
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
 FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".parquet")
@@ -36,7 +42,7 @@ FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", 
 @dataclass
 class Split:
     texts: list[str]
-    labels: list[int]
+    labels: list[Label]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -54,16 +60,33 @@ class Splits:
     source: str  # where the rows came from, for the report
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled, for the report
     warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead
+    task: str = "single_label"  # liftkit.tasks: what the labels call for
+    task_reason: str = "every label is a single value"  # why (the run log and metrics.json say it)
+
+    def targets(self, split: str) -> np.ndarray:
+        """The split's labels as the task's training targets (class ids, or multi-hot rows)."""
+        return TASKS[self.task].targets(getattr(self, split).labels, len(self.label_names))
 
     def summary(self) -> DataSummary:
         splits = {"train": self.train, "validation": self.validation, "test": self.test}
         rows = {name: len(split) for name, split in splits.items()}
-        counts = {name: np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(self.label_names)).tolist() for name, split in splits.items()}
-        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings, counts)
+        counts = {name: _label_counts(split.labels, len(self.label_names)).tolist() for name, split in splits.items()}
+        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings, counts, self.task, self.task_reason)
 
 
-def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
-    """Resolve, read, check and cut the dataset named in `cfg`.
+def _ids(label: Label) -> list[int]:
+    return list(label) if isinstance(label, list) else [label]
+
+
+def _label_counts(labels: list[Label], num_labels: int) -> np.ndarray:
+    """Rows carrying each label."""
+    flat = np.fromiter((i for label in labels for i in _ids(label)), dtype=np.int64)
+    return np.bincount(flat, minlength=num_labels)
+
+
+def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
+    """Resolve, read, check and cut the dataset named in `cfg`; `task` (task.name) is auto,
+    single_label or multi_label.
 
     What cannot train a sound classifier is an error (one class, a repeated header row, a label
     outside the label list); what may mislead is a warning kept in `Splits.warnings` (dropped
@@ -72,6 +95,7 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
     tables, label_names, source = _read_source(cfg.dataset)
     warnings: list[str] = []
     tables = {name: _columns(table, name, cfg, source, warnings) for name, table in tables.items()}
+    task, task_reason = _task(tables, task, cfg, source)
     label_names, index = _label_space(tables, label_names)
     splits = {name: _encode_labels(texts, raw, places, label_names, index, name, source) for name, (texts, raw, places) in tables.items()}
     notes: list[str] = []
@@ -88,8 +112,8 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> Splits:
             pick = np.sort(np.random.default_rng(seed).permutation(len(splits[name]))[:limit])
             notes.append(f"{name} subsampled to {limit} of {len(splits[name])} rows (seed {seed})")
             splits[name] = splits[name].subset(pick)
-    warnings += _check_classes(splits, label_names, source)
-    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings)
+    warnings += _check_classes(splits, label_names, source, task == "multi_label")
+    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings, task, task_reason)
 
 
 def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
@@ -193,18 +217,21 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: lis
     """Texts, raw labels and each row's place ("line 19" of a JSONL/CSV file, else "row 18",
     counting from 1) for messages; rows a check drops are gone from all three."""
     columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
-    for role, column in (("text", cfg.text_column), ("label", cfg.label_column)):
+    label_column = cfg.label_column
+    if label_column == "label" and "label" not in columns and "labels" in columns:
+        label_column = "labels"  # the default name, as multi-label datasets (go_emotions) spell it
+    for role, column in (("text", cfg.text_column), ("label", label_column)):
         if column not in columns:
             raise LiftError(
                 f"column {column!r} not found in the {split} split of {source} (columns: {', '.join(map(str, columns))}): "
                 f"pass --{role}-column NAME"
             )
-    texts, labels = list(table[cfg.text_column]), list(table[cfg.label_column])
+    texts, labels = list(table[cfg.text_column]), [_as_list(v, cfg.label_separator) for v in table[label_column]]
     first_line = getattr(table, "attrs", {}).get("first_line")
     places = [f"line {i + first_line}" if first_line else f"row {i + 1}" for i in range(len(texts))]
     where = f"the {split} split of {source}"
     for i, label in enumerate(labels):
-        if isinstance(label, str) and label.strip() == cfg.label_column:
+        if isinstance(label, str) and label.strip() == label_column:
             raise LiftError(f"{places[i]} of {where} looks like a repeated header row (label {label!r}): delete it")
     for what, values in (("text", texts), ("label", labels)):
         empty = [i for i, value in enumerate(values) if _is_empty(value)]
@@ -217,6 +244,43 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: lis
     if not texts:
         raise LiftError(f"{where} has no rows with text: add rows or remove the file")
     return [t if isinstance(t, str) else str(t) for t in texts], labels, places
+
+
+def _as_list(value: Any, separator: str | None) -> Any:
+    """A row's label as read: a list stays a list (JSON arrays; parquet and the hub give arrays),
+    a text cell is split at `separator` when one is set (a blank cell: no label), else as it is."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return list(value.tolist() if isinstance(value, np.ndarray) else value)
+    if separator is not None and isinstance(value, str):
+        parts = [part.strip() for part in value.split(separator) if part.strip()]
+        return [int(part) if part.isdigit() else part for part in parts]
+    return value
+
+
+def _task(tables: dict[str, tuple[list[str], list[Any], list[str]]], setting: str, cfg: DataConfig, source: str) -> tuple[str, str]:
+    """The task the labels call for, and why: lists of labels are multi-label, single values are
+    single-label. A file mixing the two, or labels that contradict a task set by name, stop here."""
+    rows = [(split, place, value) for split, (_, labels, places) in tables.items() for place, value in zip(places, labels)]
+    lists = [row for row in rows if isinstance(row[2], list)]
+    singles = [row for row in rows if not isinstance(row[2], list)]
+    if setting == "single_label" and lists:
+        split, place, value = lists[0]
+        raise LiftError(f"{place} of the {split} split of {source} holds a list of labels ({value!r}) but task.name is single_label: "
+                        "use --task multi_label (or auto), or give each row one label")
+    if setting in ("multi_label", "auto") and lists and singles or setting == "multi_label" and singles:
+        split, place, value = singles[0]
+        also = f", while {lists[0][1]} of the {lists[0][0]} split holds a list" if lists else ""
+        fix = f"write it as a list ([{value!r}])" + ("" if cfg.label_separator else ", or for CSV name the separator between labels with --set data.label_separator='|'")
+        raise LiftError(f"{place} of the {split} split of {source} holds one label ({value!r}), not a list{also}: "
+                        f"multi-label rows need a list of labels; {fix}" + ("" if lists else ", or use --task single_label"))
+    if setting != "auto":
+        return setting, f"task.name is {setting}"
+    if not lists:
+        return "single_label", "auto: every label is a single value"
+    train = [len(value) for split, _, value in lists if split == "train"] or [len(value) for _, _, value in lists]
+    share = sum(n >= 2 for n in train) / len(train)
+    how = f"data.label_separator {cfg.label_separator!r} splits the label cells" if cfg.label_separator else "the label column holds lists"
+    return "multi_label", f"auto: {how} ({share:.0%} of training rows carry two or more labels)"
 
 
 def _is_empty(value: Any) -> bool:
@@ -232,7 +296,7 @@ def _label_space(tables: dict[str, tuple[list[str], list[Any], list[str]]], name
     integers (1 and 2, say) becomes classes "1", "2" in order, so no empty class is invented.
     Text labels sort.
     """
-    values = [v for _, labels, _ in tables.values() for v in labels]
+    values = [v for _, labels, _ in tables.values() for label in labels for v in (label if isinstance(label, list) else [label])]
     if names:
         index: dict[Any, int] = {name: i for i, name in enumerate(names)}
         index.update({i: i for i in range(len(names))})
@@ -247,21 +311,23 @@ def _label_space(tables: dict[str, tuple[list[str], list[Any], list[str]]], name
     raise LiftError("labels mix numbers and names: use one kind, or add a labels.json listing the names")
 
 
-def _check_classes(splits: dict[str, Split], names: list[str], source: str) -> list[str]:
+def _check_classes(splits: dict[str, Split], names: list[str], source: str, multi: bool) -> list[str]:
     """Errors for train sets no classifier can learn from; warnings for evaluation splits that
     cannot measure every class."""
-    trained = set(splits["train"].labels)
-    if len(trained) < 2:
+    per_split = {name: _label_counts(split.labels, len(names)) for name, split in splits.items()}
+    trained = set(np.flatnonzero(per_split["train"]).tolist())
+    if len(trained) < (1 if multi else 2):
         only = ", ".join(repr(names[i]) for i in sorted(trained)) or "none"
-        raise LiftError(f"the train split of {source} has {len(trained)} class ({only}): a classifier needs at least two; check the label column and the data")
+        need = "a multi-label classifier needs at least one label in use" if multi else "a classifier needs at least two"
+        raise LiftError(f"the train split of {source} has {len(trained)} class ({only}): {need}; check the label column and the data")
     warnings = []
     for name in ("validation", "test"):
-        labels = splits[name].labels
-        unseen = {names[i]: labels.count(i) for i in sorted(set(labels) - trained)}
+        present = set(np.flatnonzero(per_split[name]).tolist())
+        unseen = {names[i]: int(per_split[name][i]) for i in sorted(present - trained)}
         if unseen:
             counts = ", ".join(f"{label!r}: {n}" for label, n in unseen.items())
             warnings.append(f"{sum(unseen.values())} {name} row(s) have labels never seen in training ({counts}): the model cannot predict them")
-        missing = [names[i] for i in sorted(trained - set(labels))]
+        missing = [names[i] for i in sorted(trained - present)]
         if missing:
             warnings.append(f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(map(repr, missing[:10]))}): too small to measure them, add rows")
     return warnings
@@ -278,15 +344,18 @@ def _as_int(value: Any) -> int | None:
 
 
 def _encode_labels(texts: list[str], raw: list[Any], places: list[str], names: list[str], index: dict[Any, int], split: str, source: str) -> Split:
-    labels = []
+    labels: list[Label] = []
     for place, value in zip(places, raw):
-        label = index.get(value if isinstance(value, str) else _as_int(value))
-        if label is None:
-            raise LiftError(
-                f"label {value!r} in {place} of the {split} split of {source} is not one of the "
-                f"{len(names)} labels {names[:10]}{'...' if len(names) > 10 else ''}: fix the row or the label list (labels.json)"
-            )
-        labels.append(label)
+        ids = []
+        for one in value if isinstance(value, list) else [value]:
+            label = index.get(one if isinstance(one, str) else _as_int(one))
+            if label is None:
+                raise LiftError(
+                    f"label {one!r} in {place} of the {split} split of {source} is not one of the "
+                    f"{len(names)} labels {names[:10]}{'...' if len(names) > 10 else ''}: fix the row or the label list (labels.json)"
+                )
+            ids.append(label)
+        labels.append(sorted(set(ids)) if isinstance(value, list) else ids[0])
     return Split(texts, labels)
 
 
@@ -294,8 +363,9 @@ def _carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Seeded, stratified split-off (plain random when a class is too small to stratify)."""
     from sklearn.model_selection import train_test_split
 
-    counts = np.bincount(split.labels)
-    stratify = split.labels if counts[counts > 0].min() >= 2 else None
+    single = not any(isinstance(label, list) for label in split.labels)  # label sets: plain random
+    counts = np.bincount(split.labels) if single else np.zeros(1)
+    stratify = split.labels if single and counts[counts > 0].min() >= 2 else None
     n_out = max(1, round(len(split) * fraction))
     if len(split) - n_out < 1:
         raise LiftError(f"only {len(split)} training rows: too few to carve evaluation rows from; add data")

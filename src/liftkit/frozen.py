@@ -53,6 +53,12 @@ class _Inject(nn.Module):
         return self.hidden.to(hidden_states.dtype)
 
 
+def model_feed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What of a batch the model itself takes: every input (ids, mask, token type ids), not the
+    targets nor the cached states."""
+    return {name: value for name, value in batch.items() if name not in ("labels", "hidden")}
+
+
 class _Stop(Exception):
     """Raised by a hook to end a forward pass once the frozen bottom has run."""
 
@@ -81,7 +87,7 @@ class FrozenBottom:
         self.model.eval()
         handle = self.layers[self.depth - 1].register_forward_hook(grab)
         try:
-            self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            self.model(**model_feed(batch))
         except _Stop:
             pass
         finally:
@@ -171,7 +177,7 @@ def frozen_depth(model: nn.Module, layers: nn.ModuleList, batch: dict[str, torch
     model.eval()
     try:
         with torch.no_grad():
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            model(**model_feed(batch))
     finally:
         for hook in hooks:
             hook.remove()

@@ -1,4 +1,5 @@
-"""The training loss: cross-entropy (class weights, label smoothing) or focal loss.
+"""The training loss: cross-entropy (class weights, label smoothing) or focal loss; for
+multi-label tasks their sigmoid forms (binary cross-entropy per label, `pos_weight`).
 
 HF's Trainer computes the model's own unweighted cross-entropy and has no class weights
 (transformers#35061); on skewed data (tweet_eval_emoji: the top emoji has 20x the rows of the
@@ -6,6 +7,10 @@ rarest) that loss is best served by predicting the frequent classes, and macro-F
 losses here take per-class weights: `balanced` weighs each class n_rows / (n_classes * its rows),
 so every class carries the same total weight. Only training uses them; validation and test losses
 stay the plain cross-entropy, comparable across runs.
+
+Each task (`liftkit.tasks`) names the function here that builds its loss (`Task.criterion`).
+For multi-label data `balanced` is per label: its positives weighed negatives / positives
+(`pos_weight`), so a rare label's few positives count as much as its many negatives.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 
 from liftkit.config import TrainConfig
 from liftkit.errors import LiftError
+from liftkit.tasks import Task
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
 
@@ -49,8 +55,13 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight:
     return (w * loss).sum() / w.sum()
 
 
-def criterion(cfg: TrainConfig, label_names: Sequence[str], train_labels: Sequence[int]) -> Criterion:
-    """The loss `cfg` asks for, with its class weights resolved against the training labels."""
+def criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray, task: Task) -> Criterion:
+    """The loss `cfg` asks for in the form `task` needs, its weights resolved against the training targets."""
+    return globals()[task.criterion](cfg, label_names, train_targets)
+
+
+def single_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_labels: Sequence[int]) -> Criterion:
+    """Cross-entropy or focal loss over the classes, with class weights."""
     weight = class_weights(cfg.class_weights, label_names, train_labels)
     if cfg.loss == "focal":
         return lambda logits, labels: focal_loss(logits, labels, cfg.focal_gamma, weight)
@@ -61,3 +72,43 @@ def criterion(cfg: TrainConfig, label_names: Sequence[str], train_labels: Sequen
         return F.cross_entropy(logits.float(), labels, weight=w, label_smoothing=smoothing)
 
     return cross_entropy
+
+
+def pos_weights(spec: str | dict[str, float], label_names: Sequence[str], train_targets: np.ndarray) -> torch.Tensor | None:
+    """`train.class_weights` for multi-label data: each label's positive rows weighed against its
+    negatives. `balanced`: negatives / positives (1 for a label with no positive row)."""
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        positives = np.asarray(train_targets, dtype=np.float64).sum(axis=0)
+        ratio = np.divide(len(train_targets) - positives, positives, out=np.ones_like(positives), where=positives > 0)
+        return torch.tensor(ratio, dtype=torch.float32)
+    return class_weights(spec, label_names, [])
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Focal loss per label (Lin et al., 2017, binary form): each decision's cross-entropy times
+    (1 - p_t)^gamma, its positive term times `pos_weight`; the mean over rows and labels."""
+    x = logits.float()
+    log_p, log_not_p = F.logsigmoid(x), F.logsigmoid(-x)
+    positive = -targets * log_p * (-torch.expm1(log_p)).clamp_min(1e-12) ** gamma
+    negative = -(1 - targets) * log_not_p * (-torch.expm1(log_not_p)).clamp_min(1e-12) ** gamma
+    if pos_weight is not None:
+        positive = positive * pos_weight.to(x.device)
+    return (positive + negative).mean()
+
+
+def multi_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray) -> Criterion:
+    """Binary cross-entropy with logits over every label (or its focal form), `pos_weight` from
+    train.class_weights; label smoothing pulls each 0/1 target that share towards 0.5."""
+    weight = pos_weights(cfg.class_weights, label_names, train_targets)
+    if cfg.loss == "focal":
+        return lambda logits, targets: sigmoid_focal_loss(logits, targets, cfg.focal_gamma, weight)
+    smoothing = cfg.label_smoothing
+
+    def binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        w = weight.to(logits.device) if weight is not None else None
+        soft = targets * (1 - smoothing) + smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=w)
+
+    return binary_cross_entropy

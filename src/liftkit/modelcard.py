@@ -16,6 +16,7 @@ from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID, is_hub_id
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, render_markdown_table, summary_lines
 from liftkit.run_dir import Manifest
+from liftkit.tasks import task_named
 
 # licenses of the packaged base models (other models: whatever their own card says)
 KNOWN_LICENSES = {EMBEDDED_HUB_ID: "apache-2.0", SMOLLM2_HUB_ID: "apache-2.0"}
@@ -65,6 +66,8 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
             "metrics": [
                 {"type": "accuracy", "value": round(scores.accuracy, 4), "name": "Accuracy"},
                 {"type": "f1", "value": round(scores.macro_f1, 4), "name": "Macro F1", "args": {"average": "macro"}},
+                *([{"type": "f1", "value": round(scores.micro_f1, 4), "name": "Micro F1", "args": {"average": "micro"}}]
+                  if scores.micro_f1 is not None else []),
             ],
         }],
     }]
@@ -106,7 +109,7 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
             f"| macro-F1 | {parity['run']['macro_f1']:.4f} | {parity['export']['macro_f1']:.4f} |",
             "",
             f"max |Δ logit| {parity['max_abs_logit_diff']:.2e}, max |Δ probability| {parity['max_abs_prob_diff']:.2e}, "
-            f"same predicted label on {parity['argmax_agreement'] * 100:.2f}% of rows; model file {export['model_size_bytes'] / 1e6:.1f} MB.",
+            f"same predicted label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}% of rows; model file {export['model_size_bytes'] / 1e6:.1f} MB.",
             *[f"\n**Warning:** {w}" for w in export.get("warnings", [])],
             "",
         ]
@@ -138,6 +141,8 @@ def _labels(labels: list[str]) -> str:
 
 
 def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
+    task = task_named(manifest.task)
+    problem = f', problem_type="{task.problem_type}"' if task.card_pipeline else ""  # what a fresh config would not guess
     lines = ["## How to use", "", "With liftkit (`pip install liftkit`), from this folder:", "", "```python",
              "import liftkit", "", 'predictor = liftkit.load(".")', 'predictor.predict(["i feel wonderful today"])', "```", ""]
     if export is None and _library(manifest, None) == "peft":
@@ -145,7 +150,7 @@ def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
                   "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
                   f'labels = {manifest.labels!r}',
                   f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels=len(labels), '
-                  'id2label=dict(enumerate(labels)))',
+                  f'id2label=dict(enumerate(labels)){problem})',
                   'model = PeftModel.from_pretrained(base, ".").eval()', 'tokenizer = AutoTokenizer.from_pretrained(".")', "```", "",
                   "or ship it without peft: `lift export . --format hf` (merged weights) or `--format onnx`.", ""]
     elif export is None:
@@ -153,15 +158,18 @@ def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
                   "liftkit, `lift export . --format onnx` (every method) or `--format hf` (methods that merge into the weights).", ""]
     elif export["format"] == "hf":
         lines += ["With plain transformers (no peft, no liftkit):", "", "```python", "from transformers import pipeline", "",
-                  'classify = pipeline("text-classification", model=".")',
-                  'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did', "```", ""]
+                  f'classify = pipeline("text-classification", model="."{task.card_pipeline})',
+                  'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did', "```", "",
+                  *([f"Each label applies at or above its own threshold (export.json `thresholds`, tuned on validation): "
+                     f"{', '.join(f'{n} {t:.2f}' for n, t in zip(manifest.labels, manifest.thresholds))}.", ""] if manifest.thresholds else [])]
     else:
         lines += ["With onnxruntime and tokenizers only (no torch):", "", "```python", "import json", "import numpy as np",
                   "import onnxruntime as ort", "from tokenizers import Tokenizer", "",
                   'info = json.load(open("export.json"))', 'tokenizer = Tokenizer.from_file("tokenizer.json")',
                   'tokenizer.no_padding()', 'tokenizer.enable_truncation(info["max_length"])', f'session = ort.InferenceSession("{export["model_file"]}")',
                   'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
-                  'logits = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]',
-                  'print(info["labels"][int(logits.argmax())])', "```", "",
+                  'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}',
+                  'logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]',
+                  *task.card_onnx, "```", "",
                   f"Batches pad with token id {export['pad_id']} on the {export['padding_side']} (attention mask 0 there).", ""]
     return "\n".join(lines)

@@ -243,9 +243,11 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(
-    cfg: ModelConfig, label_names: list[str], tokenizer: PreTrainedTokenizerBase
+    cfg: ModelConfig, label_names: list[str], tokenizer: PreTrainedTokenizerBase, problem_type: str = "single_label_classification",
 ) -> nn.Module:
-    """A sequence-classification model in fp32 with a fresh head of `len(label_names)` outputs."""
+    """A sequence-classification model in fp32 with a fresh head of `len(label_names)` outputs.
+    `problem_type` (the task's) goes into its config: a plain transformers pipeline reads it to
+    pick softmax or sigmoid."""
     source = resolve_model_source(cfg.name)
     try:
         config = AutoConfig.from_pretrained(
@@ -255,7 +257,7 @@ def load_classifier(
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
-            problem_type="single_label_classification",
+            problem_type=problem_type,
         )
         config.pad_token_id = tokenizer.pad_token_id
         model = AutoModelForSequenceClassification.from_pretrained(

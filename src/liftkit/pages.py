@@ -14,7 +14,7 @@ import html
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 from matplotlib.figure import Figure
@@ -24,6 +24,7 @@ from liftkit.config import NOT_RESULTS
 from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord
 from liftkit.report import comparison_table, results_table, summary_lines
+from liftkit.tasks import task_named
 from liftkit.tracking import flatten
 
 STYLE = """
@@ -120,17 +121,58 @@ def write_run_report(folder: str | Path) -> Path:
     sections = [
         _section("Test split: base vs fine-tuned" if record.base else "Test split", _table(comparison_table(record)), *map(_note, summary_lines(record))),
         _section("Learning curves", image("learning_curves", plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"), "learning curves")),
-        _section("Confusion matrices (test)", image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned")),
-        _section("Per-class scores (test)", image("per_class", plots.per_class(record), "per-class precision, recall and F1"), _per_class_table(record)),
-        _calibration(record, predictions, image),
-        _mistakes(record),
-        _section("Label distribution", image("label_distribution", plots.label_distribution(record), "label distribution, train and test"))
-        if record.data.label_counts else _section("Label distribution", _note("This run predates stored label counts: rerun it to draw them.")),
+        *[SECTIONS[name](record, predictions, image) for name in task_named(record.data.task).report],
         _section("Run facts", _facts(_run_facts(record, manifest.method_options, dict(_config(folder).get("train") or {})))),
     ]
     page = folder / run_dir.REPORT_HTML
     run_dir.write_text(page, _page(title, f"{folder.name} · run on {run.date} on {run.device}", sections))
     return page
+
+
+def _confusion(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+    return _section("Confusion matrices (test)", image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned"))
+
+
+def _per_class(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+    return _section("Per-class scores (test)", image("per_class", plots.per_class(record), "per-class precision, recall and F1"), _per_class_table(record))
+
+
+def _per_label(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+    return _section("Per-label scores (test), largest labels first",
+                    _note("Each label decided on its own at its threshold (the table's last column), chosen on the validation split."),
+                    image("per_class", plots.per_class(record, by_support=True), "per-label precision, recall and F1"), _per_class_table(record))
+
+
+def _needs_predictions(title: str, draw: Callable[[dict[str, Any], RunRecord], Any], name: str, alt: str, note: str) -> Callable[..., str]:
+    def section(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+        if predictions is None:
+            return _section(title, _note("This run predates stored test predictions: rerun it to draw this."))
+        return _section(title, _note(note), image(name, draw(predictions, record), alt))
+
+    return section
+
+
+def _label_distribution(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
+    if not record.data.label_counts:
+        return _section("Label distribution", _note("This run predates stored label counts: rerun it to draw them."))
+    return _section("Label distribution", image("label_distribution", plots.label_distribution(record), "label distribution, train and test"))
+
+
+# report.html's task-dependent sections by name: each task lists the ones it shows (Task.report)
+SECTIONS: dict[str, Callable[[RunRecord, dict[str, Any] | None, _Images], str]] = {
+    "confusion_matrices": _confusion,
+    "per_class": _per_class,
+    "per_label": _per_label,
+    "precision_recall": _needs_predictions(
+        "Precision-recall per label (test)", plots.precision_recall, "precision_recall", "precision-recall curve of every label",
+        "How much precision each label trades for recall as its threshold moves; the red dot is where its threshold sits. AP: average precision."),
+    "co_occurrence": _needs_predictions(
+        "Label co-occurrence (test)", plots.co_occurrence, "co_occurrence", "label co-occurrence, true and predicted",
+        "Row i, column j: of the test rows carrying label i, the share that also carry label j; left as annotated, right as predicted."),
+    "calibration": lambda record, predictions, image: _calibration(record, predictions, image),
+    "mistakes": lambda record, predictions, image: _mistakes(record),
+    "label_distribution": _label_distribution,
+}
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -141,11 +183,13 @@ def _config(folder: Path) -> dict[str, Any]:
 
 
 def _per_class_table(record: RunRecord) -> str:
-    rows = [["class", "support", "base precision", "base recall", "base F1", "precision", "recall", "F1"]]
+    thresholds = any(c.threshold is not None for c in record.finetuned.per_class.values())
+    rows = [["class", "support", "base precision", "base recall", "base F1", "precision", "recall", "F1", *(["threshold"] if thresholds else [])]]
     for name, tuned in record.finetuned.per_class.items():
         base = record.base.per_class.get(name) if record.base else None
         before = [f"{getattr(base, k):.3f}" for k in ("precision", "recall", "f1")] if base else ["-"] * 3
-        rows.append([name, f"{tuned.support:,}", *before, f"{tuned.precision:.3f}", f"{tuned.recall:.3f}", f"{tuned.f1:.3f}"])
+        cut = [f"{tuned.threshold:.2f}"] if thresholds else []
+        rows.append([name, f"{tuned.support:,}", *before, f"{tuned.precision:.3f}", f"{tuned.recall:.3f}", f"{tuned.f1:.3f}", *cut])
     return f"<details><summary>the numbers</summary>{_table(rows)}</details>"
 
 
@@ -153,7 +197,8 @@ def _calibration(record: RunRecord, predictions: dict[str, Any] | None, image: _
     if predictions is None:
         return _section("Calibration (test)", _note("This run predates stored test predictions: rerun it to draw its reliability diagram."))
     eces = [f"{label}: ECE {split.ece:.4f}" for label, split in (("base", record.base), ("fine-tuned", record.finetuned)) if split is not None and split.ece is not None]
-    explain = ("Expected calibration error (ECE): the gap between how sure the model says it is and how often it is right, "
+    explain = ("Each decision counts: a row's top class, or for multi-label every (row, label) decision, sure by p or 1 - p. "
+               "Expected calibration error (ECE): the gap between how sure the model says it is and how often it is right, "
                "averaged over 15 confidence bins and weighted by their rows; 0 is perfectly calibrated. " + "; ".join(eces) + ".")
     return _section("Calibration (test)", image("calibration", plots.reliability(predictions, record), "reliability diagrams"), _note(explain))
 
@@ -162,7 +207,7 @@ def _mistakes(record: RunRecord) -> str:
     if not record.mistakes:
         what = "The fine-tuned model made no mistake on test." if record.finetuned.scores.accuracy == 1 else "This run predates stored mistakes: rerun it to list them."
         return _section("Most confident mistakes (test)", _note(what))
-    rows = [["#", "text", "true label", "predicted", "probability"]]
+    rows = [["#", "text", "true", "predicted", "probability"]]
     rows += [[str(n), m.text, m.label, m.predicted, f"{m.probability:.3f}"] for n, m in enumerate(record.mistakes, start=1)]
     return _section(f"The {len(record.mistakes)} most confident mistakes (test)",
                     _note("Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."),
@@ -290,16 +335,17 @@ def write_tune_report(study: Any, study_dir: Path, final_run: Path | None) -> Pa
     image = _Images(study_dir)
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
-    rows = [["trial", "state", "val macro-F1", "duration (s)", *[n.split(".", 1)[-1].replace("_", " ") for n in names]]]
+    objective = study.user_attrs.get("objective", "validation macro-F1")  # studies older than the attribute maximised it
+    rows = [["trial", "state", objective.replace("validation", "val"), "duration (s)", *[n.split(".", 1)[-1].replace("_", " ") for n in names]]]
     for t in trials:
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         rows.append([str(t.number), t.state.name.lower(), "-" if t.value is None else f"{t.value:.4f}",
                      "-" if duration is None else f"{duration:.0f}", *[_tune_value(t.params.get(n)) for n in names]])
-    sections = [_section("Trials", _note("Validation macro-F1 of each trial's best epoch; the test split is used once, by the best configuration's run."),
+    sections = [_section("Trials", _note(f"{objective.capitalize()} of each trial's best epoch; the test split is used once, by the best configuration's run."),
                          _table(rows).replace("<table>", '<table class="wrap-head">', 1))]
     for name, title, draw in (
         ("optimization_history", "Optimisation history", optuna.visualization.matplotlib.plot_optimization_history),
-        ("intermediate_values", "Validation macro-F1 per epoch (pruned trials stop early)", optuna.visualization.matplotlib.plot_intermediate_values),
+        ("intermediate_values", f"{objective.capitalize()} per epoch (pruned trials stop early)", optuna.visualization.matplotlib.plot_intermediate_values),
         ("param_importances", "Parameter importances (fANOVA)", optuna.visualization.matplotlib.plot_param_importances),
     ):
         sections.append(_section(title, _optuna_figure(image, name, draw, study)))
@@ -309,7 +355,7 @@ def write_tune_report(study: Any, study_dir: Path, final_run: Path | None) -> Pa
                                  _note(f"Run folder: {final_run} (report.html inside).")))
     page = study_dir / "tune.html"
     best = study.best_trial
-    run_dir.write_text(page, _page(f"Study {study.study_name}", f"{len(trials)} trials; best: trial {best.number}, validation macro-F1 {best.value:.4f}", sections))
+    run_dir.write_text(page, _page(f"Study {study.study_name}", f"{len(trials)} trials; best: trial {best.number}, {objective} {best.value:.4f}", sections))
     return page
 
 

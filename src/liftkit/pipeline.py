@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -24,17 +26,18 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from liftkit import checkpoint, pages, report, run_dir, tracking
-from liftkit.batching import AUTO_PERCENTILE, Padding, TokenizedSplit, auto_max_length, loader, tokenize
+from liftkit.batching import AUTO_PERCENTILE, Padding, TokenizedSplit, auto_max_length, loader, model_inputs, tokenize
 from liftkit.callbacks import Callback, Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
 from liftkit.errors import LiftError, first_line
-from liftkit.evaluate import confident_mistakes, evaluate, majority_metrics
+from liftkit.evaluate import evaluate
 from liftkit.methods import METHODS, Method
 from liftkit.modelcard import model_card
 from liftkit.modeling import Arch, arch_of, length_limit, load_classifier, load_tokenizer, resolve_model_source
 from liftkit.record import RunInfo, RunRecord, TrainSummary
 from liftkit.resources import fork_rng, parameter_counts
+from liftkit.tasks import TASKS, Task
 from liftkit.tracking import JsonlLogger
 from liftkit.train import fit, make_accelerator
 from liftkit.version import __version__
@@ -64,6 +67,8 @@ class _Prepared:
     padding: Padding
     accelerator: Accelerator
     max_length: int  # data.max_length resolved: tokens per text at most
+    task: Task  # what the labels call for (liftkit.tasks), decided with the data
+    inputs: tuple[str, ...]  # what the model is fed per batch (batching.model_inputs)
 
 
 def preflight(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -102,8 +107,12 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
     The main process holds the folder's lock throughout (one run per folder) and is the only one
     that writes there. A run that fails after `preflight` leaves error.json (and error.txt, the
     traceback) in its folder; one that fails `preflight` writes nothing. `overwrite` deletes the
-    run in the folder first; `resume` first recovers a checkpoint swap a kill interrupted."""
+    run in the folder first; `resume` first recovers a checkpoint swap a kill interrupted. A run
+    that fails before its first checkpoint in a folder it named itself (no --output-dir) removes
+    that folder: nothing was trained, and the error has been shown."""
+    named_here = cfg.output_dir is None and not resume  # runs/<dataset>-<method>-<time>, made by this call
     out = preflight(cfg, resume, overwrite)
+    named_here = named_here and not out.exists()
     cfg.output_dir = str(out)
     main = is_main_process()
     with run_dir.lock(out) if main else contextlib.nullcontext():
@@ -119,7 +128,9 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
         try:
             record = _run(cfg, out, resume, log)
         except (Exception, KeyboardInterrupt) as exc:
-            if main:
+            if main and named_here and not run_dir.checkpoint_dir(out).exists():
+                shutil.rmtree(out, ignore_errors=True)  # nothing trained, the error is on the terminal: no empty folder
+            elif main:
                 run_dir.write_error(out, exc)
             raise
         if main:
@@ -140,18 +151,23 @@ def train_only(cfg: RunConfig, callbacks: Sequence[Callback] = (), log: Callable
 
 
 def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
-    splits = load_splits(cfg.data, cfg.train.seed)
+    splits = load_splits(cfg.data, cfg.train.seed, cfg.task.name)
     log(f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {len(splits.label_names)} labels")
+    task = TASKS[splits.task]
+    log(f"task: {task.name} ({splits.task_reason})")
+    if cfg.train.best_metric not in ("auto", *task.scores):
+        raise LiftError(f"train.best_metric={cfg.train.best_metric!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}")
     for warning in splits.warnings:
         log(f"warning: {warning}")
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.train.seed)  # before the head is initialised: same seed, same run
-    model = load_classifier(cfg.model, splits.label_names, tokenizer)
+    model = load_classifier(cfg.model, splits.label_names, tokenizer, task.problem_type)
     arch = arch_of(model)
     # virtual tokens (prompt, p-tuning; a decoder's prefix shifts positions too) take positions from the texts
     limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
     max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log)
-    tokens = {name: tokenize(getattr(splits, name), tokenizer, max_length) for name in ("train", "validation", "test")}
+    inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
+    tokens = {name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs) for name in ("train", "validation", "test")}
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
@@ -159,7 +175,7 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     # the tokenizer's own side, except that a decoder seeing embeddings must pad left: its last
     # position must be a real token (see methods.prompt)
     padding = Padding.of(tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings))
-    return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length)
+    return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length, task, inputs)
 
 
 def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, log: Callable[[str], None]) -> int:
@@ -214,22 +230,41 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log,
         )
         model = p.accelerator.unwrap_model(model)
+        thresholds = _thresholds(cfg, p, model, log)
         log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
         with p.accelerator.autocast():
-            tuned = evaluate(model, test_loader, device, labels)
+            tuned = evaluate(model, test_loader, device, labels, thresholds)
         record = RunRecord(
             run=_run_info(cfg, device), data=p.splits.summary(), parameters=params,
-            majority=majority_metrics(p.tokens["train"].labels, p.tokens["test"].labels, labels),
+            majority=p.task.reference(p.tokens["train"].labels, p.tokens["test"].labels, labels),
             base=base.metrics if base else None, finetuned=tuned.metrics, train=trained,
-            mistakes=confident_mistakes(tuned.probabilities, tuned.labels, p.splits.test.texts, labels),
+            mistakes=p.task.mistakes(tuned.probabilities, tuned.labels, p.splits.test.texts, labels, thresholds, 20),
         )
         if main:
             run_dir.write_predictions(out, tuned.labels, tuned.probabilities, base.probabilities if base else None)
-            _save(out, cfg, p, model, record)
+            _save(out, cfg, p, model, record, thresholds)
             _beside(f"report.html (`lift report {out}` draws it again)", partial(pages.write_run_report, out), log)
             for tracker in trackers:
                 _beside(f"sending the finished run to {cfg.train.report_to}", partial(tracker.finish, record, out), log)
     return record
+
+
+def _thresholds(cfg: RunConfig, p: _Prepared, model: torch.nn.Module, log: Callable[[str], None]) -> list[float] | None:
+    """The task's decision thresholds (multi-label), tuned on the validation split when
+    task.threshold is `tuned`: the kept epoch's validation probabilities, never the test split's."""
+
+    def validation() -> tuple[Any, Any]:
+        log("choosing each label's decision threshold on the validation split ...")
+        val_loader = loader(p.tokens["validation"], cfg.train.eval_batch_size, p.padding, shuffle=False)
+        with p.accelerator.autocast():
+            result = evaluate(model, val_loader, p.accelerator.device, p.splits.label_names)
+        return result.probabilities, result.labels
+
+    chosen = p.task.thresholds(cfg.task.threshold, p.splits.label_names, validation, cfg.task.min_positives)
+    if chosen is not None:
+        shown = ", ".join(f"{name} {t:.2f}" for name, t in zip(p.splits.label_names, chosen))
+        log(f"thresholds ({cfg.task.threshold if not isinstance(cfg.task.threshold, dict) else 'given'}): {shown}")
+    return chosen
 
 
 def _check_unchanged(out: Path, settings: dict[str, Any]) -> None:
@@ -244,12 +279,13 @@ def _check_unchanged(out: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord) -> None:
+def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord, thresholds: list[float] | None) -> None:
     manifest = run_dir.Manifest(
         liftkit=__version__, method=cfg.method.name, base_model=portable_name(cfg.model.name), model_type=p.arch.model_type,
         labels=p.splits.label_names, max_length=p.max_length, padding_side=p.padding.side,
         trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision,
-        method_options=dataclasses.asdict(cfg.method), pad_id=p.padding.pad_id,
+        method_options=dataclasses.asdict(cfg.method), pad_id=p.padding.pad_id, task=p.task.name, thresholds=thresholds,
+        inputs=list(p.inputs),
     )
     # plain transformers users should load the side that was trained; save_pretrained writes only
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too

@@ -24,6 +24,7 @@ from matplotlib.ticker import LogFormatter
 
 from liftkit.evaluate import calibration
 from liftkit.record import RunRecord
+from liftkit.tasks import task_named
 
 BASE_COLOR, TUNED_COLOR, TRAIN_COLOR, TEST_COLOR = "#9aa5b1", "#1f6feb", "#1f6feb", "#e8710a"
 SERIES = ["#1f6feb", "#e8710a", "#2da44e", "#cf222e", "#8250df", "#bf8700", "#1b7c83", "#6e7781"]
@@ -173,10 +174,12 @@ def confusion_matrices(record: RunRecord) -> Figure:
 
 
 @_drawing
-def per_class(record: RunRecord) -> Figure:
+def per_class(record: RunRecord, by_support: bool = False) -> Figure:
     """Precision, recall and F1 of every class on test, base beside fine-tuned, with each class's
-    support."""
+    support; in label order, or (`by_support`, many labels of very different sizes) largest first."""
     names = record.data.labels
+    if by_support:
+        names = sorted(names, key=lambda n: -record.finetuned.per_class[n].support)
     rows = [f"{display_name(n)} (n={record.finetuned.per_class[n].support})" for n in names]
     figure = _figure(13, max(3.2, 0.32 * len(names) + 1.6))
     axes = figure.subplots(1, 3, sharey=True)
@@ -206,7 +209,7 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
     figure = _figure(5.2 * len(panels) + 0.4, 5.4)
     grid = figure.add_gridspec(2, len(panels), height_ratios=[3, 1])
     for column, (name, label, split) in enumerate(panels):
-        result = calibration(predictions[name], predictions["labels"])
+        result = calibration(predictions[name], predictions["labels"], task_named(record.data.task))
         ece = split.ece if split.ece is not None else result.ece  # metrics.json's figure, as the page's text
         top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
         left, width = result.edges[:-1], np.diff(result.edges)
@@ -226,6 +229,77 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
     return figure
 
 
+def _grid(count: int, columns: int = 7) -> tuple[int, int]:
+    return math.ceil(count / min(columns, count)), min(columns, count)
+
+
+@_drawing
+def precision_recall(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
+    """Multi-label: each label's precision-recall curve on test (the fine-tuned model), its
+    decision threshold marked; labels by test support, largest first."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    names, y, probs = record.data.labels, predictions["labels"] > 0.5, predictions["finetuned"]
+    order = sorted(range(len(names)), key=lambda j: -int(y[:, j].sum()))
+    rows, columns = _grid(len(names))
+    figure = _figure(2.3 * columns, 2.2 * rows + 0.6)
+    axes = np.atleast_1d(figure.subplots(rows, columns, sharex=True, sharey=True)).ravel()
+    for ax, j in zip(axes, order):
+        ax.grid(alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        scores = record.finetuned.per_class[names[j]]
+        ax.set_title(f"{display_name(names[j])} (n={scores.support})", fontsize=9)
+        if not y[:, j].any():
+            ax.text(0.5, 0.5, "no positive\ntest row", ha="center", va="center", fontsize=8, color="#57606a")
+            continue
+        precision, recall, _ = precision_recall_curve(y[:, j], probs[:, j])
+        ax.plot(recall, precision, color=TUNED_COLOR, lw=1.2)
+        ax.plot(scores.recall, scores.precision, "o", color="#cf222e", ms=5)
+        ax.text(0.03, 0.05, f"AP {average_precision_score(y[:, j], probs[:, j]):.2f}\nt={scores.threshold:.2f}", fontsize=7.5,
+                transform=ax.transAxes, color="#24292f")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    figure.supxlabel("recall")
+    figure.supylabel("precision")
+    figure.suptitle("Precision-recall per label on the test split (red dot: the label's decision threshold t)", fontsize=12)
+    return figure
+
+
+def _co_occurrence(present: np.ndarray) -> np.ndarray:
+    """share[i, j]: of the rows carrying label i, the share that also carry label j."""
+    present = present.astype(np.float64)
+    together = present.T @ present
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = together / np.diag(together)[:, None]
+    np.fill_diagonal(share, np.nan)
+    return share
+
+
+@_drawing
+def co_occurrence(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
+    """Multi-label: which labels come together, in the test split's true label sets beside the
+    fine-tuned model's predicted ones (at its thresholds)."""
+    task = task_named(record.data.task)
+    names = [display_name(n) for n in record.data.labels]
+    thresholds = [record.finetuned.per_class[n].threshold for n in record.data.labels]
+    panels = [("true label sets", predictions["labels"] > 0.5),
+              (f"predicted label sets (fine-tuned, {record.run.method})", task.decide(predictions["finetuned"], thresholds))]
+    n = len(names)
+    side = min(7.5, max(4.2, 0.24 * n + 2.2))
+    figure = _figure(2 * side + 0.8, side + 0.4)
+    size, rotation = _tick_style(names)
+    axes = figure.subplots(1, 2)
+    image = None
+    for ax, (title, present) in zip(axes, panels):
+        image = ax.imshow(_co_occurrence(present), cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(n), names, rotation=rotation, ha="right" if rotation == 30 else "center", fontsize=size)
+        ax.set_yticks(range(n), names, fontsize=size)
+        ax.set(xlabel="also carries label", ylabel="rows carrying label", title=f"{title}\n{int(present.any(axis=1).sum()):,} of {len(present):,} rows with a label")
+    figure.colorbar(image, ax=list(axes), shrink=0.7, label="share of the row label's rows")
+    figure.suptitle("Label co-occurrence on the test split: true vs predicted", fontsize=12)
+    return figure
+
+
 @_drawing
 def label_distribution(record: RunRecord) -> Figure:
     """Each label's share of the train and test rows: how skewed the data is, and whether the test
@@ -237,10 +311,11 @@ def label_distribution(record: RunRecord) -> Figure:
     x = np.arange(len(names))
     for offset, split, color in ((-0.2, "train", TRAIN_COLOR), (0.2, "test", TEST_COLOR)):
         rows = np.asarray(counts.get(split) or [0] * len(names), dtype=float)
-        ax.bar(x + offset, 100 * rows / max(rows.sum(), 1), 0.4, color=color, label=f"{split} ({int(rows.sum()):,} rows)")
+        total = record.data.rows.get(split) or rows.sum()  # a multi-label row may count under several labels
+        ax.bar(x + offset, 100 * rows / max(total, 1), 0.4, color=color, label=f"{split} ({int(total):,} rows)")
     size, rotation = _tick_style(names)
     ax.set_xticks(x, names, rotation=rotation, ha="right" if rotation == 30 else "center", fontsize=size)
-    ax.set(xlabel="label", ylabel="share of the split's rows (%)")
+    ax.set(xlabel="label", ylabel="share of the split's rows carrying it (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     figure.suptitle("Label distribution: train vs test split", fontsize=12)

@@ -3,6 +3,7 @@
     predictor = liftkit.load("runs/emotion-lora-...")            # a run folder: torch, adapters merged
     predictor = liftkit.load("runs/emotion-lora-...-onnx-int8")  # an export: onnxruntime, no torch
     predictor.predict(["i feel great"])  # [{"label": "joy", "probabilities": {...}}]
+    # a multi-label run: [{"labels": ["admiration", "joy"], "probabilities": {...}}], at its thresholds
 
 Speed comes from doing only the model's work: texts are tokenized in one call by the saved
 `tokenizer.json` (the Rust tokenizer, as training did), grouped by length so that no batch holds
@@ -23,23 +24,28 @@ import numpy as np
 
 from liftkit.errors import LiftError, first_line
 from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest, write_text
+from liftkit.tasks import Task, task_named
 
 BACKENDS = ("auto", "torch", "onnx")
 PADDING_BUDGET = 1.25  # padded batches: at most this many tokens computed per real token
-Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input ids, attention mask) -> logits
+Backend = Callable[[dict[str, np.ndarray]], np.ndarray]  # {input name: int64 array (rows, tokens)} -> logits
+PLAIN_INPUTS = ("input_ids", "attention_mask")  # what runs and exports older than `inputs` feed
 
 
 @dataclass
 class Encoder:
-    """Texts -> padded id and mask arrays, exactly as training tokenized and padded them: the
-    saved tokenizer.json, truncated at the run's max_length, padded with its pad id on its side."""
+    """Texts -> padded input arrays, exactly as training tokenized and padded them: the saved
+    tokenizer.json, truncated at the run's max_length, padded with its pad id on its side, and
+    every input the model takes (`inputs`: ids, mask, BERT's token type ids)."""
 
     tokenizer: Any  # tokenizers.Tokenizer
     pad_id: int | None  # None: the tokenizer has no pad token (predict never pads; Encoder.pad then refuses)
     left: bool = False
+    inputs: tuple[str, ...] = PLAIN_INPUTS
 
     @classmethod
-    def from_folder(cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None) -> Encoder:
+    def from_folder(cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None,
+                    inputs: Iterable[str] = PLAIN_INPUTS) -> Encoder:
         from tokenizers import Tokenizer
 
         try:
@@ -52,33 +58,40 @@ class Encoder:
         if pad_id is None:  # older manifests: the pad token by name
             pad = settings.get("pad_token")
             pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
-        return cls(tokenizer, pad_id, left)
+        return cls(tokenizer, pad_id, left, tuple(inputs))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         if len(texts) == 1:  # encode_batch's thread pool costs more than it saves on one text
             return [self.tokenizer.encode(texts[0]).ids]
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
-    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def pad(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        """The batch a backend takes: ids and mask, and zeros for the token types of single texts."""
         width = max(len(row) for row in rows)
         if self.pad_id is None and any(len(row) < width for row in rows):
             raise LiftError("this tokenizer has no pad token, so rows of different lengths cannot share a batch")
-        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        ids = np.full((len(rows), width), self.pad_id if self.pad_id is not None else 0, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
             span = slice(width - len(row), width) if self.left else slice(0, len(row))
             ids[i, span], mask[i, span] = row, 1
-        return ids, mask
+        batch = {"input_ids": ids, "attention_mask": mask}
+        return {name: batch.get(name, np.zeros_like(ids)) for name in self.inputs}
 
 
 class Predictor:
-    """A fine-tuned classifier: labels, the encoder of its texts and a backend that runs it."""
+    """A fine-tuned classifier: labels, the encoder of its texts, a backend that runs it, and its
+    task (what the logits mean) with the decision thresholds the run chose (multi-label)."""
 
-    def __init__(self, labels: list[str], encoder: Encoder, backend: Backend, info: dict[str, Any]):
+    def __init__(self, labels: list[str], encoder: Encoder, backend: Backend, info: dict[str, Any],
+                 task: Task | None = None, thresholds: list[float] | None = None):
         self.labels = labels
         self.encoder = encoder
         self.backend = backend
-        self.info = info  # what was loaded: source ("run" or "export"), format, backend, method, base model
+        self.task = task or task_named("single_label")
+        self.thresholds = thresholds
+        # what was loaded: source ("run" or "export"), format, backend, method, base model, task
+        self.info = {**info, "task": self.task.name, **({"thresholds": dict(zip(labels, thresholds))} if thresholds else {})}
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Raw class scores, one row per text, columns in `self.labels` order."""
@@ -100,24 +113,25 @@ class Predictor:
         padding cannot change a score (right padding; on the left a decoder's positions shift)."""
         logits = np.empty((len(rows), len(self.labels)), dtype=np.float32)
         if len(rows) == 1:  # a lone text: straight to the model
-            ids = np.array(rows, dtype=np.int64)
-            return self.backend(ids, np.ones_like(ids))
+            return self.backend(self.encoder.pad(rows))
         batches = _batches(rows, batch_size, pad and not self.encoder.left and self.encoder.pad_id is not None)
         for chunk in _progress(batches) if progress else batches:
-            logits[chunk] = self.backend(*self.encoder.pad([rows[i] for i in chunk]))
+            logits[chunk] = self.backend(self.encoder.pad([rows[i] for i in chunk]))
         return logits
 
     def predict_proba(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities, one row per text, columns in `self.labels` order."""
-        return softmax(self.logits(texts, batch_size, progress))
+        """Probabilities, one row per text, columns in `self.labels` order: over the classes
+        (softmax, single-label), or each label's own (sigmoid, multi-label)."""
+        return self.task.probabilities(self.logits(texts, batch_size, progress))
 
     def predict(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
-        """Label name and per-class probabilities for each text."""
-        probs = self.predict_proba(texts, batch_size, progress)
-        return [
-            {"label": self.labels[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(self.labels, row)}}
-            for row in probs
-        ]
+        """For each text, the label (single-label) or the label set (multi-label, `"labels"`, at
+        the run's thresholds) and every label's probability."""
+        return self.answers(self.predict_proba(texts, batch_size, progress))
+
+    def answers(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """Probabilities (`predict_proba`'s) -> what `predict` returns."""
+        return self.task.answer(probs, self.labels, self.thresholds)
 
 
 def _batches(rows: list[list[int]], batch_size: int, pad: bool = False) -> list[np.ndarray]:
@@ -139,11 +153,6 @@ def _batches(rows: list[list[int]], batch_size: int, pad: bool = False) -> list[
             start, real = end, lengths[i]
     batches.append(order[start:])
     return batches
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _check_texts(texts: Any, batch_size: Any) -> list[str]:
@@ -180,22 +189,22 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
     from liftkit.backends import torch_backend
 
     manifest = read_manifest(path)
-    encoder = Encoder.from_folder(path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id)
-    run_backend = _torch_or_onnx(torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device)
+    encoder = Encoder.from_folder(path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs)
+    run_backend = _torch_or_onnx(torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs)
     info = {"source": "run", "format": "run", "backend": "onnx" if backend == "onnx" else "torch", "method": manifest.method, "base_model": manifest.base_model}
-    return Predictor(manifest.labels, encoder, run_backend, info)
+    return Predictor(manifest.labels, encoder, run_backend, info, task_named(manifest.task), manifest.thresholds)
 
 
-def _torch_or_onnx(model: Any, backend: str, device: str) -> Backend:
+def _torch_or_onnx(model: Any, backend: str, device: str, inputs: tuple[str, ...]) -> Backend:
     """A torch model run as it is, or converted to ONNX in memory (`backend="onnx"`, CPU only)."""
     from liftkit.backends import torch_backend
 
-    return torch_backend.onnx_from_torch(model) if backend == "onnx" else torch_backend.TorchBackend(model, device)
+    return torch_backend.onnx_from_torch(model, inputs) if backend == "onnx" else torch_backend.TorchBackend(model, device)
 
 
 def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool) -> Predictor:
     export = read_export_info(path)
-    encoder = Encoder.from_folder(path, export["max_length"], export["padding_side"] == "left", export["pad_id"])
+    encoder = Encoder.from_folder(path, export["max_length"], export["padding_side"] == "left", export["pad_id"], export.get("inputs", PLAIN_INPUTS))
     if export["format"] == "onnx":
         if backend == "torch":
             raise LiftError(f"{str(path)!r} is an ONNX export, which holds no torch weights: use backend 'onnx' (or 'auto'), or load the run folder or an hf export")
@@ -205,10 +214,10 @@ def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool)
     else:
         from liftkit.backends import torch_backend
 
-        run_backend = _torch_or_onnx(torch_backend.load_hf_export(path, trust_remote_code), backend, device)
+        run_backend = _torch_or_onnx(torch_backend.load_hf_export(path, trust_remote_code), backend, device, encoder.inputs)
     used = "onnx" if export["format"] == "onnx" or backend == "onnx" else "torch"
     info = {"source": "export", "format": export["format"], "quantize": export.get("quantize"), "backend": used, "method": export["method"], "base_model": export["base_model"]}
-    return Predictor(export["labels"], encoder, run_backend, info)
+    return Predictor(export["labels"], encoder, run_backend, info, task_named(export.get("task")), export.get("thresholds"))
 
 
 def check_folder(path: Path) -> str:
@@ -242,15 +251,18 @@ def check_files(path: Path, files: list[str]) -> None:
 
 
 def write_predictions(path: Path, texts: list[str], predictions: list[dict[str, Any]], labels: list[str]) -> None:
-    """`.csv`: text, label, score and one probability column per label (spreadsheets read it);
-    anything else: JSON lines ({"text", "label", "probabilities"}). Written atomically."""
+    """`.csv`: text, label, score and one probability column per label (spreadsheets read it; a
+    multi-label run: text, the predicted set as "a|b", then the columns); anything else: JSON
+    lines ({"text", "label" or "labels", "probabilities"}). Written atomically."""
     if path.suffix.lower() == ".csv":
         out = io.StringIO(newline="")
         writer = csv.writer(out)
-        writer.writerow(["text", "label", "score", *labels])
+        multi = bool(predictions) and "labels" in predictions[0]
+        writer.writerow(["text", "labels" if multi else "label", *([] if multi else ["score"]), *labels])
         for text, pred in zip(texts, predictions):
             probs = pred["probabilities"]
-            writer.writerow([text, pred["label"], f"{probs[pred['label']]:.6f}", *(f"{probs[n]:.6f}" for n in labels)])
+            decided = ["|".join(pred["labels"])] if multi else [pred["label"], f"{probs[pred['label']]:.6f}"]
+            writer.writerow([text, *decided, *(f"{probs[n]:.6f}" for n in labels)])
         content = out.getvalue()
     else:
         content = "".join(json.dumps({"text": t, **pred}, ensure_ascii=False) + "\n" for t, pred in zip(texts, predictions))

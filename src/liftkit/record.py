@@ -24,10 +24,17 @@ class Scores:
     macro_precision: float
     macro_recall: float
     weighted_f1: float
-    loss: float  # mean cross-entropy of the predicted probabilities
+    loss: float  # mean cross-entropy of the predicted probabilities (binary, per label, for multi-label)
+    # multi-label only (liftkit.tasks.multi_label); None, and absent from metrics.json, elsewhere
+    micro_f1: float | None = None  # F1 over every (row, label) decision pooled
+    samples_f1: float | None = None  # F1 of each row's predicted label set, averaged over rows
+    hamming_loss: float | None = None  # share of (row, label) decisions that are wrong
+    label_ranking_ap: float | None = None  # label-ranking average precision: true labels ranked above the others
+    macro_roc_auc: float | None = None  # ROC-AUC per label (those with both outcomes in the split), averaged
 
 
 METRICS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Scores))  # the one list of metric names
+LOWER_IS_BETTER = frozenset({"loss", "hamming_loss"})  # the metrics a better model makes smaller
 
 
 @dataclass
@@ -38,6 +45,7 @@ class ClassScores:
     recall: float
     f1: float
     support: int
+    threshold: float | None = None  # multi-label: the probability at which this label is predicted
 
 
 @dataclass
@@ -64,13 +72,13 @@ class SplitMetrics:
     ece: float | None = None
 
     def to_dict(self, with_details: bool = True) -> dict[str, Any]:
-        out = dataclasses.asdict(self.scores)
+        out = _set(self.scores)
         if self.timing is not None:
             out.update(dataclasses.asdict(self.timing))
         if self.ece is not None:
             out["ece"] = self.ece
         if with_details:
-            out["per_class"] = {name: dataclasses.asdict(c) for name, c in self.per_class.items()}
+            out["per_class"] = {name: _set(c) for name, c in self.per_class.items()}
             out["confusion_matrix"] = self.confusion_matrix
         return out
 
@@ -79,6 +87,15 @@ class SplitMetrics:
         timing = known_fields(Timing, raw) if "runtime_s" in raw else None
         per_class = {name: ClassScores(**c) for name, c in (raw.get("per_class") or {}).items()}
         return cls(known_fields(Scores, raw), per_class, raw.get("confusion_matrix") or [], timing, raw.get("ece"))
+
+
+def _set(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields without the optional ones left unset (None): a single-label run's
+    metrics.json keeps exactly the keys it has always had."""
+    return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None or k in _REQUIRED}
+
+
+_REQUIRED = {f.name for kind in (Scores, ClassScores) for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}
 
 
 @dataclass
@@ -159,6 +176,8 @@ class DataSummary:
     notes: list[str] = field(default_factory=list)  # what was carved or subsampled
     warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead (see liftkit.data)
     label_counts: dict[str, list[int]] = field(default_factory=dict)  # split -> rows per label (labels' order)
+    task: str = "single_label"  # liftkit.tasks: single_label or multi_label (older runs: single_label)
+    task_reason: str = ""  # why: as configured, or what `auto` saw in the data
 
 
 @dataclass

@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable
 
-from liftkit.record import METRICS, RunRecord, SplitMetrics
+from liftkit.record import RunRecord, SplitMetrics
+from liftkit.tasks import task_named
 
 LABELS = {  # how each metric of `record.METRICS` is named in tables
     "accuracy": "accuracy",
@@ -18,12 +19,24 @@ LABELS = {  # how each metric of `record.METRICS` is named in tables
     "macro_recall": "macro recall",
     "weighted_f1": "weighted-F1",
     "loss": "loss",
+    "micro_f1": "micro-F1",
+    "samples_f1": "samples-F1",
+    "hamming_loss": "Hamming loss",
+    "label_ranking_ap": "label-ranking AP",
+    "macro_roc_auc": "macro ROC-AUC",
 }
+ACCURACY_NAMES = {"multi_label": "subset accuracy"}  # what accuracy means for a task, where it is not plain accuracy
 TIMING_ROWS = [("eval runtime (s)", "runtime_s", "{:.1f}"), ("eval samples/s", "samples_per_s", "{:.1f}"), ("eval steps/s", "steps_per_s", "{:.2f}")]
 
 
 def _score(metrics: SplitMetrics | None, key: str) -> str:
-    return "-" if metrics is None else f"{getattr(metrics.scores, key):.4f}"
+    value = None if metrics is None else getattr(metrics.scores, key)
+    return "-" if value is None else f"{value:.4f}"
+
+
+def metric_label(key: str, task: str) -> str:
+    """How tables name a metric of a run of `task`."""
+    return ACCURACY_NAMES.get(task, "accuracy") if key == "accuracy" else LABELS[key]
 
 
 def _timing(metrics: SplitMetrics | None, key: str, fmt: str) -> str:
@@ -33,10 +46,12 @@ def _timing(metrics: SplitMetrics | None, key: str, fmt: str) -> str:
 def comparison_table(record: RunRecord) -> list[list[str]]:
     """Rows of [metric, majority, base, fine-tuned, delta] on the test split."""
     base, tuned, majority = record.base, record.finetuned, record.majority
-    table = [["test metric", "majority class", "base (untrained head)", f"fine-tuned ({record.run.method})", "change vs base"]]
-    for key in METRICS:
-        delta = f"{getattr(tuned.scores, key) - getattr(base.scores, key):+.4f}" if base else "-"
-        table.append([LABELS[key], _score(majority, key), _score(base, key), _score(tuned, key), delta])
+    task = task_named(record.data.task)
+    table = [["test metric", task.reference_name, "base (untrained head)", f"fine-tuned ({record.run.method})", "change vs base"]]
+    for key in task.scores:
+        both = base is not None and None not in (getattr(tuned.scores, key), getattr(base.scores, key))
+        delta = f"{getattr(tuned.scores, key) - getattr(base.scores, key):+.4f}" if both else "-"
+        table.append([metric_label(key, task.name), _score(majority, key), _score(base, key), _score(tuned, key), delta])
     for label, key, fmt in TIMING_ROWS:
         table.append([label, _timing(majority, key, fmt), _timing(base, key, fmt), _timing(tuned, key, fmt), "-"])
     return table
@@ -77,12 +92,13 @@ def render_markdown_table(table: list[list[str]]) -> str:
 
 def render_markdown(record: RunRecord) -> str:
     run, data, t = record.run, record.data, record.train
+    first, second = task_named(data.task).scores[:2]  # the task's headline metrics, per epoch
     out = [
         f"# {run.dataset} · {run.model} · {run.method}",
         "",
         f"Run on {run.date} on {run.device} (torch {run.torch}, liftkit {run.liftkit}), seed {run.seed}.",
         f"Data: {data.source}; rows train {data.rows['train']}, validation {data.rows['validation']}, "
-        f"test {data.rows['test']}; {len(data.labels)} labels.",
+        f"test {data.rows['test']}; {len(data.labels)} labels; task {data.task}" + (f" ({data.task_reason})." if data.task_reason else "."),
         *[f"- {note}" for note in data.notes],
         *[f"- **warning:** {warning}" for warning in data.warnings],
         "",
@@ -94,10 +110,10 @@ def render_markdown(record: RunRecord) -> str:
         "",
         "## Per epoch",
         "",
-        "| epoch | train loss | val loss | val accuracy | val macro-F1 |",
+        f"| epoch | train loss | val loss | val {metric_label(first, data.task)} | val {metric_label(second, data.task)} |",
         "|---:|---:|---:|---:|---:|",
         *[
-            f"| {h.epoch} | {h.train_loss:.4f} | {h.val.scores.loss:.4f} | {h.val.scores.accuracy:.4f} | {h.val.scores.macro_f1:.4f} |"
+            f"| {h.epoch} | {h.train_loss:.4f} | {h.val.scores.loss:.4f} | {getattr(h.val.scores, first):.4f} | {getattr(h.val.scores, second):.4f} |"
             for h in t.history
         ],
         "",
@@ -112,6 +128,7 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], float], str]] = [  # (header, get
     ("val loss", lambda r: r.train.best.val.scores.loss, "{:.4f}"),
     ("accuracy", lambda r: r.finetuned.scores.accuracy, "{:.4f}"),
     ("macro-F1", lambda r: r.finetuned.scores.macro_f1, "{:.4f}"),
+    ("micro-F1", lambda r: r.finetuned.scores.micro_f1, "{:.4f}"),  # multi-label runs only
     ("precision", lambda r: r.finetuned.scores.macro_precision, "{:.4f}"),
     ("recall", lambda r: r.finetuned.scores.macro_recall, "{:.4f}"),
     ("train time (s)", lambda r: r.train.runtime_s, "{:.1f}"),
@@ -121,7 +138,8 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], float], str]] = [  # (header, get
     ("peak memory (MB)", lambda r: r.train.peak_memory_mb, "{:.0f}"),
     ("epochs", lambda r: r.train.epochs_run, "{:.0f}"),
 ]
-REFERENCE_COLUMNS = {"accuracy": "accuracy", "macro-F1": "macro_f1", "precision": "macro_precision", "recall": "macro_recall"}
+REFERENCE_COLUMNS = {"accuracy": "accuracy", "macro-F1": "macro_f1", "micro-F1": "micro_f1", "precision": "macro_precision", "recall": "macro_recall"}
+OPTIONAL_COLUMNS = {"micro-F1"}  # shown where some run has the figure
 
 
 def _cell(values: list[float], fmt: str) -> str:
@@ -135,7 +153,9 @@ def _cell(values: list[float], fmt: str) -> str:
 def results_table(methods: list[str], records: dict[str, list[RunRecord]], failures: dict[str, str]) -> list[list[str]]:
     """The comparison table: reference rows (majority class, base model), then one row per method
     (mean ± std over its seeds), or its error."""
-    header = ["method"] + [name for name, _, _ in COLUMNS]
+    found = [r for rs in records.values() for r in rs]
+    columns = [c for c in COLUMNS if c[0] not in OPTIONAL_COLUMNS or any(c[1](r) is not None for r in found)]
+    header = ["method"] + [name for name, _, _ in columns]
     rows = [header]
     by_seed: dict[int, dict[str, Any]] = {}  # reference rows: one measurement per seed, not per method
     for record in (r for rs in records.values() for r in rs):
@@ -143,16 +163,18 @@ def results_table(methods: list[str], records: dict[str, list[RunRecord]], failu
         for key in ("majority", "base"):
             if getattr(record, key) is not None and key not in seen:
                 seen[key] = getattr(record, key)
-    for label, key in (("majority class", "majority"), ("base (untrained head)", "base")):
+    reference = task_named(found[0].data.task).reference_name if found else "majority class"
+    for label, key in ((reference, "majority"), ("base (untrained head)", "base")):
         refs = [seen[key] for seen in by_seed.values() if key in seen]
         row = [label]
-        for name, _, fmt in COLUMNS:
+        for name, _, fmt in columns:
             metric = REFERENCE_COLUMNS.get(name)
-            row.append(_cell([getattr(r.scores, metric) for r in refs], fmt) if metric and refs else "-")
+            values = [getattr(r.scores, metric) for r in refs] if metric else []
+            row.append(_cell(values, fmt) if values and None not in values else "-")
         rows.append(row)
     for method in methods:
         if method in failures:
-            rows.append([method] + [f"failed: {failures[method]}"] + ["-"] * (len(COLUMNS) - 1))
+            rows.append([method] + [f"failed: {failures[method]}"] + ["-"] * (len(columns) - 1))
             continue
-        rows.append([method] + [_cell([get(r) for r in records[method]], fmt) for _, get, fmt in COLUMNS])
+        rows.append([method] + [_cell([get(r) for r in records[method]], fmt) for _, get, fmt in columns])
     return rows

@@ -218,6 +218,10 @@ class Manifest:
     method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
     pad_id: int | None = None  # the token batches are padded with; older manifests: the tokenizer's pad token
     files: list[str] = field(default_factory=list)  # weight and tokenizer files save_model wrote (what --overwrite deletes)
+    task: str = "single_label"  # liftkit.tasks: what the logits mean (older manifests: single_label)
+    thresholds: list[float] | None = None  # multi-label: each label's decision threshold, in labels' order
+    # what the model is fed (input_ids, attention_mask, BERT's token_type_ids); older manifests: the first two
+    inputs: list[str] = field(default_factory=lambda: ["input_ids", "attention_mask"])
 
 
 def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest, card: Callable[[Manifest], str]) -> None:
@@ -305,8 +309,8 @@ def read_record(run_dir: str | Path) -> RunRecord:
 
 
 def write_predictions(run_dir: Path, labels: Any, finetuned: Any, base: Any | None) -> None:
-    """Test-split class probabilities (rows in the split's order) and true labels, as safetensors
-    (no pickle): what the report's calibration and confusion plots are redrawn from."""
+    """Test-split class probabilities (rows in the split's order) and true labels (class ids, or
+    multi-hot rows), as safetensors (no pickle): what the report's plots are redrawn from."""
     import numpy as np
     from safetensors.numpy import save
 

@@ -120,7 +120,7 @@ def test_metrics(record: RunRecord) -> dict[str, float]:
     out = {}
     for prefix, split in (("test", record.finetuned), ("test_base", record.base)):
         if split is not None:
-            out.update({f"{prefix}/{key}": getattr(split.scores, key) for key in METRICS})
+            out.update({f"{prefix}/{key}": getattr(split.scores, key) for key in METRICS if getattr(split.scores, key) is not None})
             if split.ece is not None:
                 out[f"{prefix}/ece"] = split.ece
     return out

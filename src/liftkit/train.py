@@ -25,8 +25,9 @@ from liftkit.batching import Padding, TokenizedSplit, loader
 from liftkit.callbacks import Callback, Trainee, TrainState, emit
 from liftkit.config import TrainConfig
 from liftkit.evaluate import evaluate
-from liftkit.record import EpochRecord, TrainSummary
+from liftkit.record import LOWER_IS_BETTER, EpochRecord, TrainSummary
 from liftkit.resources import peak_memory_mb
+from liftkit.tasks import task_of
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -60,7 +61,8 @@ class _Setup:
     val_loader: Any
     trainable: list[torch.nn.Parameter]
     labels: list[str]  # class names, from the model config (load_classifier sets them)
-    criterion: losses.Criterion  # (logits, labels) -> the training loss train.loss asks for
+    criterion: losses.Criterion  # (logits, targets) -> the training loss train.loss asks for, in the task's form
+    best_metric: str  # train.best_metric, or the task's own (auto)
 
 
 def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, padding: Padding, cfg: TrainConfig, accelerator: Accelerator, lr: float) -> _Setup:
@@ -77,8 +79,11 @@ def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: Tokeniz
     state = TrainState(cfg.epochs, math.ceil(len(train_loader) / cfg.grad_accum_steps), accelerator.is_main_process, trainee)
     id2label = trainee.model.config.id2label
     labels = [id2label[i] for i in range(len(id2label))]
-    criterion = losses.criterion(cfg, labels, train_data.labels)
-    return _Setup(model, state, train_loader, sampler, val_loader, [p for p in model.parameters() if p.requires_grad], labels, criterion)
+    task = task_of(trainee.model)
+    criterion = losses.criterion(cfg, labels, train_data.labels, task)
+    best = task.best_metric if cfg.best_metric == "auto" else cfg.best_metric
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return _Setup(model, state, train_loader, sampler, val_loader, trainable, labels, criterion, best)
 
 
 def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float) -> torch.Tensor:
@@ -134,7 +139,8 @@ def fit(
             totals = accelerator.reduce(torch.stack([state.loss_sum, torch.tensor(float(state.rows), device=device)]), "sum")
             with accelerator.autocast():
                 val = evaluate(run_eval, setup.val_loader, device, setup.labels).metrics
-            state.end_epoch(EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), getattr(val.scores, cfg.best_metric), cfg.best_metric == "loss")
+            score = getattr(val.scores, setup.best_metric)
+            state.end_epoch(EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), score, setup.best_metric in LOWER_IS_BETTER)
             emit(callbacks, "on_eval", state, val)
             emit(callbacks, "on_epoch_end", state)
             accelerator.wait_for_everyone()

@@ -3,7 +3,8 @@
 A study is Optuna's: TPE proposes each trial's values from a search space (per method, defaults
 below, overridable in the recipe's `tune:` section), the trial trains in this process
 (`pipeline.train_only`: validation only, the test split is never seen) and reports its validation
-macro-F1 after every epoch, so Optuna's median pruner stops trials that trail the others. The study
+score after every epoch (the task's search metric: macro-F1, micro-F1 for multi-label, unless
+train.best_metric names another), so Optuna's median pruner stops trials that trail the others. The study
 lives in a database (SQLite in the study folder by default, any Optuna RDB URL with `--storage`):
 killing `lift tune` loses at most the trial in flight, rerunning the same command continues, and
 several processes or machines can work one study. At the end the best configuration is written as
@@ -32,10 +33,10 @@ from liftkit import run_dir
 from liftkit.callbacks import Callback, TrainState
 from liftkit.config import NOT_RESULTS, RunConfig, parse_value, set_dotted
 from liftkit.errors import LiftError, first_line
-from liftkit.record import SplitMetrics
+from liftkit.record import LOWER_IS_BETTER, SplitMetrics
+from liftkit.report import metric_label
 from liftkit.tracking import flatten
 
-OBJECTIVE = "val_macro_f1"  # what a trial is scored by: the best epoch's validation macro-F1
 TRAIN_SPACE: dict[str, Any] = {  # every method; the learning rate's range follows the method's default
     "train.epochs": [2, 3, 4],
     "train.batch_size": [16, 32],
@@ -116,29 +117,46 @@ def with_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
 
 
 class ReportToOptuna(Callback):
-    """After every validation pass, hands the epoch's validation macro-F1 to the trial; raises
-    optuna.TrialPruned when the pruner says the trial trails the others at that epoch."""
+    """After every validation pass, hands the epoch's validation score (`metric`) to the trial;
+    raises optuna.TrialPruned when the pruner says the trial trails the others at that epoch."""
 
-    def __init__(self, trial: Any):
+    def __init__(self, trial: Any, metric: str = "macro_f1"):
         self.trial = trial
+        self.metric = metric
 
     def on_eval(self, state: TrainState, metrics: SplitMetrics) -> None:
         import optuna
 
-        self.trial.report(metrics.scores.macro_f1, state.epoch)
+        value = getattr(metrics.scores, self.metric)
+        self.trial.report(value, state.epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"validation macro-F1 {metrics.scores.macro_f1:.4f} at epoch {state.epoch} trails the study")
+            raise optuna.TrialPruned(f"validation {self.metric} {value:.4f} at epoch {state.epoch} trails the study")
+
+
+def objective_metric(cfg: RunConfig) -> tuple[str, str]:
+    """(the validation score a study maximises, the task): train.best_metric where it names a
+    score to maximise, else the task's search metric (the data are read once to know the task)."""
+    from liftkit.data import load_splits
+    from liftkit.tasks import TASKS
+
+    task = TASKS[load_splits(cfg.data, cfg.train.seed, cfg.task.name).task]
+    chosen = cfg.train.best_metric
+    if chosen != "auto" and chosen not in task.scores:
+        raise LiftError(f"train.best_metric={chosen!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}")
+    return (task.search_metric if chosen == "auto" or chosen in LOWER_IS_BETTER else chosen), task.name
 
 
 @dataclass
 class TuneResult:
     study_dir: Path
-    best_value: float  # best validation macro-F1
+    best_value: float  # best validation score (`metric`)
     best_params: dict[str, Any]
     best_config: Path  # best.yaml
     run: Path | None  # the best configuration trained once more and tested (None: --no-final)
     trials: dict[str, int]  # state -> count
     page: Path
+    metric: str = "macro_f1"  # the validation score the study maximised
+    task: str = "single_label"
 
 
 def make_pruner(name: str) -> Any:
@@ -212,8 +230,13 @@ def tune(
     from liftkit.pipeline import train_only
 
     space, whole = checked_space(cfg, space)
+    metric, task = objective_metric(cfg)
+    if cfg.train.best_metric == "auto":  # the epoch a trial keeps is the one the study scores it by
+        cfg = with_values(cfg, {"train.best_metric": metric})
+    named = f"validation {metric_label(metric, task)}"
     study = open_study(study_dir, study_dir.resolve().name, storage, cfg.train.seed, pruner)
     _check_same_search(study, cfg, space)
+    study.set_user_attr("objective", named)
     done = finished_trials(study)
     log(f"study {study.study_name} in {storage or study_dir / 'study.db'}: {done} of {trials} trials finished; searching {', '.join(space)}")
 
@@ -222,12 +245,12 @@ def tune(
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial_cfg = with_values(cfg, values)
         try:
-            summary = train_only(trial_cfg, [ReportToOptuna(trial)], log=lambda m: None)
+            summary = train_only(trial_cfg, [ReportToOptuna(trial, metric)], log=lambda m: None)
         finally:
             gc.collect()  # the trial's model and optimizer go now, not whenever the collector runs
-        best = summary.best.val.scores.macro_f1  # the kept epoch's, as the final run will keep it
+        best = getattr(summary.best.val.scores, metric)  # the kept epoch's, as the final run will keep it
         chosen = ", ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in values.items())
-        log(f"trial {trial.number}: validation macro-F1 {best:.4f} ({chosen})")
+        log(f"trial {trial.number}: {named} {best:.4f} ({chosen})")
         return best
 
     def pruned(study: Any, trial: Any) -> None:
@@ -240,7 +263,7 @@ def tune(
             # a trial whose values cannot train (a LiftError, or too large for the GPU) fails alone, its reason logged by Optuna
             study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True,
                            catch=(LiftError, torch.cuda.OutOfMemoryError))
-    return _conclude(study, cfg, space, study_dir, final, log, pages)
+    return _conclude(study, cfg, study_dir, final, log, pages, metric, task)
 
 
 def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> None:
@@ -265,7 +288,8 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _conclude(study: Any, cfg: RunConfig, space: dict[str, Any], study_dir: Path, final: bool, log: Callable[[str], None], pages: Any) -> TuneResult:
+def _conclude(study: Any, cfg: RunConfig, study_dir: Path, final: bool, log: Callable[[str], None], pages: Any,
+              metric: str, task: str) -> TuneResult:
     """best.yaml from the best trial, its run (trained and tested once), tune.html."""
     import optuna
 
@@ -276,15 +300,16 @@ def _conclude(study: Any, cfg: RunConfig, space: dict[str, Any], study_dir: Path
     best_cfg = with_values(cfg, best.params)
     best_cfg.output_dir = None  # `lift run best.yaml` makes its own folder (best-run/ holds the tune's)
     best_yaml = study_dir / "best.yaml"
-    header = f"# lift tune: trial {best.number} of study {study.study_name}, validation macro-F1 {best.value:.4f}\n# reproduce: lift run {best_yaml}\n"
+    named = f"validation {metric_label(metric, task)}"
+    header = f"# lift tune: trial {best.number} of study {study.study_name}, {named} {best.value:.4f}\n# reproduce: lift run {best_yaml}\n"
     run_dir.write_text(best_yaml, header + best_cfg.to_yaml())
-    log(f"best: trial {best.number}, validation macro-F1 {best.value:.4f}; written to {best_yaml}")
+    log(f"best: trial {best.number}, {named} {best.value:.4f}; written to {best_yaml}")
     final_run = _final_run(best_cfg, best.number, study_dir / "best-run", log) if final else None
     page = pages.write_tune_report(study, study_dir, final_run)
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
-    return TuneResult(study_dir, best.value, dict(best.params), best_yaml, final_run, counts, page)
+    return TuneResult(study_dir, best.value, dict(best.params), best_yaml, final_run, counts, page, metric, task)
 
 
 def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str], None]) -> Path | None:
@@ -309,8 +334,9 @@ def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str],
             log(f"another worker is training the best configuration in {out}")
             return None
         raise LiftError(f"the best configuration's run failed: {child.error} (log: {run_dir.log_path(out)})")
-    s = child.record.finetuned.scores
-    log(f"test accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}, training {child.record.train.runtime_s:.0f} s")
+    s, task = child.record.finetuned.scores, child.record.data.task
+    shown = ", ".join(f"{metric_label(key, task)} {getattr(s, key):.4f}" for key in ("accuracy", "macro_f1", "micro_f1") if getattr(s, key) is not None)
+    log(f"test {shown}, training {child.record.train.runtime_s:.0f} s")
     return out
 
 

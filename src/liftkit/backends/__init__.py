@@ -1,4 +1,4 @@
-"""What runs a loaded classifier: (input ids, attention mask) as int64 numpy arrays -> logits.
+"""What runs a loaded classifier: {input name: int64 numpy array} (ids, mask, token type ids) -> logits.
 
 `onnx_backend` needs only onnxruntime (an ONNX export predicts where torch is not installed);
 `torch_backend` rebuilds a run folder's or an hf export's model in torch, its mergeable adapters

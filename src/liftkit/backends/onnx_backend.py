@@ -10,8 +10,8 @@ from liftkit.errors import LiftError, first_line
 
 
 class OnnxBackend:
-    """An onnxruntime session over a `model.onnx` (a path, or the bytes of one), fed only the
-    inputs its graph declares (an encoder's graph takes no token type ids, for instance)."""
+    """An onnxruntime session over a `model.onnx` (a path, or the bytes of one), fed the inputs its
+    graph declares (exports older than token type ids in the graph take only ids and mask)."""
 
     def __init__(self, model: Path | bytes):
         try:
@@ -29,6 +29,5 @@ class OnnxBackend:
             raise LiftError(f"onnxruntime cannot load {where} ({first_line(exc)[:200]}): export it again with `lift export`") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feed = {"input_ids": ids, "attention_mask": mask}
-        return self.session.run(None, {name: feed[name] for name in self.inputs})[0]
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {name: inputs[name] for name in self.inputs})[0]

@@ -22,6 +22,7 @@ from liftkit.methods import METHODS
 from liftkit.modeling import arch_of, load_classifier, load_error, quiet_loading
 from liftkit.resources import pick_device
 from liftkit.run_dir import Manifest, damaged
+from liftkit.tasks import task_named
 
 
 class TorchBackend:
@@ -31,9 +32,9 @@ class TorchBackend:
         self.device = pick_device(device)
         self.model = model.eval().to(self.device)
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(ids).to(self.device), attention_mask=torch.from_numpy(mask).to(self.device))
+            out = self.model(**{name: torch.from_numpy(array).to(self.device) for name, array in inputs.items()})
         return out.logits.float().cpu().numpy()
 
 
@@ -49,7 +50,8 @@ def load_run_model(path: Path, manifest: Manifest, trust_remote_code: bool = Fal
             if "trust_remote_code" in str(exc):
                 raise load_error(f"the tokenizer in {path}", exc) from None
             raise damaged(path, f"its tokenizer cannot be loaded ({first_line(exc)})") from None
-        base = load_classifier(ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision), manifest.labels, tokenizer)
+        base_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision)
+        base = load_classifier(base_cfg, manifest.labels, tokenizer, task_named(manifest.task).problem_type)
         method = METHODS[manifest.method]
         try:
             model = method.load(base, build_options(manifest.method, manifest.method_options), arch_of(base), path)
@@ -74,11 +76,11 @@ def load_hf_export(path: Path, trust_remote_code: bool = False) -> torch.nn.Modu
     return model.eval()
 
 
-def onnx_from_torch(model: torch.nn.Module) -> OnnxBackend:
+def onnx_from_torch(model: torch.nn.Module, inputs: tuple[str, ...]) -> OnnxBackend:
     """The model converted to ONNX in memory and run by onnxruntime (`backend="onnx"` on a run
     folder): what `lift export --format onnx` would write, without writing it."""
     from liftkit.export.onnx import to_onnx
 
     buffer = io.BytesIO()
-    to_onnx(model, buffer)
+    to_onnx(model, buffer, inputs)
     return OnnxBackend(buffer.getvalue())

@@ -2,8 +2,9 @@
 
 Load the run's model, compute its logits on the run's test split (or a stated sample of it),
 write the export into a staging folder, run the export on the same texts through the backend a
-client would use, and record in export.json how far apart the two are (max |Δlogit|, argmax
-agreement, accuracy and macro-F1 of each) beside what loading needs. Only then does the staging
+client would use, and record in export.json how far apart the two are (max |Δlogit|, agreement
+of the decisions at the run's thresholds, the task's headline scores of each) beside what loading
+needs. Only then does the staging
 folder take the output's name, so a failed export leaves nothing half-written behind.
 """
 
@@ -24,13 +25,13 @@ from liftkit.backends.torch_backend import TorchBackend, load_hf_export, load_ru
 from liftkit.config import load_config
 from liftkit.data import load_splits
 from liftkit.errors import LiftError, first_line
-from liftkit.evaluate import classification_metrics
 from liftkit.export.hf import write_hf
 from liftkit.export.onnx import quantize_int8, to_onnx
 from liftkit.methods import METHODS
 from liftkit.modelcard import model_card
-from liftkit.predict import Encoder, Predictor, check_files, softmax
+from liftkit.predict import Encoder, Predictor, check_files
 from liftkit.run_dir import CONFIG, EXPORT_INFO, MODEL_CARD, Manifest, read_manifest, read_record, write_json, write_text
+from liftkit.tasks import Task, task_named
 from liftkit.version import __version__
 
 FORMATS = ("hf", "onnx")
@@ -96,10 +97,11 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
     output = Path(output) if output is not None else default_output(run, fmt, quantize)
     manifest = check_request(run, fmt, quantize, output, force)
     record = read_record(run)
-    texts, labels, sample = _test_texts(run, max_samples)
+    task = task_named(manifest.task)
+    texts, labels, sample = _test_texts(run, max_samples, task)
     model = load_run_model(run, manifest, trust_remote_code, merge=False)
     log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
-    encoder = Encoder.from_folder(run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id)
+    encoder = Encoder.from_folder(run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs)
     reference = Predictor(manifest.labels, encoder, TorchBackend(model, "cpu"), {}).logits(texts)
     method = METHODS[manifest.method]
     if method.merge is not None:
@@ -114,7 +116,7 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
         backend = OnnxBackend(staging / model_file) if fmt == "onnx" else TorchBackend(load_hf_export(staging, trust_remote_code), "cpu")
         exported = Predictor(manifest.labels, encoder, backend, {}).logits(texts)
         info = _info(manifest, run, fmt, quantize, model_file, staging, encoder.pad_id)
-        info["parity"], info["warnings"] = _parity(reference, exported, labels, manifest.labels, sample, quantize)
+        info["parity"], info["warnings"] = _parity(task, manifest, reference, exported, labels, sample, quantize)
         write_json(staging / EXPORT_INFO, info)
         write_text(staging / MODEL_CARD, model_card(record, manifest, info))
         _place(staging, output, force)
@@ -123,14 +125,15 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
     return ExportResult(output, info)
 
 
-def _test_texts(run: Path, max_samples: int | None) -> tuple[list[str], np.ndarray, str | None]:
-    """The run's own test split, read as the run read it (its config.yaml), or a seeded sample."""
+def _test_texts(run: Path, max_samples: int | None, task: Task) -> tuple[list[str], np.ndarray, str | None]:
+    """The run's own test split, read as the run read it (its config.yaml), or a seeded sample;
+    the labels as the run's task holds them (class ids, or multi-hot rows)."""
     try:
         cfg = load_config(run / CONFIG)
-        test = load_splits(cfg.data, cfg.train.seed).test
+        splits = load_splits(cfg.data, cfg.train.seed, task.name)
     except LiftError as exc:
         raise LiftError(f"every export is verified on the run's test split, which cannot be read: {exc}") from None
-    texts, labels = list(test.texts), np.asarray(test.labels)
+    texts, labels = list(splits.test.texts), splits.targets("test")
     if max_samples is not None and max_samples < len(texts):
         if max_samples < 1:
             raise LiftError(f"--max-samples {max_samples} must be at least 1")
@@ -148,7 +151,7 @@ def _write(model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str,
     if fmt == "hf":
         write_hf(model, folder)
         return "model.safetensors"
-    to_onnx(model, folder / "model.onnx")
+    to_onnx(model, folder / "model.onnx", encoder.inputs)
     if quantize == "int8":
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
         (folder / "model.onnx").unlink()
@@ -165,23 +168,29 @@ def _info(manifest: Manifest, run: Path, fmt: str, quantize: str | None, model_f
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "liftkit": __version__, "source_run": run.name,
         "method": manifest.method, "base_model": manifest.base_model, "model_type": manifest.model_type,
         "labels": manifest.labels, "max_length": manifest.max_length, "padding_side": manifest.padding_side,
-        "pad_id": pad_id, "files": files,
+        "pad_id": pad_id, "files": files, "task": manifest.task, "thresholds": manifest.thresholds,
+        "inputs": list(manifest.inputs),
     }
 
 
-def _parity(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, names: list[str], sample: str | None,
+def _parity(task: Task, manifest: Manifest, reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, sample: str | None,
             quantize: str | None) -> tuple[dict[str, Any], list[str]]:
-    """How far the export is from the run's own model on the same texts, and what to say of it."""
-    ref_scores = classification_metrics(reference, labels, names).scores
-    exp_scores = classification_metrics(exported, labels, names).scores
-    ref_p, exp_p = softmax(reference), softmax(exported)
+    """How far the export is from the run's own model on the same texts, and what to say of it:
+    logits, probabilities, and the decisions at the run's thresholds (the predicted class; each
+    label's yes or no for multi-label), and the task's headline scores of each."""
+    ref_scores = task.metrics(reference, labels, manifest.labels, manifest.thresholds).scores
+    exp_scores = task.metrics(exported, labels, manifest.labels, manifest.thresholds).scores
+    ref_p, exp_p = task.probabilities(reference), task.probabilities(exported)
+    headline = task.scores[:2] if "accuracy" in task.scores[:2] else (*task.scores[:2], "accuracy")
+    agreement = task.agreement(ref_p, exp_p, manifest.thresholds)
     parity = {
         "split": "test", "rows": int(len(labels)), "sample": sample,
         "max_abs_logit_diff": float(np.abs(reference - exported).max()),
         "max_abs_prob_diff": float(np.abs(ref_p - exp_p).max()),
-        "argmax_agreement": float((reference.argmax(1) == exported.argmax(1)).mean()),
-        "run": {"accuracy": ref_scores.accuracy, "macro_f1": ref_scores.macro_f1},
-        "export": {"accuracy": exp_scores.accuracy, "macro_f1": exp_scores.macro_f1},
+        "decision_agreement": agreement,  # per row (single-label) or per (row, label) (multi-label)
+        **({"argmax_agreement": agreement} if manifest.thresholds is None else {}),  # argmax decisions: the key older readers know
+        "run": {key: getattr(ref_scores, key) for key in headline},
+        "export": {key: getattr(exp_scores, key) for key in headline},
         "accuracy_change_points": round((exp_scores.accuracy - ref_scores.accuracy) * 100, 4),
     }
     warnings = []

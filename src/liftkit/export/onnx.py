@@ -26,36 +26,39 @@ from torch import nn
 from transformers import PreTrainedModel
 
 OPSET = 17
-INPUTS = ("input_ids", "attention_mask")
 FUSABLE = {"bert": "bert", "distilbert": "bert", "roberta": "bert"}  # model type -> onnxruntime optimizer's model type
 
 
 class LogitsOnly(nn.Module):
-    """(ids, mask) -> logits: no cache, no dict output, the two inputs every graph takes."""
+    """(ids, mask[, token type ids]) -> logits: no cache, no dict output."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **types).logits
 
 
-def to_onnx(model: nn.Module, target: Path | BinaryIO) -> None:
-    """Write `model` (eval mode, fp32, on CPU) as an ONNX graph to a path or a binary buffer,
-    attention fused where onnxruntime knows the architecture."""
+def to_onnx(model: nn.Module, target: Path | BinaryIO, inputs: tuple[str, ...] = ("input_ids", "attention_mask")) -> None:
+    """Write `model` (eval mode, fp32, on CPU) as an ONNX graph taking `inputs` (what the run fed
+    it: BERT's token type ids are a graph input) to a path or a binary buffer, attention fused
+    where onnxruntime knows the architecture."""
     import onnx
 
     wrapper = LogitsOnly(model.float().cpu()).eval()  # eval on the wrapper too: export restores its mode after
     ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 0, 0, 0]], dtype=torch.long) % model.config.vocab_size
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    feed = {name: feed[name] for name in inputs}
+    axes = {**{name: {0: "batch", 1: "sequence"} for name in feed}, "logits": {0: "batch"}}
     buffer = io.BytesIO()
     with _eager_attention(model), warnings.catch_warnings():  # tracer notes on Python-side shape checks; parity is measured instead
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (), buffer, kwargs={"input_ids": ids, "attention_mask": mask},
-            input_names=list(INPUTS), output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            wrapper, (), buffer, kwargs=feed,
+            input_names=list(feed), output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
     graph = onnx.load_from_string(buffer.getvalue())
     if model.config.model_type in FUSABLE:

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from liftkit.errors import LiftError, first_line
-from liftkit.predict import Predictor, load, softmax
+from liftkit.predict import Predictor, load
 from liftkit.serve.batcher import Batcher, QueueFull
 from liftkit.serve.metrics import Metrics
 from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
@@ -174,8 +174,8 @@ def measured_scores(path: Path) -> dict[str, Any]:
             return {"split": "test", "rows": parity["rows"], **parity["export"], "measured_by": "lift export"}
         record = read_record(path)
         scores = record.finetuned.scores
-        return {"split": "test", "rows": record.data.rows["test"], "accuracy": scores.accuracy, "macro_f1": scores.macro_f1,
-                "macro_precision": scores.macro_precision, "macro_recall": scores.macro_recall, "measured_by": "lift run"}
+        measured = {k: v for k, v in asdict(scores).items() if v is not None and k != "loss"}
+        return {"split": "test", "rows": record.data.rows["test"], **measured, "measured_by": "lift run"}
     except (LiftError, KeyError, TypeError, ValueError):  # a folder without its figures still serves; /info just has none
         return {}
 
@@ -295,7 +295,9 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
     async def predict(body: PredictRequest) -> JSONResponse:
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         logits = await server.logits(texts, body.truncate)
-        scores = logits if body.raw_scores else softmax(logits)
+        # TEI's answer: every label's score, as the model's task gives them (softmax over the
+        # classes; a sigmoid per label for multi-label, as TEI does for such models)
+        scores = logits if body.raw_scores else server.predictor.task.probabilities(logits)
         answers = [_ranked(server.predictor.labels, row) for row in scores]
         # plain JSON: FastAPI's generic encoder would walk every dict again, per request
         return JSONResponse(answers[0] if isinstance(body.inputs, str) else answers)
@@ -303,11 +305,12 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
     app.post("/predict", summary="TEI-compatible classification")(predict)
     app.post("/", include_in_schema=False)(predict)
 
-    @app.post("/v1/classify", summary="liftkit's classification: label, probabilities, model")
+    @app.post("/v1/classify", summary="liftkit's classification: the label (or label set), probabilities, model")
     async def classify(body: ClassifyRequest) -> JSONResponse:
-        probs = softmax(await server.logits(body.texts, body.truncate))
-        labels = server.predictor.labels
-        results = [{"label": labels[int(row.argmax())], "probabilities": _ranked(labels, row, body.top_k)} for row in probs]
+        predictor = server.predictor
+        probs = predictor.task.probabilities(await server.logits(body.texts, body.truncate))
+        results = [{**answer, "probabilities": _ranked(predictor.labels, row, body.top_k)}
+                   for answer, row in zip(predictor.answers(probs), probs)]
         return JSONResponse({"model": server.name, "version": __version__, "results": results})
 
     @app.get("/health")

@@ -87,6 +87,7 @@ async function loadFacts() {
     fact("base model", info.base_model);
     fact("method", info.method);
     fact("format / backend", info.format + (info.quantize ? " " + info.quantize : "") + " / " + (info.backend === "onnx" ? "onnxruntime" : info.backend));
+    fact("task", info.task + (info.thresholds ? " (a label applies at or above its own threshold)" : ""));
     fact("labels", info.labels.join(", "));
     const m = info.test_metrics || {};
     if (m.accuracy !== undefined) {
@@ -101,12 +102,14 @@ async function loadFacts() {
 }
 
 function draw(result) {
-  $("top").textContent = result.label;
+  // one label (single-label), or the predicted set (multi-label: every label at or above its threshold)
+  const chosen = result.labels || [result.label];
+  $("top").textContent = result.labels ? (chosen.length ? chosen.join(", ") : "(no label applies)") : result.label;
   const bars = $("bars");
   bars.replaceChildren();
   for (const item of result.probabilities) {
     const row = document.createElement("div");
-    row.className = "row" + (item.label === result.label ? " best" : "");
+    row.className = "row" + (chosen.includes(item.label) ? " best" : "");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = item.label;
