@@ -42,7 +42,9 @@ TARGETS = {
 def one_run(dataset: str, seed: int, out: Path) -> dict:
     """The figures of the default run of `dataset` with `seed`, trained now unless already there."""
     folder = out / f"{dataset}-seed{seed}"
-    cfg = load_config(None, {"data.dataset": dataset, "train.seed": seed, "output_dir": str(folder), **SUBSETS.get(dataset, {})})
+    cfg = load_config(
+        None, {"data.dataset": dataset, "train.seed": seed, "output_dir": str(folder), **SUBSETS.get(dataset, {})}
+    )
     stored = folder / run_dir.CONFIG
     if stored.is_file() and _settings(yaml.safe_load(stored.read_text())) != _settings(yaml.safe_load(cfg.to_yaml())):
         raise SystemExit(f"{folder} holds a run with other settings than today's defaults: pass another --output-dir")
@@ -55,11 +57,20 @@ def one_run(dataset: str, seed: int, out: Path) -> dict:
         record = child.record
     scores = record.finetuned.scores
     row = {
-        "dataset": dataset, "seed": seed, "accuracy": round(scores.accuracy, 4), "macro_f1": round(scores.macro_f1, 4),
-        "train_s": round(record.train.runtime_s, 1), "train_rows": record.data.rows["train"], "test_rows": record.data.rows["test"],
-        "method": record.run.method, "run": str(folder),
+        "dataset": dataset,
+        "seed": seed,
+        "accuracy": round(scores.accuracy, 4),
+        "macro_f1": round(scores.macro_f1, 4),
+        "train_s": round(record.train.runtime_s, 1),
+        "train_rows": record.data.rows["train"],
+        "test_rows": record.data.rows["test"],
+        "method": record.run.method,
+        "run": str(folder),
     }
-    print(f"{dataset} seed {seed}: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s", flush=True)
+    print(
+        f"{dataset} seed {seed}: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s",
+        flush=True,
+    )
     return row
 
 
@@ -97,13 +108,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(TARGETS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--output-dir", default="runs/accuracy", help="where the runs go; finished runs there are reused")
+    parser.add_argument(
+        "--output-dir", default="runs/accuracy", help="where the runs go; finished runs there are reused"
+    )
     args = parser.parse_args()
     out = Path(args.output_dir)
     started = time.perf_counter()
     rows = [one_run(d, int(s), out) for d in args.datasets.split(",") for s in args.seeds.split(",")]
     print(table(rows))
-    print(json.dumps({"bench": "accuracy", "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.perf_counter() - started), "runs": rows}))
+    print(
+        json.dumps(
+            {
+                "bench": "accuracy",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "wall_s": round(time.perf_counter() - started),
+                "runs": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

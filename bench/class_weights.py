@@ -26,7 +26,12 @@ from liftkit.runner import run_child
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="tweet_eval_emoji")
-    parser.add_argument("--max-train-samples", type=int, default=10000, help="training rows (default 10,000 of 45,000: a full run takes ~15 min here)")
+    parser.add_argument(
+        "--max-train-samples",
+        type=int,
+        default=10000,
+        help="training rows (default 10,000 of 45,000: a full run takes ~15 min here)",
+    )
     parser.add_argument("--max-eval-samples", type=int, help="validation and test rows (default: all)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--output-dir", help="where the runs go (default: a temporary folder)")
@@ -38,29 +43,57 @@ def main() -> None:
     for setting in ("none", "balanced"):
         scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
         for seed in seeds:
-            cfg = load_config(None, {
-                "data.dataset": args.dataset, "data.max_train_samples": args.max_train_samples, "data.max_eval_samples": args.max_eval_samples,
-                "train.class_weights": setting, "train.seed": seed, "evaluate_base": False, "output_dir": str(out / f"{setting}-seed{seed}"),
-            })
+            cfg = load_config(
+                None,
+                {
+                    "data.dataset": args.dataset,
+                    "data.max_train_samples": args.max_train_samples,
+                    "data.max_eval_samples": args.max_eval_samples,
+                    "train.class_weights": setting,
+                    "train.seed": seed,
+                    "evaluate_base": False,
+                    "output_dir": str(out / f"{setting}-seed{seed}"),
+                },
+            )
             child = run_child(cfg)
             if child.error is not None:
                 raise SystemExit(f"{setting}, seed {seed}: {child.error}")
             s = child.record.finetuned.scores
             scores["accuracy"].append(round(s.accuracy, 4))
             scores["macro_f1"].append(round(s.macro_f1, 4))
-            print(f"class_weights={setting} seed {seed}: accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}", flush=True)
+            print(
+                f"class_weights={setting} seed {seed}: accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}",
+                flush=True,
+            )
         results[setting] = scores
 
     def summary(values: list[float]) -> dict[str, float]:
-        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+        return {
+            "mean": round(statistics.mean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        }
 
-    print(json.dumps({
-        "bench": "class_weights", "date": time.strftime("%Y-%m-%d %H:%M"), "dataset": args.dataset,
-        "max_train_samples": args.max_train_samples, "max_eval_samples": args.max_eval_samples, "seeds": seeds,
-        "runs": str(out), "wall_s": round(time.perf_counter() - started),
-        "settings": {k: {"per_seed": v, "accuracy": summary(v["accuracy"]), "macro_f1": summary(v["macro_f1"])} for k, v in results.items()},
-        "macro_f1_change": round(statistics.mean(results["balanced"]["macro_f1"]) - statistics.mean(results["none"]["macro_f1"]), 4),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "class_weights",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "dataset": args.dataset,
+                "max_train_samples": args.max_train_samples,
+                "max_eval_samples": args.max_eval_samples,
+                "seeds": seeds,
+                "runs": str(out),
+                "wall_s": round(time.perf_counter() - started),
+                "settings": {
+                    k: {"per_seed": v, "accuracy": summary(v["accuracy"]), "macro_f1": summary(v["macro_f1"])}
+                    for k, v in results.items()
+                },
+                "macro_f1_change": round(
+                    statistics.mean(results["balanced"]["macro_f1"]) - statistics.mean(results["none"]["macro_f1"]), 4
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

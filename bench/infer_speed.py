@@ -63,8 +63,12 @@ def _quick_run(folder: Path) -> Path:
 CHILD_TIMEOUT_S = 1800  # one system's child: load, the whole split, a block of single calls
 
 
-def _measure(load: Callable[[], Any], batch: Callable[[Any, list[str]], np.ndarray],
-             single: Callable[[Any, str], Any], job: dict[str, Any]) -> dict[str, Any]:
+def _measure(
+    load: Callable[[], Any],
+    batch: Callable[[Any, list[str]], np.ndarray],
+    single: Callable[[Any, str], Any],
+    job: dict[str, Any],
+) -> dict[str, Any]:
     """In a child: load time, from the child's start (interpreter and imports included: liftkit
     imports torch only when it needs it); with `job["throughput"]`, whole-split texts/s and
     accuracy; the milliseconds of each single-text call over `job["singles"]`."""
@@ -79,7 +83,10 @@ def _measure(load: Callable[[], Any], batch: Callable[[Any, list[str]], np.ndarr
         start = time.perf_counter()
         predicted = batch(system, texts)
         batch_s = time.perf_counter() - start
-        result |= {"texts_per_s": round(len(texts) / batch_s, 1), "accuracy": round(float((predicted == labels).mean()), 4)}
+        result |= {
+            "texts_per_s": round(len(texts) / batch_s, 1),
+            "accuracy": round(float((predicted == labels).mean()), 4),
+        }
     ms = []
     for text in job["singles"]:
         start = time.perf_counter()
@@ -102,7 +109,8 @@ def peer_a(job: dict[str, Any]) -> dict[str, Any]:
     def load():
         tokenizer = AutoTokenizer.from_pretrained(run)
         base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_source(manifest["base_model"]), num_labels=len(manifest["labels"]))
+            resolve_model_source(manifest["base_model"]), num_labels=len(manifest["labels"])
+        )
         return tokenizer, PeftModel.from_pretrained(base, run).eval()
 
     def single(system, text):
@@ -139,8 +147,10 @@ def ours(job: dict[str, Any]) -> dict[str, Any]:
     import liftkit
 
     return _measure(
-        lambda: liftkit.load(job["path"]), lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
-        lambda p, text: p.predict_proba([text]), job,
+        lambda: liftkit.load(job["path"]),
+        lambda p, many: p.predict_proba(many, batch_size=64).argmax(1),
+        lambda p, text: p.predict_proba([text]),
+        job,
     )
 
 
@@ -168,8 +178,14 @@ def _in_child(system: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
         sys.exit(f"{system} child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
-def _measure_all(systems: dict[str, tuple[str, dict[str, Any]]], texts: list[str], labels: list[int],
-                 singles: int, rounds: int, work: Path) -> dict[str, dict[str, Any]]:
+def _measure_all(
+    systems: dict[str, tuple[str, dict[str, Any]]],
+    texts: list[str],
+    labels: list[int],
+    singles: int,
+    rounds: int,
+    work: Path,
+) -> dict[str, dict[str, Any]]:
     """Every system's figures: round 1 also measures throughput and accuracy; every round times
     the next block of single-text calls, the systems taking turns in an order that rotates by
     one each round (so no system always runs first); load time is the median over rounds."""
@@ -180,9 +196,11 @@ def _measure_all(systems: dict[str, tuple[str, dict[str, Any]]], texts: list[str
     keys = list(systems)
     for r in range(rounds):
         block = texts[r * per_round : min(singles, (r + 1) * per_round)]
-        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
             kind, extra = systems[key]
-            out = _in_child(kind, {"texts": texts, "labels": labels, "singles": block, "throughput": r == 0, **extra}, work)
+            out = _in_child(
+                kind, {"texts": texts, "labels": labels, "singles": block, "throughput": r == 0, **extra}, work
+            )
             times[key] += out.pop("single_ms")
             loads[key].append(out.pop("load_s"))
             if r == 0:
@@ -190,9 +208,15 @@ def _measure_all(systems: dict[str, tuple[str, dict[str, Any]]], texts: list[str
                 print(f"{key:>22}: {out}", file=sys.stderr)
     for key, ms in times.items():
         ms.sort()
-        results[key] |= {"load_s": round(statistics.median(loads[key]), 2), "p50_ms": round(statistics.median(ms), 2),
-                         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
-        print(f"{key:>22}: p50 {results[key]['p50_ms']} ms, p99 {results[key]['p99_ms']} ms over {len(ms)} calls", file=sys.stderr)
+        results[key] |= {
+            "load_s": round(statistics.median(loads[key]), 2),
+            "p50_ms": round(statistics.median(ms), 2),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
+        }
+        print(
+            f"{key:>22}: p50 {results[key]['p50_ms']} ms, p99 {results[key]['p99_ms']} ms over {len(ms)} calls",
+            file=sys.stderr,
+        )
     return results
 
 
@@ -225,16 +249,25 @@ def main() -> None:
     exports = {}
     for fmt, quantize in (("hf", None), ("onnx", None), ("onnx", "int8")):
         start = time.perf_counter()
-        result = export(run, fmt, quantize, output=work / f"{fmt}{quantize or ''}", max_samples=500, log=lambda m: None)
+        result = export(
+            run, fmt, quantize, output=work / f"{fmt}{quantize or ''}", max_samples=500, log=lambda m: None
+        )
         exports[fmt + (quantize or "")] = (result.folder, round(time.perf_counter() - start, 1), result.info)
     names = json.loads((run / "liftkit.json").read_text())["labels"]
-    systems = _measure_all({
-        "peer_a_reference_loop": ("peer_a", {"path": str(run)}),
-        "peer_b_pipeline_b32": ("peer_b", {"path": str(exports["hf"][0]), "names": names}),
-        "liftkit_torch": ("liftkit", {"path": str(run)}),
-        "liftkit_onnx_fp32": ("liftkit", {"path": str(exports["onnx"][0])}),
-        "liftkit_onnx_int8": ("liftkit", {"path": str(exports["onnxint8"][0])}),
-    }, texts, [int(x) for x in labels], singles, 2 if args.quick else 3, work)
+    systems = _measure_all(
+        {
+            "peer_a_reference_loop": ("peer_a", {"path": str(run)}),
+            "peer_b_pipeline_b32": ("peer_b", {"path": str(exports["hf"][0]), "names": names}),
+            "liftkit_torch": ("liftkit", {"path": str(run)}),
+            "liftkit_onnx_fp32": ("liftkit", {"path": str(exports["onnx"][0])}),
+            "liftkit_onnx_int8": ("liftkit", {"path": str(exports["onnxint8"][0])}),
+        },
+        texts,
+        [int(x) for x in labels],
+        singles,
+        2 if args.quick else 3,
+        work,
+    )
     for key, name in (("liftkit_onnx_fp32", "onnx"), ("liftkit_onnx_int8", "onnxint8")):
         systems[key]["export_s"] = exports[name][1]
         systems[key]["model_mb"] = round(exports[name][2]["model_size_bytes"] / 1e6, 1)
@@ -242,17 +275,29 @@ def main() -> None:
     fastest = max(ours_keys, key=lambda k: systems[k]["texts_per_s"])
     quickest = min(ours_keys, key=lambda k: systems[k]["p50_ms"])
     a, b = systems["peer_a_reference_loop"], systems["peer_b_pipeline_b32"]
-    print(json.dumps({
-        "bench": "infer_speed", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} CPU",
-        "run": str(run) if args.run else "a quick run (deleted)", "texts": len(texts), "single_calls": singles, "quick": args.quick, "systems": systems,
-        "ratios": {
-            "fastest_backend": fastest,
-            "throughput_vs_pipeline": round(systems[fastest]["texts_per_s"] / b["texts_per_s"], 2),
-            "lowest_p50_backend": quickest,
-            "p50_reference_loop_over_liftkit": round(a["p50_ms"] / systems[quickest]["p50_ms"], 2),
-            "int8_minus_fp32_accuracy_points": round((systems["liftkit_onnx_int8"]["accuracy"] - systems["liftkit_onnx_fp32"]["accuracy"]) * 100, 2),
-        },
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "infer_speed",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": f"{platform.machine()} CPU",
+                "run": str(run) if args.run else "a quick run (deleted)",
+                "texts": len(texts),
+                "single_calls": singles,
+                "quick": args.quick,
+                "systems": systems,
+                "ratios": {
+                    "fastest_backend": fastest,
+                    "throughput_vs_pipeline": round(systems[fastest]["texts_per_s"] / b["texts_per_s"], 2),
+                    "lowest_p50_backend": quickest,
+                    "p50_reference_loop_over_liftkit": round(a["p50_ms"] / systems[quickest]["p50_ms"], 2),
+                    "int8_minus_fp32_accuracy_points": round(
+                        (systems["liftkit_onnx_int8"]["accuracy"] - systems["liftkit_onnx_fp32"]["accuracy"]) * 100, 2
+                    ),
+                },
+            }
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)  # the exports (~115 MB) and the quick run
 
 

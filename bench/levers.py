@@ -44,8 +44,14 @@ def padding() -> dict:
     random = sum(16 * lengths[order[i : i + 16]].max() for i in range(0, len(lengths), 16))
     bucketed = sum(len(b) * lengths[b].max() for b in LengthBucketSampler(lengths, 16, shuffle=True))
     real = int(lengths.sum())
-    return {"real_tokens": real, "random_positions": int(random), "bucketed_positions": int(bucketed),
-            "random_ratio": random / real, "bucketed_ratio": bucketed / real, "mean_length": float(lengths.mean())}
+    return {
+        "real_tokens": real,
+        "random_positions": int(random),
+        "bucketed_positions": int(bucketed),
+        "random_ratio": random / real,
+        "bucketed_ratio": bucketed / real,
+        "mean_length": float(lengths.mean()),
+    }
 
 
 def evaluation() -> dict:
@@ -86,8 +92,16 @@ def step_breakdown(train_layers, rows: int = 1600) -> dict:
             opt.zero_grad()
             fwd, bwd, step = fwd + b - a, bwd + c - b, step + time.perf_counter() - c
         total = time.perf_counter() - start
-    return {"train_layers": train_layers, "frozen_layers": bottom.depth if bottom else 0, "cache_s": cache_s,
-            "epoch_s": total, "rows_per_s": rows / total, "forward_s": fwd, "backward_s": bwd, "optimizer_s": step}
+    return {
+        "train_layers": train_layers,
+        "frozen_layers": bottom.depth if bottom else 0,
+        "cache_s": cache_s,
+        "epoch_s": total,
+        "rows_per_s": rows / total,
+        "forward_s": fwd,
+        "backward_s": bwd,
+        "optimizer_s": step,
+    }
 
 
 def dropout_cost(rows: int = 800) -> dict:
@@ -115,7 +129,9 @@ def compiled(rows: int = 3200) -> dict:
     out = {}
     for mode in ("eager", "compile"):
         model, tok, data = _lora_model(rows, "50%")
-        bottom, (data,) = frozen.plan(model, [data], Padding.of(tok), True, 4.0, 128, torch.device("cpu"), lambda m: None)
+        bottom, (data,) = frozen.plan(
+            model, [data], Padding.of(tok), True, 4.0, 128, torch.device("cpu"), lambda m: None
+        )
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         run = frozen.Runner(model, bottom)
         run = torch.compile(run, dynamic=True) if mode == "compile" else run
@@ -136,9 +152,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 4 more minutes)")
     args = parser.parse_args()
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": torch.get_num_threads(),
-        "padding": padding(), "evaluation": evaluation(),
-        "step_all_layers": step_breakdown(None), "step_top_half_cached": step_breakdown("50%"),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "threads": torch.get_num_threads(),
+        "padding": padding(),
+        "evaluation": evaluation(),
+        "step_all_layers": step_breakdown(None),
+        "step_top_half_cached": step_breakdown("50%"),
         "dropout": dropout_cost(),
     }
     if args.compile:

@@ -35,46 +35,88 @@ def peer(args: argparse.Namespace) -> dict:
     from datasets import Dataset, Features, Sequence, Value
     from peft import LoraConfig, TaskType, get_peft_model
     from sklearn.metrics import f1_score
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from liftkit.config import DataConfig
     from liftkit.data import load_splits
     from liftkit.modeling import resolve_model_source
 
-    splits = load_splits(DataConfig(dataset="go_emotions", max_train_samples=args.max_train, max_eval_samples=args.max_eval), args.seed)
+    splits = load_splits(
+        DataConfig(dataset="go_emotions", max_train_samples=args.max_train, max_eval_samples=args.max_eval), args.seed
+    )
     source = resolve_model_source("all-MiniLM-L6-v2")
     tok = AutoTokenizer.from_pretrained(source)
     features = Features({"text": Value("string"), "labels": Sequence(Value("float32"))})  # BCE wants float targets
     data = {
-        name: Dataset.from_dict({"text": getattr(splits, name).texts, "labels": splits.targets(name).tolist()}, features=features).map(
-            lambda b: tok(b["text"], truncation=True, max_length=128), batched=True, remove_columns=["text"])
+        name: Dataset.from_dict(
+            {"text": getattr(splits, name).texts, "labels": splits.targets(name).tolist()}, features=features
+        ).map(lambda b: tok(b["text"], truncation=True, max_length=128), batched=True, remove_columns=["text"])
         for name in ("train", "validation", "test")
     }
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(splits.label_names), problem_type="multi_label_classification")
-    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(splits.label_names), problem_type="multi_label_classification"
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
+        ),
+    )
 
     def metrics(pred):
         decided = (1 / (1 + np.exp(-pred.predictions)) >= 0.5).astype(int)
         truth = pred.label_ids.astype(int)
-        return {"micro_f1": f1_score(truth, decided, average="micro", zero_division=0),
-                "macro_f1": f1_score(truth, decided, average="macro", zero_division=0),
-                "subset_accuracy": float((decided == truth).all(axis=1).mean())}
+        return {
+            "micro_f1": f1_score(truth, decided, average="micro", zero_division=0),
+            "macro_f1": f1_score(truth, decided, average="macro", zero_division=0),
+            "subset_accuracy": float((decided == truth).all(axis=1).mean()),
+        }
 
     targs = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / "peer-work"), learning_rate=5e-4, per_device_train_batch_size=16,
-        per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01, eval_strategy="epoch",
-        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="micro_f1", seed=args.seed,
-        report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+        output_dir=str(Path(args.output_dir) / "peer-work"),
+        learning_rate=5e-4,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs,
+        weight_decay=0.01,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="micro_f1",
+        seed=args.seed,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=data["train"], eval_dataset=data["validation"],
-                      data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=metrics,
+    )
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
     test = trainer.evaluate(data["test"], metric_key_prefix="test")
-    return {"system": "peer (HF Trainer + peft LoRA, thresholds 0.5)", "seed": args.seed, "train_s": round(wall, 1),
-            "micro_f1": round(test["test_micro_f1"], 4), "macro_f1": round(test["test_macro_f1"], 4),
-            "subset_accuracy": round(test["test_subset_accuracy"], 4), "train_rows": len(splits.train), "epochs": args.epochs}
+    return {
+        "system": "peer (HF Trainer + peft LoRA, thresholds 0.5)",
+        "seed": args.seed,
+        "train_s": round(wall, 1),
+        "micro_f1": round(test["test_micro_f1"], 4),
+        "macro_f1": round(test["test_macro_f1"], 4),
+        "subset_accuracy": round(test["test_subset_accuracy"], 4),
+        "train_rows": len(splits.train),
+        "epochs": args.epochs,
+    }
 
 
 def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
@@ -86,7 +128,13 @@ def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
     folder = Path(args.output_dir) / f"go_emotions-seed{seed}"
     overrides = {"data.dataset": "go_emotions", "train.seed": seed, "output_dir": str(folder)}
     if args.quick:
-        overrides.update({"data.max_train_samples": args.max_train, "data.max_eval_samples": args.max_eval, "train.epochs": args.epochs})
+        overrides.update(
+            {
+                "data.max_train_samples": args.max_train,
+                "data.max_eval_samples": args.max_eval,
+                "train.epochs": args.epochs,
+            }
+        )
     if (folder / run_dir.MANIFEST).is_file():
         record = run_dir.read_record(folder)
     else:
@@ -95,9 +143,17 @@ def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
             raise SystemExit(f"liftkit seed {seed}: {child.error}")
         record = child.record
     s = record.finetuned.scores
-    return {"system": "liftkit default (LoRA top half, tuned thresholds)", "seed": seed, "train_s": round(record.train.runtime_s, 1),
-            "micro_f1": round(s.micro_f1, 4), "macro_f1": round(s.macro_f1, 4), "subset_accuracy": round(s.accuracy, 4),
-            "train_rows": record.data.rows["train"], "epochs": record.train.epochs_run, "run": str(folder)}
+    return {
+        "system": "liftkit default (LoRA top half, tuned thresholds)",
+        "seed": seed,
+        "train_s": round(record.train.runtime_s, 1),
+        "micro_f1": round(s.micro_f1, 4),
+        "macro_f1": round(s.macro_f1, 4),
+        "subset_accuracy": round(s.accuracy, 4),
+        "train_rows": record.data.rows["train"],
+        "epochs": record.train.epochs_run,
+        "run": str(folder),
+    }
 
 
 def _cell(values: list[float], digits: int = 4) -> str:
@@ -107,17 +163,26 @@ def _cell(values: list[float], digits: int = 4) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| system | seeds | test micro-F1 | test macro-F1 | subset accuracy | train time (s) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| system | seeds | test micro-F1 | test macro-F1 | subset accuracy | train time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for system in dict.fromkeys(r["system"] for r in rows):
         mine = [r for r in rows if r["system"] == system]
-        lines.append(f"| {system} | {len(mine)} | {_cell([r['micro_f1'] for r in mine])} | {_cell([r['macro_f1'] for r in mine])} "
-                     f"| {_cell([r['subset_accuracy'] for r in mine])} | {_cell([r['train_s'] for r in mine], 0)} |")
+        lines.append(
+            f"| {system} | {len(mine)} | {_cell([r['micro_f1'] for r in mine])} | {_cell([r['macro_f1'] for r in mine])} "
+            f"| {_cell([r['subset_accuracy'] for r in mine])} | {_cell([r['train_s'] for r in mine], 0)} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="runs/multi_label", help="liftkit's runs (reused when finished) and the peer's work folder")
+    parser.add_argument(
+        "--output-dir",
+        default="runs/multi_label",
+        help="liftkit's runs (reused when finished) and the peer's work folder",
+    )
     parser.add_argument("--seeds", default="0,1,2", help="liftkit's seeds; the peer trains once, with the first")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2,000 train / 500 eval rows, 1 epoch")
@@ -135,20 +200,41 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [liftkit_run(args, seed) for seed in seeds]
     if not args.no_peer:
-        cmd = [sys.executable, str(HERE), "--child", "--seed", str(seeds[0]), "--epochs", str(args.epochs), "--output-dir", args.output_dir,
-               *(["--quick"] if args.quick else [])]
+        cmd = [
+            sys.executable,
+            str(HERE),
+            "--child",
+            "--seed",
+            str(seeds[0]),
+            "--epochs",
+            str(args.epochs),
+            "--output-dir",
+            args.output_dir,
+            *(["--quick"] if args.quick else []),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"the peer failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     for row in rows:
-        print(f"{row['system']}, seed {row['seed']}: micro-F1 {row['micro_f1']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s")
+        print(
+            f"{row['system']}, seed {row['seed']}: micro-F1 {row['micro_f1']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s"
+        )
     print(table(rows))
     ours = [r for r in rows if r["system"].startswith("liftkit")]
     theirs = [r for r in rows if r["system"].startswith("peer")]
     if ours and theirs:
         print(f"train time, peer / liftkit (seed {seeds[0]}): {theirs[0]['train_s'] / ours[0]['train_s']:.2f}x")
-    print(json.dumps({"bench": "multi_label", "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.perf_counter() - started), "runs": rows}))
+    print(
+        json.dumps(
+            {
+                "bench": "multi_label",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "wall_s": round(time.perf_counter() - started),
+                "runs": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

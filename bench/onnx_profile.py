@@ -98,13 +98,29 @@ def main() -> None:
     ops = {}
     for op, durations in sorted(per_op.items(), key=lambda kv: -sum(kv[1])):
         per_call = sum(durations) / calls
-        ops[op] = {"nodes_per_call": round(len(durations) / calls, 1), "us_per_call": round(per_call, 1), "median_us_per_node": float(np.median(durations))}
-        print(f"{op:<28}{len(durations) / calls:>11.1f}{per_call:>10.1f}{np.median(durations):>9.1f}{per_call / total:>8.1%}")
-    print(json.dumps({
-        "bench": "onnx_profile", "export": str(args.export), "onnxruntime": ort.__version__, "threads": args.threads or "default",
-        "calls": calls, "mean_tokens": round(float(np.mean([r.shape[1] for r in rows])), 1),
-        **{k: round(v, 3) for k, v in figures.items()}, "profiled_kernel_us_per_call": round(total, 1), "ops": ops,
-    }))
+        ops[op] = {
+            "nodes_per_call": round(len(durations) / calls, 1),
+            "us_per_call": round(per_call, 1),
+            "median_us_per_node": float(np.median(durations)),
+        }
+        print(
+            f"{op:<28}{len(durations) / calls:>11.1f}{per_call:>10.1f}{np.median(durations):>9.1f}{per_call / total:>8.1%}"
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "onnx_profile",
+                "export": str(args.export),
+                "onnxruntime": ort.__version__,
+                "threads": args.threads or "default",
+                "calls": calls,
+                "mean_tokens": round(float(np.mean([r.shape[1] for r in rows])), 1),
+                **{k: round(v, 3) for k, v in figures.items()},
+                "profiled_kernel_us_per_call": round(total, 1),
+                "ops": ops,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def naive_app(path: str):
     @app.post("/predict")
     def predict(body: dict) -> list[dict]:
         row = predictor.predict_proba([body["inputs"]])[0]
-        return sorted(({"label": n, "score": float(p)} for n, p in zip(predictor.labels, row)), key=lambda d: -d["score"])
+        return sorted(
+            ({"label": n, "score": float(p)} for n, p in zip(predictor.labels, row)), key=lambda d: -d["score"]
+        )
 
     @app.get("/health")
     def health() -> dict:
@@ -95,8 +97,10 @@ class Connection:
     async def post(self, path: str, payload: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n\r\n").encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        ).encode()
         self.writer.write(head + payload)
         status_line = await self.reader.readline()
         length = 0
@@ -140,8 +144,12 @@ async def _load(url: str, texts: list[str], requests: int, clients: int, time_li
     wall = time.perf_counter() - start
     ms = sorted(t * 1000 for t in latencies)
     return {
-        "requests": len(latencies), "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 1),
-        "p50_ms": round(statistics.median(ms), 2), "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2), "errors": errors,
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(statistics.median(ms), 2),
+        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
+        "errors": errors,
     }
 
 
@@ -164,13 +172,20 @@ def measure(name: str, command: list[str], texts: list[str], args: argparse.Name
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", help="the run or export folder `lift serve` serves")
-    parser.add_argument("--naive-path", help="the folder the naive server serves (default: --path; a run folder = torch, as users' endpoints do)")
+    parser.add_argument(
+        "--naive-path",
+        help="the folder the naive server serves (default: --path; a run folder = torch, as users' endpoints do)",
+    )
     parser.add_argument("--requests", type=int, default=10_000, help="per server")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=2000, help="requests before measuring (and before the first RSS reading)")
+    parser.add_argument(
+        "--warmup", type=int, default=2000, help="requests before measuring (and before the first RSS reading)"
+    )
     parser.add_argument("--time-limit", type=float, default=600, help="seconds per server at most")
     parser.add_argument("--quick", action="store_true", help="2,000 requests per server")
-    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # internal: run the naive server
+    parser.add_argument(
+        "--naive-server", action="store_true", help=argparse.SUPPRESS
+    )  # internal: run the naive server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -187,12 +202,21 @@ def main() -> None:
     lift = measure("lift serve", [sys.executable, "-m", "liftkit.cli", "serve", args.path], texts, args)
     naive_path = args.naive_path or args.path
     naive = measure("naive", [sys.executable, str(HERE), "--naive-server", "--path", naive_path], texts, args)
-    print(json.dumps({
-        "bench": "serve_load", "date": time.strftime("%Y-%m-%d %H:%M"), "path": args.path, "naive_path": naive_path, "clients": args.clients,
-        "lift_serve": lift, "naive": naive,
-        "throughput_ratio": round(lift["requests_per_s"] / naive["requests_per_s"], 2),
-        "p99_ratio_naive_over_lift": round(naive["p99_ms"] / lift["p99_ms"], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "serve_load",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "path": args.path,
+                "naive_path": naive_path,
+                "clients": args.clients,
+                "lift_serve": lift,
+                "naive": naive,
+                "throughput_ratio": round(lift["requests_per_s"] / naive["requests_per_s"], 2),
+                "p99_ratio_naive_over_lift": round(naive["p99_ms"] / lift["p99_ms"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,11 @@ def peer(args: argparse.Namespace) -> dict:
     from peft import LoraConfig, TaskType, get_peft_model
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import (
-        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
     )
 
     from liftkit.modeling import resolve_model_source
@@ -65,28 +69,56 @@ def peer(args: argparse.Namespace) -> dict:
         for name, s in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
     }
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(splits.label_names))
-    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
+        ),
+    )
 
     def metrics(pred):
         y = pred.predictions.argmax(-1)
-        return {"accuracy": accuracy_score(pred.label_ids, y), "macro_f1": f1_score(pred.label_ids, y, average="macro")}
+        return {
+            "accuracy": accuracy_score(pred.label_ids, y),
+            "macro_f1": f1_score(pred.label_ids, y, average="macro"),
+        }
 
     targs = TrainingArguments(
-        output_dir=str(Path(args.workdir) / "peer"), learning_rate=args.peer_lr, per_device_train_batch_size=16,
-        per_device_eval_batch_size=64, num_train_epochs=args.epochs, weight_decay=0.01, eval_strategy="epoch",
-        save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="accuracy", seed=args.seed,
-        report_to=[], disable_tqdm=True, **_peer_device(),
+        output_dir=str(Path(args.workdir) / "peer"),
+        learning_rate=args.peer_lr,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs,
+        weight_decay=0.01,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        seed=args.seed,
+        report_to=[],
+        disable_tqdm=True,
+        **_peer_device(),
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=data["train"], eval_dataset=data["validation"],
-                      data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=metrics,
+    )
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
     test = trainer.evaluate(data["test"], metric_key_prefix="test")
     tokens = int(np.sum([len(x) for x in data["train"]["input_ids"]])) * args.epochs
     return {
-        "train_wall_s": wall, "samples_per_s": len(splits.train) * args.epochs / wall, "tokens_per_s": tokens / wall,
-        "peak_rss_mb": _peak_rss_mb(), "test_accuracy": test["test_accuracy"], "test_macro_f1": test["test_macro_f1"],
+        "train_wall_s": wall,
+        "samples_per_s": len(splits.train) * args.epochs / wall,
+        "tokens_per_s": tokens / wall,
+        "peak_rss_mb": _peak_rss_mb(),
+        "test_accuracy": test["test_accuracy"],
+        "test_macro_f1": test["test_macro_f1"],
         "learning_rate": args.peer_lr,
     }
 
@@ -98,9 +130,15 @@ def liftkit_run(args: argparse.Namespace) -> dict:
     from liftkit.pipeline import run
 
     overrides = {
-        "data.dataset": args.dataset, "data.max_train_samples": args.max_train, "data.max_eval_samples": args.max_eval,
-        "model.name": args.model, "train.epochs": args.epochs, "train.seed": args.seed,
-        "output_dir": str(Path(args.workdir) / ("liftkit" if args.train_layers is None else f"liftkit-{args.train_layers}")),
+        "data.dataset": args.dataset,
+        "data.max_train_samples": args.max_train,
+        "data.max_eval_samples": args.max_eval,
+        "model.name": args.model,
+        "train.epochs": args.epochs,
+        "train.seed": args.seed,
+        "output_dir": str(
+            Path(args.workdir) / ("liftkit" if args.train_layers is None else f"liftkit-{args.train_layers}")
+        ),
         "evaluate_base": False,
     }
     if args.train_layers is not None:  # "all": LoRA in every layer, nothing frozen to cache
@@ -112,16 +150,25 @@ def liftkit_run(args: argparse.Namespace) -> dict:
     from liftkit.modeling import load_tokenizer
 
     tok = load_tokenizer(cfg.model)
+
     def count(texts: list[str]) -> int:
         return int(np.sum([len(x) for x in tok(texts, truncation=True, max_length=128)["input_ids"]]))
 
     train_tokens, val_tokens = count(splits.train.texts), count(splits.validation.texts)
     return {
-        "train_wall_s": t["runtime_s"], "samples_per_s": t["samples_per_s"], "tokens_per_s": train_tokens * args.epochs / t["runtime_s"],
-        "peak_rss_mb": _peak_rss_mb(), "test_accuracy": doc["finetuned"]["accuracy"], "test_macro_f1": doc["finetuned"]["macro_f1"],
-        "learning_rate": cfg.learning_rate, "trainable_params": doc["parameters"]["trainable_params"],
-        "train_layers": cfg.method.train_layers, "frozen_layers": t["frozen_layers"], "frozen_cached": t["frozen_cached"],
-        "train_tokens": train_tokens, "val_tokens": val_tokens,
+        "train_wall_s": t["runtime_s"],
+        "samples_per_s": t["samples_per_s"],
+        "tokens_per_s": train_tokens * args.epochs / t["runtime_s"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "test_accuracy": doc["finetuned"]["accuracy"],
+        "test_macro_f1": doc["finetuned"]["macro_f1"],
+        "learning_rate": cfg.learning_rate,
+        "trainable_params": doc["parameters"]["trainable_params"],
+        "train_layers": cfg.method.train_layers,
+        "frozen_layers": t["frozen_layers"],
+        "frozen_cached": t["frozen_cached"],
+        "train_tokens": train_tokens,
+        "val_tokens": val_tokens,
     }
 
 
@@ -165,7 +212,11 @@ def _one_gpu() -> dict[str, str]:
 def _device_name() -> str:
     import torch
 
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} CPUs"
+    return (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} CPUs"
+    )
 
 
 def layer_weights(model_name: str) -> tuple[float, int]:
@@ -203,7 +254,9 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--max-eval", type=int, default=None)
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--train-layers", default=None, help=argparse.SUPPRESS)  # liftkit child: override method.train_layers
+    parser.add_argument(
+        "--train-layers", default=None, help=argparse.SUPPRESS
+    )  # liftkit child: override method.train_layers
     parser.add_argument("--child", choices=["peer", "liftkit"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -217,25 +270,60 @@ def main() -> None:
     results = {}
     # liftkit with its defaults (LoRA in the top half, frozen bottom cached), then with LoRA in
     # every layer (nothing to cache): the second prices the default's accuracy trade-off
-    for system, child, extra in (("peer", "peer", []), ("liftkit", "liftkit", []), ("liftkit_all_layers", "liftkit", ["--train-layers", "all"])):
-        cmd = [sys.executable, str(HERE), "--child", child, "--dataset", args.dataset, "--model", args.model,
-               "--epochs", str(args.epochs), "--seed", str(args.seed), "--peer-lr", str(args.peer_lr), "--workdir", args.workdir, *extra]
+    for system, child, extra in (
+        ("peer", "peer", []),
+        ("liftkit", "liftkit", []),
+        ("liftkit_all_layers", "liftkit", ["--train-layers", "all"]),
+    ):
+        cmd = [
+            sys.executable,
+            str(HERE),
+            "--child",
+            child,
+            "--dataset",
+            args.dataset,
+            "--model",
+            args.model,
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--peer-lr",
+            str(args.peer_lr),
+            "--workdir",
+            args.workdir,
+            *extra,
+        ]
         cmd += ["--max-train", str(args.max_train)] if args.max_train else []
         cmd += ["--max-eval", str(args.max_eval)] if args.max_eval else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **_one_gpu()})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **_one_gpu()}
+        )
         if proc.returncode != 0:
             sys.exit(f"{system} failed:\n{proc.stderr[-3000:]}")
         results[system] = json.loads(proc.stdout.strip().splitlines()[-1])
     peak = matmul_peak_gflops()
     achieved = executed_flops(results["liftkit"], args.epochs, args.model) / results["liftkit"]["train_wall_s"] / 1e9
-    print(json.dumps({
-        "mode": "quick" if args.quick else "full", "device": _device_name(), "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
-        "train_rows": args.max_train or "all", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        **results,
-        "speedup_wall": results["peer"]["train_wall_s"] / results["liftkit"]["train_wall_s"],
-        "speedup_wall_all_layers": results["peer"]["train_wall_s"] / results["liftkit_all_layers"]["train_wall_s"],
-        "liftkit_gflops": achieved, "matmul_peak_gflops": peak, "fraction_of_peak": achieved / peak,
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": "quick" if args.quick else "full",
+                "device": _device_name(),
+                "dataset": args.dataset,
+                "model": args.model,
+                "epochs": args.epochs,
+                "train_rows": args.max_train or "all",
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                **results,
+                "speedup_wall": results["peer"]["train_wall_s"] / results["liftkit"]["train_wall_s"],
+                "speedup_wall_all_layers": results["peer"]["train_wall_s"]
+                / results["liftkit_all_layers"]["train_wall_s"],
+                "liftkit_gflops": achieved,
+                "matmul_peak_gflops": peak,
+                "fraction_of_peak": achieved / peak,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,28 +55,75 @@ def _gpt2_tokenizer():
         texts = [json.loads(line)["text"] for _, line in zip(range(2000), f)]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False)
-    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    return GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
 
 
 def _build(kind: str, folder: Path) -> Path:
     import torch
     from transformers import (
-        BertConfig, BertModel, DistilBertConfig, DistilBertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
+        BertConfig,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        GPT2Config,
+        GPT2Model,
+        LlamaConfig,
+        LlamaModel,
     )
 
     torch.manual_seed(0)
     if kind == "bert":
         tok = _minilm_tokenizer()
-        model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+        model = BertModel(
+            BertConfig(
+                vocab_size=tok.vocab_size,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=128,
+            )
+        )
     elif kind == "distilbert":
         tok = _minilm_tokenizer()
-        model = DistilBertModel(DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128))
+        model = DistilBertModel(
+            DistilBertConfig(
+                vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
+            )
+        )
     elif kind == "llama":
         tok = _gpt2_tokenizer()
-        model = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+        model = LlamaModel(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=128,
+                eos_token_id=tok.eos_token_id,
+                bos_token_id=tok.bos_token_id,
+            )
+        )
     else:
         tok = _gpt2_tokenizer()
-        model = GPT2Model(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+        model = GPT2Model(
+            GPT2Config(
+                vocab_size=len(tok),
+                n_embd=32,
+                n_layer=2,
+                n_head=2,
+                n_positions=128,
+                eos_token_id=tok.eos_token_id,
+                bos_token_id=tok.bos_token_id,
+            )
+        )
     folder.mkdir(parents=True)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)

@@ -24,7 +24,9 @@ MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(module: str) -> set[str]:
@@ -45,7 +47,9 @@ def _imports(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
         for child in ast.iter_child_nodes(node):
@@ -92,7 +96,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_a_module_that_imports_it_back():
     graph = {module: _imports(module) for module in MODULES}
-    assert graph["liftkit.pipeline"] >= {"liftkit.train", "liftkit.record", "liftkit.run_dir"}  # the parser sees imports
+    assert graph["liftkit.pipeline"] >= {
+        "liftkit.train",
+        "liftkit.record",
+        "liftkit.run_dir",
+    }  # the parser sees imports
     assert _cycles(graph) == []
 
 
@@ -130,7 +138,9 @@ sys.meta_path.insert(0, Block())
 def test_config_and_record_need_no_torch(tmp_path):
     """Reading, checking and writing every method's config, and reading a run record, import no
     deep-learning library: `lift run` with a typo fails fast, and tools can read results anywhere."""
-    script = BLOCK_TORCH + """
+    script = (
+        BLOCK_TORCH
+        + """
 import dataclasses, json
 from liftkit.config import load_config
 from liftkit.methods import METHODS
@@ -148,25 +158,89 @@ assert RunRecord.from_dict(doc).to_dict() == doc
 assert not any(m.split(".")[0] in ("torch", "transformers", "peft") for m in sys.modules)
 print("ok", len(METHODS))
 """
+    )
     record = {
-        "run": {"dataset": "d", "model": "m", "method": "lora", "seed": 0, "learning_rate": 0.002, "date": "x", "device": "cpu",
-                "torch": "t", "liftkit": "0.1.0", "transformers": "5", "peft": "0.21"},
-        "data": {"source": "s", "labels": ["a", "b"], "rows": {"train": 2, "validation": 1, "test": 1}, "notes": [], "warnings": [],
-                 "label_counts": {"train": [1, 1], "validation": [1, 0], "test": [0, 1]},
-                 "task": "single_label", "task_reason": "auto: every label is a single value"},
+        "run": {
+            "dataset": "d",
+            "model": "m",
+            "method": "lora",
+            "seed": 0,
+            "learning_rate": 0.002,
+            "date": "x",
+            "device": "cpu",
+            "torch": "t",
+            "liftkit": "0.1.0",
+            "transformers": "5",
+            "peft": "0.21",
+        },
+        "data": {
+            "source": "s",
+            "labels": ["a", "b"],
+            "rows": {"train": 2, "validation": 1, "test": 1},
+            "notes": [],
+            "warnings": [],
+            "label_counts": {"train": [1, 1], "validation": [1, 0], "test": [0, 1]},
+            "task": "single_label",
+            "task_reason": "auto: every label is a single value",
+        },
         "parameters": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50.0},
-        "majority": {"accuracy": 0.5, "macro_f1": 0.3, "macro_precision": 0.25, "macro_recall": 0.5, "weighted_f1": 0.3, "loss": 0.7,
-                     "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}}, "confusion_matrix": [[1, 0], [1, 0]]},
+        "majority": {
+            "accuracy": 0.5,
+            "macro_f1": 0.3,
+            "macro_precision": 0.25,
+            "macro_recall": 0.5,
+            "weighted_f1": 0.3,
+            "loss": 0.7,
+            "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}},
+            "confusion_matrix": [[1, 0], [1, 0]],
+        },
         "base": None,
-        "finetuned": {"accuracy": 1.0, "macro_f1": 1.0, "macro_precision": 1.0, "macro_recall": 1.0, "weighted_f1": 1.0, "loss": 0.1,
-                      "runtime_s": 1.0, "samples_per_s": 2.0, "steps_per_s": 1.0, "peak_memory_mb": 10.0,
-                      "ece": 0.05, "per_class": {}, "confusion_matrix": [[1, 0], [0, 1]]},
-        "train": {"epochs_run": 1, "best_epoch": 1, "stopped_early": False, "resumed_from_epoch": 0, "runtime_s": 1.0,
-                  "samples_per_s": 2.0, "optimizer_steps": 1, "processes": 1, "steps_per_s": 1.0, "peak_memory_mb": 10.0,
-                  "frozen_layers": 0, "frozen_cached": False,
-                  "history": [{"epoch": 1, "train_loss": 0.5, "val_accuracy": 1.0, "val_macro_f1": 1.0, "val_macro_precision": 1.0,
-                               "val_macro_recall": 1.0, "val_weighted_f1": 1.0, "val_loss": 0.2, "val_runtime_s": 0.1,
-                               "val_samples_per_s": 10.0, "val_steps_per_s": 10.0, "val_peak_memory_mb": 10.0, "val_ece": 0.1}]},
+        "finetuned": {
+            "accuracy": 1.0,
+            "macro_f1": 1.0,
+            "macro_precision": 1.0,
+            "macro_recall": 1.0,
+            "weighted_f1": 1.0,
+            "loss": 0.1,
+            "runtime_s": 1.0,
+            "samples_per_s": 2.0,
+            "steps_per_s": 1.0,
+            "peak_memory_mb": 10.0,
+            "ece": 0.05,
+            "per_class": {},
+            "confusion_matrix": [[1, 0], [0, 1]],
+        },
+        "train": {
+            "epochs_run": 1,
+            "best_epoch": 1,
+            "stopped_early": False,
+            "resumed_from_epoch": 0,
+            "runtime_s": 1.0,
+            "samples_per_s": 2.0,
+            "optimizer_steps": 1,
+            "processes": 1,
+            "steps_per_s": 1.0,
+            "peak_memory_mb": 10.0,
+            "frozen_layers": 0,
+            "frozen_cached": False,
+            "history": [
+                {
+                    "epoch": 1,
+                    "train_loss": 0.5,
+                    "val_accuracy": 1.0,
+                    "val_macro_f1": 1.0,
+                    "val_macro_precision": 1.0,
+                    "val_macro_recall": 1.0,
+                    "val_weighted_f1": 1.0,
+                    "val_loss": 0.2,
+                    "val_runtime_s": 0.1,
+                    "val_samples_per_s": 10.0,
+                    "val_steps_per_s": 10.0,
+                    "val_peak_memory_mb": 10.0,
+                    "val_ece": 0.1,
+                }
+            ],
+        },
         "mistakes": [{"text": "t", "label": "a", "predicted": "b", "probability": 0.9}],
     }
     path = tmp_path / "metrics.json"
@@ -176,7 +250,13 @@ print("ok", len(METHODS))
     assert done.stdout.split() == ["ok", "8"]
 
 
-DECISIONS = {"softmax", "log_softmax", "sigmoid", "logsigmoid", "argmax"}  # what turns logits into probabilities or a choice
+DECISIONS = {
+    "softmax",
+    "log_softmax",
+    "sigmoid",
+    "logsigmoid",
+    "argmax",
+}  # what turns logits into probabilities or a choice
 
 
 def test_logits_become_probabilities_and_decisions_only_in_the_tasks():
@@ -194,3 +274,15 @@ def test_logits_become_probabilities_and_decisions_only_in_the_tasks():
             if name in DECISIONS:
                 found.append(f"{module}:{node.lineno} calls {name}")
     assert not found, "; ".join(found)
+
+
+def test_the_code_is_formatted_and_linted():
+    """ruff at 119 columns, as peft and setfit use: `ruff format` owns the layout (so a function's
+    length is its real length, not what wide lines hide), `ruff check` the imports and errors.
+    Fix with `ruff format . && ruff check --fix .`."""
+    root = SRC.parent
+    for args in (["format", "--check"], ["check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "src", "tests", "bench"], cwd=root, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"ruff {' '.join(args)}: " + (done.stdout + done.stderr)[-3000:]

@@ -54,19 +54,63 @@ RUN_CASES = [  # (id, extra argv given a tmp folder, expected fragment of the on
     ("epochs-text", lambda tmp: ["--set", "train.epochs=abc"], "train.epochs='abc' must be a whole number"),
     ("bool-text", lambda tmp: ["--set", "train.cache_frozen=abc"], "train.cache_frozen='abc' must be true or false"),
     ("top-level-bool", lambda tmp: ["--set", "evaluate_base=maybe"], "evaluate_base='maybe' must be true or false"),
-    ("samples-text-in-yaml", lambda tmp: [str(_yaml(tmp, "data:\n  max_train_samples: forty\n"))], "data.max_train_samples='forty' must be a whole number or null"),
-    ("several-at-once", lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"], "unknown key(s) ['epoch'] in config section 'train'"),
-    ("several-at-once-2", lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"], "train.seed='x' must be a whole number; train.epochs=0 must be at least 1"),
-    ("trust-from-a-file", lambda tmp: [str(_yaml(tmp, "model:\n  trust_remote_code: true\n"))], "pass --trust-remote-code yourself"),
-    ("repeated-header", lambda tmp: ["--dataset", str(repeated_header(tmp))], "looks like a repeated header row (label 'label')"),
-    ("one-class", lambda tmp: ["--dataset", str(one_class(tmp))], "has 1 class ('1'): a classifier needs at least two"),
+    (
+        "samples-text-in-yaml",
+        lambda tmp: [str(_yaml(tmp, "data:\n  max_train_samples: forty\n"))],
+        "data.max_train_samples='forty' must be a whole number or null",
+    ),
+    (
+        "several-at-once",
+        lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"],
+        "unknown key(s) ['epoch'] in config section 'train'",
+    ),
+    (
+        "several-at-once-2",
+        lambda tmp: ["--epochs", "0", "--set", "train.seed=x", "--set", "train.epoch=3"],
+        "train.seed='x' must be a whole number; train.epochs=0 must be at least 1",
+    ),
+    (
+        "trust-from-a-file",
+        lambda tmp: [str(_yaml(tmp, "model:\n  trust_remote_code: true\n"))],
+        "pass --trust-remote-code yourself",
+    ),
+    (
+        "repeated-header",
+        lambda tmp: ["--dataset", str(repeated_header(tmp))],
+        "looks like a repeated header row (label 'label')",
+    ),
+    (
+        "one-class",
+        lambda tmp: ["--dataset", str(one_class(tmp))],
+        "has 1 class ('1'): a classifier needs at least two",
+    ),
     ("three-rows", lambda tmp: ["--dataset", str(three_rows(tmp))], "a classifier needs at least two"),
-    ("empty-text-strict", lambda tmp: ["--dataset", str(empty_texts_strict(tmp)), "--set", "data.drop_empty=false"], "1 row(s) of the train split"),
-    ("null-label-strict", lambda tmp: ["--dataset", str(null_label(tmp)), "--set", "data.drop_empty=false"], "have no label (first: line 25)"),
-    ("method-section-a-word", lambda tmp: [str(_yaml(tmp, "method: lora\n"))], "config section 'method' must be a mapping"),
+    (
+        "empty-text-strict",
+        lambda tmp: ["--dataset", str(empty_texts_strict(tmp)), "--set", "data.drop_empty=false"],
+        "1 row(s) of the train split",
+    ),
+    (
+        "null-label-strict",
+        lambda tmp: ["--dataset", str(null_label(tmp)), "--set", "data.drop_empty=false"],
+        "have no label (first: line 25)",
+    ),
+    (
+        "method-section-a-word",
+        lambda tmp: [str(_yaml(tmp, "method: lora\n"))],
+        "config section 'method' must be a mapping",
+    ),
     ("method-name-a-list", lambda tmp: [str(_yaml(tmp, "method:\n  name: [a]\n"))], "unknown method ['a']"),
-    ("number-as-key", lambda tmp: [str(_yaml(tmp, "train:\n  1: 2\n  epochs: 1\n"))], "unknown key(s) ['1'] in config section 'train'"),
-    ("bad-precision", lambda tmp: ["--mixed-precision", "half"], "train.mixed_precision='half': use auto, no, fp16 or bf16"),
+    (
+        "number-as-key",
+        lambda tmp: [str(_yaml(tmp, "train:\n  1: 2\n  epochs: 1\n"))],
+        "unknown key(s) ['1'] in config section 'train'",
+    ),
+    (
+        "bad-precision",
+        lambda tmp: ["--mixed-precision", "half"],
+        "train.mixed_precision='half': use auto, no, fp16 or bf16",
+    ),
 ]
 
 
@@ -89,8 +133,21 @@ def test_run_answers_bad_input_with_one_line(make, fragment, tiny_models, tmp_pa
     argv = make(tmp_path)
     config = [a for a in argv if a.endswith(".yaml")]
     flags = [a for a in argv if not a.endswith(".yaml")]
-    code = main(["run", *config, "--model", str(tiny_models["bert"]), "--max-length", "32", "--epochs", "1",
-                 "--output-dir", str(tmp_path / "out"), *flags])
+    code = main(
+        [
+            "run",
+            *config,
+            "--model",
+            str(tiny_models["bert"]),
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+            *flags,
+        ]
+    )
     assert code == 2
     assert fragment in _one_line(capsys)
 
@@ -103,8 +160,26 @@ def trained(tiny_models, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:  # the per-test environment of conftest is not set up yet
         env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
         env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        assert main(["run", "--model", str(tiny_models["bert"]), "--max-train-samples", "48", "--max-eval-samples", "24",
-                     "--epochs", "1", "--max-length", "32", "--output-dir", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--model",
+                    str(tiny_models["bert"]),
+                    "--max-train-samples",
+                    "48",
+                    "--max-eval-samples",
+                    "24",
+                    "--epochs",
+                    "1",
+                    "--max-length",
+                    "32",
+                    "--output-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -113,6 +188,7 @@ def truncate(size: int):
         path = run / "adapter_model.safetensors"
         data = path.read_bytes()
         path.write_bytes(data[:size] if size < len(data) else data[: len(data) // 2])
+
     return damage
 
 
@@ -141,22 +217,82 @@ def _input(tmp: Path, name: str, data: bytes) -> list[str]:
 PREDICT_CASES = [  # (id, damage to a copy of a good run, extra argv given a tmp folder, expected fragment)
     ("null-text", None, lambda tmp: _input(tmp, "in.jsonl", b'{"text": "fine"}\n{"text": null}\n'), "line 2 of"),
     ("number-text", None, lambda tmp: _input(tmp, "in.jsonl", b'{"text": 5}\n'), "'text' is int 5, not a text"),
-    ("not-utf8", None, lambda tmp: _input(tmp, "in.txt", "ok\ncaf\u00e9\n".encode("latin-1")), "is not UTF-8 text (line 2"),
+    (
+        "not-utf8",
+        None,
+        lambda tmp: _input(tmp, "in.txt", "ok\ncaf\u00e9\n".encode("latin-1")),
+        "is not UTF-8 text (line 2",
+    ),
     ("malformed-jsonl", None, lambda tmp: _input(tmp, "in.jsonl", b'{"text": "a"}\n{"text": "b"\n'), "line 2 of"),
-    ("batch-size-0", None, lambda tmp: ["hello", "--batch-size", "0"], "batch_size=0 must be a whole number of at least 1"),
+    (
+        "batch-size-0",
+        None,
+        lambda tmp: ["hello", "--batch-size", "0"],
+        "batch_size=0 must be a whole number of at least 1",
+    ),
     ("adapter-0-bytes", truncate(0), lambda tmp: ["hello"], "is damaged: its weights cannot be loaded"),
     ("adapter-1000-bytes", truncate(1000), lambda tmp: ["hello"], "is damaged: its weights cannot be loaded"),
     ("adapter-cut-in-half", truncate(10**9), lambda tmp: ["hello"], "is damaged: its weights cannot be loaded"),
-    ("adapter-missing", lambda run: (run / "adapter_model.safetensors").unlink(), lambda tmp: ["hello"], "adapter_model.safetensors listed in liftkit.json is missing"),
-    ("adapter-missing-old-manifest", lambda run: (_drop_key(run, "files"), (run / "adapter_model.safetensors").unlink()), lambda tmp: ["hello"], "adapter_model.safetensors (the adapter and the classifier head) is missing"),
-    ("tokenizer-json-missing", lambda run: (run / "tokenizer.json").unlink(), lambda tmp: ["hello"], "tokenizer.json listed in liftkit.json is missing"),
-    ("tokenizer-deleted", drop_tokenizer, lambda tmp: ["hello"], "is damaged: tokenizer.json, tokenizer_config.json listed in liftkit.json are missing"),
-    ("tokenizer-deleted-old-manifest", lambda run: (_drop_key(run, "files"), drop_tokenizer(run)), lambda tmp: ["hello"], "is damaged: its tokenizer cannot be loaded"),
-    ("labels-do-not-fit-head", relabel, lambda tmp: ["hello"], "its saved head does not fit the 4 labels in liftkit.json"),
-    ("manifest-missing", lambda run: (run / "liftkit.json").unlink(), lambda tmp: ["hello"], "is not a liftkit run directory"),
-    ("manifest-not-json", lambda run: (run / "liftkit.json").write_text("{oops"), lambda tmp: ["hello"], "is damaged: liftkit.json is unreadable or incomplete"),
-    ("manifest-a-list", lambda run: (run / "liftkit.json").write_text("[1, 2]"), lambda tmp: ["hello"], "is damaged: liftkit.json is unreadable or incomplete"),
-    ("manifest-without-labels", lambda run: _drop_key(run, "labels"), lambda tmp: ["hello"], "is damaged: liftkit.json"),
+    (
+        "adapter-missing",
+        lambda run: (run / "adapter_model.safetensors").unlink(),
+        lambda tmp: ["hello"],
+        "adapter_model.safetensors listed in liftkit.json is missing",
+    ),
+    (
+        "adapter-missing-old-manifest",
+        lambda run: (_drop_key(run, "files"), (run / "adapter_model.safetensors").unlink()),
+        lambda tmp: ["hello"],
+        "adapter_model.safetensors (the adapter and the classifier head) is missing",
+    ),
+    (
+        "tokenizer-json-missing",
+        lambda run: (run / "tokenizer.json").unlink(),
+        lambda tmp: ["hello"],
+        "tokenizer.json listed in liftkit.json is missing",
+    ),
+    (
+        "tokenizer-deleted",
+        drop_tokenizer,
+        lambda tmp: ["hello"],
+        "is damaged: tokenizer.json, tokenizer_config.json listed in liftkit.json are missing",
+    ),
+    (
+        "tokenizer-deleted-old-manifest",
+        lambda run: (_drop_key(run, "files"), drop_tokenizer(run)),
+        lambda tmp: ["hello"],
+        "is damaged: its tokenizer cannot be loaded",
+    ),
+    (
+        "labels-do-not-fit-head",
+        relabel,
+        lambda tmp: ["hello"],
+        "its saved head does not fit the 4 labels in liftkit.json",
+    ),
+    (
+        "manifest-missing",
+        lambda run: (run / "liftkit.json").unlink(),
+        lambda tmp: ["hello"],
+        "is not a liftkit run directory",
+    ),
+    (
+        "manifest-not-json",
+        lambda run: (run / "liftkit.json").write_text("{oops"),
+        lambda tmp: ["hello"],
+        "is damaged: liftkit.json is unreadable or incomplete",
+    ),
+    (
+        "manifest-a-list",
+        lambda run: (run / "liftkit.json").write_text("[1, 2]"),
+        lambda tmp: ["hello"],
+        "is damaged: liftkit.json is unreadable or incomplete",
+    ),
+    (
+        "manifest-without-labels",
+        lambda run: _drop_key(run, "labels"),
+        lambda tmp: ["hello"],
+        "is damaged: liftkit.json",
+    ),
 ]
 
 
@@ -169,7 +305,9 @@ def test_predict_answers_bad_input_with_one_line(damage, make, fragment, trained
     assert main(["predict", str(run), *make(tmp_path)]) == 2
     line = _one_line(capsys)
     assert fragment in line
-    assert "huggingface.co" not in line and "hub" not in line.lower()  # a local folder's damage is not a download problem
+    assert (
+        "huggingface.co" not in line and "hub" not in line.lower()
+    )  # a local folder's damage is not a download problem
 
 
 def test_predict_in_python_checks_its_inputs(trained):
@@ -178,7 +316,9 @@ def test_predict_in_python_checks_its_inputs(trained):
 
     predictor = liftkit.load(trained)
     assert predictor.predict([]) == [] and predictor.predict_proba([]).shape == (0, len(predictor.labels))
-    with pytest.raises(LiftError, match=r"2 item\(s\) to classify are not text \(texts\[1\] is int, texts\[2\] is NoneType\)"):
+    with pytest.raises(
+        LiftError, match=r"2 item\(s\) to classify are not text \(texts\[1\] is int, texts\[2\] is NoneType\)"
+    ):
         predictor.predict(["fine", 3, None])
     with pytest.raises(LiftError, match="batch_size=0"):
         predictor.predict(["fine"], batch_size=0)
@@ -187,8 +327,24 @@ def test_predict_in_python_checks_its_inputs(trained):
 def test_a_bom_in_data_or_input_files_is_read_as_text(tiny_models, tmp_path, trained, capsys):
     rows = [{"text": t, "label": ["a", "b"][i % 2]} for i, t in enumerate(_texts(40))]
     (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
-    assert main(["run", "--dataset", str(tmp_path / "bom.jsonl"), "--model", str(tiny_models["bert"]), "--epochs", "1",
-                 "--max-length", "32", "--output-dir", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                str(tmp_path / "bom.jsonl"),
+                "--model",
+                str(tiny_models["bert"]),
+                "--epochs",
+                "1",
+                "--max-length",
+                "32",
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     (tmp_path / "in.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "fine"}\n')
     assert main(["predict", str(trained), "--input", str(tmp_path / "in.jsonl")]) == 0
 

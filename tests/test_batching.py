@@ -2,10 +2,9 @@ import numpy as np
 import torch
 
 from liftkit.batching import LengthBucketSampler, PadCollator, Padding, tokenize
-from liftkit.config import DataConfig
+from liftkit.config import DataConfig, ModelConfig
 from liftkit.data import load_splits
 from liftkit.modeling import load_tokenizer
-from liftkit.config import ModelConfig
 
 
 def test_bucketed_batches_cover_every_row_once_and_pad_far_less_than_random():
@@ -34,15 +33,21 @@ def test_eval_order_is_longest_first_and_deterministic():
 
 
 def test_collator_pads_to_the_batch_max_only():
-    rows = [{"input_ids": np.array([5, 6, 7]), "token_type_ids": np.array([0, 0, 1]), "labels": np.int64(1)},
-            {"input_ids": np.array([8]), "token_type_ids": np.array([0]), "labels": np.int64(0)}]
+    rows = [
+        {"input_ids": np.array([5, 6, 7]), "token_type_ids": np.array([0, 0, 1]), "labels": np.int64(1)},
+        {"input_ids": np.array([8]), "token_type_ids": np.array([0]), "labels": np.int64(0)},
+    ]
     batch = PadCollator(pad_id=9)(rows)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]  # every input the model takes travels
     assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long
-    multi = PadCollator(pad_id=0, left=True)([{"input_ids": np.array([5, 6]), "labels": np.array([1, 0, 1], dtype=np.float32)},
-                                              {"input_ids": np.array([8]), "labels": np.array([0, 0, 0], dtype=np.float32)}])
+    multi = PadCollator(pad_id=0, left=True)(
+        [
+            {"input_ids": np.array([5, 6]), "labels": np.array([1, 0, 1], dtype=np.float32)},
+            {"input_ids": np.array([8]), "labels": np.array([0, 0, 0], dtype=np.float32)},
+        ]
+    )
     assert multi["input_ids"].tolist() == [[5, 6], [0, 8]] and multi["labels"].tolist() == [[1, 0, 1], [0, 0, 0]]
 
 
@@ -55,7 +60,10 @@ def test_tokenization_is_cached_and_identical(tmp_path, monkeypatch):
     second = tokenize(split, tok, 32)
     assert all(np.array_equal(x, y) for x, y in zip(first.ids, second.ids))
     assert first.ids[0].tolist() == tok(split.texts[0])["input_ids"]
-    assert list(first.extra) == ["token_type_ids"] and first.extra["token_type_ids"][0].tolist() == tok(split.texts[0])["token_type_ids"]
+    assert (
+        list(first.extra) == ["token_type_ids"]
+        and first.extra["token_type_ids"][0].tolist() == tok(split.texts[0])["token_type_ids"]
+    )
     assert max(first.lengths) <= 32
     tokenize(split, tok, 16)  # another max_length is another cache entry
     assert len(list((tmp_path / "tokens").glob("*.npz"))) == 2
@@ -70,7 +78,9 @@ def test_bucketed_per_batch_padding_changes_no_logit(tiny_models):
     tok = load_tokenizer(cfg)
     model = load_classifier(cfg, ["a", "b", "c", "d", "e", "f"], tok).eval()
     split = load_splits(DataConfig(dataset="emotion", max_train_samples=40)).train
-    logits, labels = predict_logits(model, loader(tokenize(split, tok, 48), 8, Padding.of(tok), shuffle=False), torch.device("cpu"))
+    logits, labels = predict_logits(
+        model, loader(tokenize(split, tok, 48), 8, Padding.of(tok), shuffle=False), torch.device("cpu")
+    )
     padded = tok(split.texts, padding="max_length", truncation=True, max_length=48, return_tensors="pt")
     with torch.no_grad():  # what a plain loop computes: every row padded to max_length, dataset order
         reference = model(**padded).logits.numpy()

@@ -40,15 +40,32 @@ class Recorder(Callback):
 
 
 def _fit(tiny_models, callbacks, epochs=3):
-    cfg = load_config(None, {"model.name": str(tiny_models["bert"]), "data.max_train_samples": 64, "data.max_eval_samples": 32,
-                             "train.epochs": epochs, "train.batch_size": 16})
+    cfg = load_config(
+        None,
+        {
+            "model.name": str(tiny_models["bert"]),
+            "data.max_train_samples": 64,
+            "data.max_eval_samples": 32,
+            "train.epochs": epochs,
+            "train.batch_size": 16,
+        },
+    )
     splits = load_splits(cfg.data)
     tok = load_tokenizer(cfg.model)
     model = load_classifier(cfg.model, splits.label_names, tok)
     model = METHODS["lora"].apply(model, cfg.method, arch_of(model))
     train, val = (tokenize(s, tok, 32) for s in (splits.train, splits.validation))
-    return fit(model, train, val, cfg.train, make_accelerator(cfg.train), lr=cfg.learning_rate, padding=Padding.of(tok),
-               callbacks=callbacks, log=lambda m: None)
+    return fit(
+        model,
+        train,
+        val,
+        cfg.train,
+        make_accelerator(cfg.train),
+        lr=cfg.learning_rate,
+        padding=Padding.of(tok),
+        callbacks=callbacks,
+        log=lambda m: None,
+    )
 
 
 def test_events_come_in_order_once_per_step_and_epoch(tiny_models):
@@ -61,7 +78,9 @@ def test_events_come_in_order_once_per_step_and_epoch(tiny_models):
     assert [s[1] for s in recorder.steps] == list(range(1, 13))
     assert [s[0] for s in recorder.steps] == [1] * 4 + [2] * 4 + [3] * 4
     lrs = [s[2] for s in recorder.steps]
-    assert max(lrs) == pytest.approx(load_config().learning_rate, rel=0.2) and lrs[-1] < lrs[len(lrs) // 2]  # warmup, then decay
+    assert (
+        max(lrs) == pytest.approx(load_config().learning_rate, rel=0.2) and lrs[-1] < lrs[len(lrs) // 2]
+    )  # warmup, then decay
 
 
 def test_a_callback_can_stop_training(tiny_models):
@@ -78,11 +97,28 @@ def test_a_callback_can_stop_training(tiny_models):
 def test_early_stopping_waits_patience_epochs_after_the_best(epoch, best_epoch, epochs, stops):
     from liftkit.callbacks import Trainee, TrainState
 
-    for event in ("on_epoch_end", "on_train_begin"):  # on_train_begin: a resumed run decides as the uninterrupted one did
-        state = TrainState(epochs=epochs, steps_per_epoch=1, is_main=True, trainee=Trainee(None, None, None), epoch=epoch, best_epoch=best_epoch)
+    for event in (
+        "on_epoch_end",
+        "on_train_begin",
+    ):  # on_train_begin: a resumed run decides as the uninterrupted one did
+        state = TrainState(
+            epochs=epochs,
+            steps_per_epoch=1,
+            is_main=True,
+            trainee=Trainee(None, None, None),
+            epoch=epoch,
+            best_epoch=best_epoch,
+        )
         getattr(EarlyStopping(patience=2), event)(state)
         assert state.should_stop is stops
-    state = TrainState(epochs=epochs, steps_per_epoch=1, is_main=True, trainee=Trainee(None, None, None), epoch=epoch, best_epoch=best_epoch)
+    state = TrainState(
+        epochs=epochs,
+        steps_per_epoch=1,
+        is_main=True,
+        trainee=Trainee(None, None, None),
+        epoch=epoch,
+        best_epoch=best_epoch,
+    )
     EarlyStopping(patience=0).on_epoch_end(state)
     assert not state.should_stop
 
@@ -106,7 +142,9 @@ def test_checkpointer_keeps_the_best_epoch_weights(tiny_models, tmp_path):
     assert json.loads((tmp_path / "ck" / "last" / "state.json").read_text())["epoch"] == 3
     # at the end the model holds the best epoch's weights (Checkpointer ends before the spy does)
     assert all(torch.equal(spy.final[k], v) for k, v in best.items())
-    assert any(not torch.equal(a, b) for a, b in zip(spy.weights[0].values(), spy.weights[2].values()))  # epochs differ
+    assert any(
+        not torch.equal(a, b) for a, b in zip(spy.weights[0].values(), spy.weights[2].values())
+    )  # epochs differ
 
 
 def _lines(path):
@@ -124,13 +162,17 @@ def test_every_run_writes_its_history_as_json_lines(tiny_run_config):
     assert steps[0]["lr"] > steps[1]["lr"] > 0 and steps[-1]["lr"] == 0  # linear decay to 0 at the last step
     assert [{k: v for k, v in e.items() if k != "step"} for e in evals] == doc["train"]["history"]
     assert [e["step"] for e in evals] == [6, 12]
-    for (first, second), record, weights in zip(((steps[0], steps[1]), (steps[2], steps[3])), doc["train"]["history"], ((4, 2), (2, 4))):
+    for (first, second), record, weights in zip(
+        ((steps[0], steps[1]), (steps[2], steps[3])), doc["train"]["history"], ((4, 2), (2, 4))
+    ):
         mean = (weights[0] * first["loss"] + weights[1] * second["loss"]) / 6
         assert mean == pytest.approx(record["train_loss"], rel=1e-5)  # the lines cover every row once
 
 
 def test_a_resumed_run_has_the_history_of_an_uninterrupted_one(tiny_run_config, tmp_path, kill_after_first_epoch):
-    full = run(tiny_run_config("bert", output_dir=str(tmp_path / "full"), **{"train.log_every": 4}), log=lambda m: None)
+    full = run(
+        tiny_run_config("bert", output_dir=str(tmp_path / "full"), **{"train.log_every": 4}), log=lambda m: None
+    )
     kill_after_first_epoch(tiny_run_config("bert", output_dir=str(tmp_path / "cut"), **{"train.log_every": 4}))
     cut = tmp_path / "cut"
     assert json.loads((cut / "error.json").read_text())["type"] == "KeyboardInterrupt"

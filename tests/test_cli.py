@@ -11,17 +11,47 @@ from liftkit.cli import main
 @pytest.fixture
 def trained_run(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main([
-        "run", "--model", str(tiny_models["bert"]), "--max-train-samples", "64", "--max-eval-samples", "32",
-        "--epochs", "1", "--max-length", "32", "--output-dir", str(out),
-    ])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(tiny_models["bert"]),
+            "--max-train-samples",
+            "64",
+            "--max-eval-samples",
+            "32",
+            "--epochs",
+            "1",
+            "--max-length",
+            "32",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_run_cli_output(tiny_models, tmp_path, capsys):
-    code = main(["run", "--model", str(tiny_models["bert"]), "--max-train-samples", "48", "--max-eval-samples", "16",
-                 "--epochs", "1", "--output-dir", str(tmp_path / "r"), "--set", "train.weight_decay=0.0", "--r", "4"])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(tiny_models["bert"]),
+            "--max-train-samples",
+            "48",
+            "--max-eval-samples",
+            "16",
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "train.weight_decay=0.0",
+            "--r",
+            "4",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "base (untrained head)" in out and "fine-tuned (lora)" in out and "accuracy" in out
@@ -70,7 +100,10 @@ def test_predict_texts_and_files(trained_run, tmp_path, capsys):
     "argv, fragment",
     [
         (["run", "--dataset", "nonexistent_set"], "is not a registered dataset"),
-        (["run", "--dataset", "emotion", "--text-column", "body", "--max-train-samples", "10"], "column 'body' not found"),
+        (
+            ["run", "--dataset", "emotion", "--text-column", "body", "--max-train-samples", "10"],
+            "column 'body' not found",
+        ),
         (["run", "--model", "./no/such/model"], "does not exist"),
         (["run", "--epochs", "0"], "train.epochs=0"),
         (["run", "--method", "nope"], "unknown method"),
@@ -91,7 +124,9 @@ def test_errors_are_one_line_with_exit_code_2(argv, fragment, capsys, tmp_path, 
 def test_a_run_that_fails_in_a_folder_it_was_given_leaves_why_there(tmp_path, capsys):
     out = tmp_path / "mine"
     assert main(["run", "--dataset", "emotion", "--text-column", "body", "--output-dir", str(out)]) == 2
-    assert "column 'body' not found" in json.loads((out / "error.json").read_text())["message"]  # what compare and tune read
+    assert (
+        "column 'body' not found" in json.loads((out / "error.json").read_text())["message"]
+    )  # what compare and tune read
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

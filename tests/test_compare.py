@@ -13,8 +13,17 @@ def _tiny_albert(folder, tokenizer_source):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_source)
-    AlbertModel(AlbertConfig(vocab_size=tok.vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=1,
-                             num_attention_heads=2, intermediate_size=48, max_position_embeddings=64)).save_pretrained(folder)
+    AlbertModel(
+        AlbertConfig(
+            vocab_size=tok.vocab_size,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
@@ -22,11 +31,27 @@ def _tiny_albert(folder, tokenizer_source):
 def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, capsys):
     model = _tiny_albert(tmp_path / "albert", tiny_models["bert"])
     out = tmp_path / "cmp"
-    code = main([
-        "compare", "--model", str(model), "--methods", "lora,adapter,head", "--seeds", "0,1",
-        "--max-train-samples", "48", "--max-eval-samples", "24", "--epochs", "1", "--max-length", "32",
-        "--output-dir", str(out),
-    ])
+    code = main(
+        [
+            "compare",
+            "--model",
+            str(model),
+            "--methods",
+            "lora,adapter,head",
+            "--seeds",
+            "0,1",
+            "--max-train-samples",
+            "48",
+            "--max-eval-samples",
+            "24",
+            "--epochs",
+            "1",
+            "--max-length",
+            "32",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "comparison.json").read_text())
@@ -35,8 +60,21 @@ def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, ca
     assert rows["adapter"][1].startswith("failed: liftkit has no adapter placement")  # read from its error.json
     assert "±" in rows["lora"][5]  # two seeds: mean ± std
     header = result["table"][0]
-    for name in ("trainable params", "train loss", "val loss", "accuracy", "macro-F1", "precision", "recall",
-                 "train time (s)", "eval time (s)", "train samples/s", "train steps/s", "peak memory (MB)", "epochs"):
+    for name in (
+        "trainable params",
+        "train loss",
+        "val loss",
+        "accuracy",
+        "macro-F1",
+        "precision",
+        "recall",
+        "train time (s)",
+        "eval time (s)",
+        "train samples/s",
+        "train steps/s",
+        "peak memory (MB)",
+        "epochs",
+    ):
         assert name in header
     lora_params = int(rows["lora"][1].split(" ")[0].replace(",", ""))
     head_params = int(rows["head"][1].split(" ")[0].replace(",", ""))
@@ -44,7 +82,9 @@ def test_compare_runs_each_method_and_reports_failures(tiny_models, tmp_path, ca
     assert (out / "lora-seed1" / "adapter_model.safetensors").is_file()
     error = json.loads((out / "adapter-seed0" / "error.json").read_text())
     assert error["type"] == "LiftError" and (out / "adapter-seed0" / error["traceback"]).is_file()
-    assert (out / "adapter-seed0" / "run.log").is_file() and not (out / "adapter-seed1").exists()  # a failed method is not retried
+    assert (out / "adapter-seed0" / "run.log").is_file() and not (
+        out / "adapter-seed1"
+    ).exists()  # a failed method is not retried
     assert list(csv.reader((out / "comparison.csv").open()))[0] == header
     assert "| lora |" in (out / "comparison.md").read_text()
     assert "failed" in printed and "lora" in printed

@@ -12,12 +12,21 @@ def test_defaults_are_the_documented_main_job():
 
 
 def test_yaml_round_trip_reproduces_the_config(tmp_path):
-    cfg = load_config(None, {"train.epochs": 5, "method.r": 4, "method.target_modules": ["query"], "data.max_train_samples": 500})
+    cfg = load_config(
+        None, {"train.epochs": 5, "method.r": 4, "method.target_modules": ["query"], "data.max_train_samples": 500}
+    )
     path = tmp_path / "config.yaml"
     path.write_text(cfg.to_yaml())
     again = load_config(path)
     assert again == cfg
-    assert yaml.safe_load(path.read_text())["method"] == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query"], "train_layers": "50%"}
+    assert yaml.safe_load(path.read_text())["method"] == {
+        "name": "lora",
+        "r": 4,
+        "alpha": 16,
+        "dropout": 0.1,
+        "target_modules": ["query"],
+        "train_layers": "50%",
+    }
 
 
 def test_a_run_dir_is_accepted_as_config_path(tmp_path):
@@ -43,7 +52,9 @@ def test_every_problem_is_reported_at_once():
     ],
 )
 def test_bad_keys_and_values_are_named(overrides, fragment):
-    with pytest.raises(LiftError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        LiftError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
+    ):
         load_config(None, overrides)
 
 
@@ -72,9 +83,11 @@ def test_a_method_name_is_taken_once():
 
     assert OPTIONS["lora"] is LoraOptions
     with pytest.raises(ValueError, match="two option classes name the method 'lora'"):
+
         @dataclass
         class Clash(MethodOptions):
             name = "lora"
+
     assert OPTIONS["lora"] is LoraOptions
 
 
@@ -82,15 +95,22 @@ def test_a_method_name_is_taken_once():
 def test_every_spelling_of_a_learning_rate_works(text, value, tmp_path):
     from liftkit.cli import _parse_value
 
-    assert load_config(None, {"train.learning_rate": _parse_value("train.learning_rate", text)}).train.learning_rate == value
+    assert (
+        load_config(None, {"train.learning_rate": _parse_value("train.learning_rate", text)}).train.learning_rate
+        == value
+    )
     (tmp_path / "c.yaml").write_text(f"train:\n  learning_rate: {text}\n")  # YAML reads 5e-5 as text
     assert load_config(tmp_path / "c.yaml").train.learning_rate == value
 
 
 @pytest.mark.parametrize(
     "raw, parsed",
-    [({"train.epochs": "1"}, ("epochs", 1)), ({"train.cache_frozen": "no"}, ("cache_frozen", False)),
-     ({"train.cache_frozen": 1}, ("cache_frozen", True)), ({"train.epochs": 2.0}, ("epochs", 2))],
+    [
+        ({"train.epochs": "1"}, ("epochs", 1)),
+        ({"train.cache_frozen": "no"}, ("cache_frozen", False)),
+        ({"train.cache_frozen": 1}, ("cache_frozen", True)),
+        ({"train.epochs": 2.0}, ("epochs", 2)),
+    ],
 )
 def test_values_are_parsed_to_their_declared_type(raw, parsed):
     name, value = parsed
@@ -99,14 +119,19 @@ def test_values_are_parsed_to_their_declared_type(raw, parsed):
 
 
 def test_yaml_words_that_read_as_booleans_or_numbers_still_work(tmp_path):
-    (tmp_path / "c.yaml").write_text("train:\n  mixed_precision: no\nmodel:\n  revision: 2\n")  # YAML 1.1: no -> false, 2 -> int
+    (tmp_path / "c.yaml").write_text(
+        "train:\n  mixed_precision: no\nmodel:\n  revision: 2\n"
+    )  # YAML 1.1: no -> false, 2 -> int
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.train.mixed_precision == "no" and cfg.model.revision == "2"
     (tmp_path / "e.yaml").write_text("train:\n")  # an empty section, then a flag for it
     assert load_config(tmp_path / "e.yaml", {"train.epochs": 5}).train.epochs == 5
     from liftkit.cli import _parse_value
 
-    assert load_config(None, {"train.mixed_precision": _parse_value("train.mixed_precision", "no")}).train.mixed_precision == "no"
+    assert (
+        load_config(None, {"train.mixed_precision": _parse_value("train.mixed_precision", "no")}).train.mixed_precision
+        == "no"
+    )
     (tmp_path / "t.yaml").write_text("model:\n  trust_remote_code: 'False'\n")  # a file saying no is fine
     assert load_config(tmp_path / "t.yaml").model.trust_remote_code is False
 
@@ -117,7 +142,10 @@ def test_max_length_is_auto_by_default_or_a_number(given, parsed):
     assert cfg.data.max_length == parsed and type(cfg.data.max_length) is type(parsed)
 
 
-@pytest.mark.parametrize("given, fragment", [("long", "data.max_length='long' must be auto or a whole number"), (4, "data.max_length=4 is too small")])
+@pytest.mark.parametrize(
+    "given, fragment",
+    [("long", "data.max_length='long' must be auto or a whole number"), (4, "data.max_length=4 is too small")],
+)
 def test_a_bad_max_length_is_named(given, fragment):
     with pytest.raises(LiftError, match=fragment):
         load_config(None, {"data.max_length": given})

@@ -105,7 +105,10 @@ def test_integer_labels_name_themselves_and_invent_no_empty_class(tmp_path):
 
 
 def test_what_may_mislead_is_warned_and_empty_texts_are_dropped(tmp_path):
-    train = [{"text": f"t{i}", "label": ["a", "b", "c"][i % 3]} for i in range(30)] + [{"text": "", "label": "a"}, {"text": None, "label": "b"}]
+    train = [{"text": f"t{i}", "label": ["a", "b", "c"][i % 3]} for i in range(30)] + [
+        {"text": "", "label": "a"},
+        {"text": None, "label": "b"},
+    ]
     _write_jsonl(tmp_path / "train.jsonl", train)
     _write_jsonl(tmp_path / "validation.jsonl", [{"text": f"v{i}", "label": ["a", "b"][i % 2]} for i in range(4)])
     _write_jsonl(tmp_path / "test.jsonl", [{"text": f"x{i}", "label": ["a", "b", "c", "z"][i % 4]} for i in range(8)])
@@ -117,7 +120,10 @@ def test_what_may_mislead_is_warned_and_empty_texts_are_dropped(tmp_path):
         "the validation split has no rows of 1 class(es) ('c'): too small to measure them, add rows",
         "2 test row(s) have labels never seen in training ('z': 2): the model cannot predict them",
     ]
-    with pytest.raises(LiftError, match=r"2 row\(s\) of the train split .* have no text \(first: line 31\): fill or drop them, or set data.drop_empty=true"):
+    with pytest.raises(
+        LiftError,
+        match=r"2 row\(s\) of the train split .* have no text \(first: line 31\): fill or drop them, or set data.drop_empty=true",
+    ):
         load_splits(DataConfig(dataset=str(tmp_path), drop_empty=False))
 
 
@@ -127,7 +133,9 @@ def test_data_warnings_reach_the_log_and_the_record(tiny_run_config, tmp_path):
     rows = [{"text": f"some words {i}", "label": ["a", "b"][i % 2]} for i in range(40)] + [{"text": " ", "label": "a"}]
     _write_jsonl(tmp_path / "data.jsonl", rows)
     logs = []
-    result = run(tiny_run_config("bert", **{"data.dataset": str(tmp_path / "data.jsonl"), "train.epochs": 1}), log=logs.append)
+    result = run(
+        tiny_run_config("bert", **{"data.dataset": str(tmp_path / "data.jsonl"), "train.epochs": 1}), log=logs.append
+    )
     warning = next(w for w in result.record.data.warnings if w.startswith("dropped 1 row(s) with empty text"))
     assert f"warning: {warning}" in logs and warning in (result.run_dir / "report.md").read_text()
 
@@ -145,7 +153,9 @@ def test_go_emotions_is_registered_and_read_as_multi_label():
 
 
 def test_auto_task_follows_the_label_column_and_says_why(tmp_path):
-    _write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "labels": ["bug", "billing"][: i % 3]} for i in range(30)])
+    _write_jsonl(
+        tmp_path / "train.jsonl", [{"text": f"t{i}", "labels": ["bug", "billing"][: i % 3]} for i in range(30)]
+    )
     splits = load_splits(DataConfig(dataset=str(tmp_path / "train.jsonl")))
     assert splits.task == "multi_label" and "holds lists" in splits.task_reason
     assert splits.label_names == ["billing", "bug"]
@@ -161,7 +171,9 @@ def test_csv_label_cells_split_at_the_separator_are_label_sets(tmp_path):
     (tmp_path / "tickets.csv").write_text("\n".join(rows) + "\n")
     splits = load_splits(DataConfig(dataset=str(tmp_path / "tickets.csv"), label_separator="|"))
     assert splits.task == "multi_label" and "label_separator" in splits.task_reason
-    labels = {t: l for split in (splits.train, splits.validation, splits.test) for t, l in zip(split.texts, split.labels)}
+    labels = {
+        t: l for split in (splits.train, splits.validation, splits.test) for t, l in zip(split.texts, split.labels)
+    }
     assert len(labels) == 30 and labels["ticket 0"] == [0, 1] and labels["ticket 1"] == [1]
     assert labels["ticket 2"] == []  # a blank cell: no label applies, and the row is kept
     # without the separator the same file is single-label, "billing|bug" being one class name
@@ -169,23 +181,37 @@ def test_csv_label_cells_split_at_the_separator_are_label_sets(tmp_path):
 
 
 def test_lists_and_single_labels_that_contradict_the_task_give_one_line(tmp_path):
-    _write_jsonl(tmp_path / "mixed.jsonl", [{"text": "a", "label": ["x"]}, {"text": "b", "label": "y"}, {"text": "c", "label": ["y"]}])
-    with pytest.raises(LiftError, match=r"line 2 .* holds one label \('y'\), not a list, while line 1 .* holds a list.*\['y'\]"):
+    _write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [{"text": "a", "label": ["x"]}, {"text": "b", "label": "y"}, {"text": "c", "label": ["y"]}],
+    )
+    with pytest.raises(
+        LiftError, match=r"line 2 .* holds one label \('y'\), not a list, while line 1 .* holds a list.*\['y'\]"
+    ):
         load_splits(DataConfig(dataset=str(tmp_path / "mixed.jsonl")))
     _write_jsonl(tmp_path / "sets.jsonl", [{"text": f"t{i}", "label": ["x", "y"][: 1 + i % 2]} for i in range(20)])
-    with pytest.raises(LiftError, match="holds a list of labels .* but task.name is single_label: use --task multi_label"):
+    with pytest.raises(
+        LiftError, match="holds a list of labels .* but task.name is single_label: use --task multi_label"
+    ):
         load_splits(DataConfig(dataset=str(tmp_path / "sets.jsonl")), task="single_label")
     _write_jsonl(tmp_path / "one.jsonl", [{"text": f"t{i}", "label": ["x", "y"][i % 2]} for i in range(20)])
-    with pytest.raises(LiftError, match="not a list: multi-label rows need a list of labels.*or use --task single_label"):
+    with pytest.raises(
+        LiftError, match="not a list: multi-label rows need a list of labels.*or use --task single_label"
+    ):
         load_splits(DataConfig(dataset=str(tmp_path / "one.jsonl")), task="multi_label")
 
 
 def test_label_sets_may_name_labels_from_labels_json_or_give_their_ids(tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps(["neg", "pos", "meh"]))
-    _write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "label": [["neg"], [1, 2], ["pos", "neg"]][i % 3]} for i in range(30)])
+    _write_jsonl(
+        tmp_path / "train.jsonl",
+        [{"text": f"t{i}", "label": [["neg"], [1, 2], ["pos", "neg"]][i % 3]} for i in range(30)],
+    )
     splits = load_splits(DataConfig(dataset=str(tmp_path)))
     assert splits.label_names == ["neg", "pos", "meh"]
-    assert sorted(map(tuple, splits.train.labels + splits.validation.labels + splits.test.labels)) == sorted([(0,), (1, 2), (0, 1)] * 10)
+    assert sorted(map(tuple, splits.train.labels + splits.validation.labels + splits.test.labels)) == sorted(
+        [(0,), (1, 2), (0, 1)] * 10
+    )
     _write_jsonl(tmp_path / "train.jsonl", [{"text": "t", "label": ["neg", "nope"]}] * 5)
     with pytest.raises(LiftError, match="label 'nope' in line 1 .* is not one of the 3 labels"):
         load_splits(DataConfig(dataset=str(tmp_path)))

@@ -21,10 +21,33 @@ def _free_port() -> int:
 def test_two_gloo_processes_share_the_work_and_save_one_run(tiny_models, tmp_path, frozen):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", "-m", "liftkit.cli", "run", "--model", str(tiny_models["bert"]),
-        "--max-train-samples", "64", "--max-eval-samples", "32", "--max-length", "32", "--epochs", "2",
-        "--batch-size", "8", "--device", "cpu", "--output-dir", str(out), "--set", f"method.train_layers={2 - frozen}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "liftkit.cli",
+        "run",
+        "--model",
+        str(tiny_models["bert"]),
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "32",
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(out),
+        "--set",
+        f"method.train_layers={2 - frozen}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -51,7 +51,12 @@ def test_an_evaluation_pass_returns_the_predictions_behind_its_metrics(tiny_mode
     tok = load_tokenizer(cfg)
     splits = load_splits(DataConfig(dataset="emotion", max_eval_samples=40))
     model = load_classifier(cfg, splits.label_names, tok)
-    result = evaluate(model, loader(tokenize(splits.test, tok, 32), 8, Padding.of(tok), shuffle=False), torch.device("cpu"), splits.label_names)
+    result = evaluate(
+        model,
+        loader(tokenize(splits.test, tok, 32), 8, Padding.of(tok), shuffle=False),
+        torch.device("cpu"),
+        splits.label_names,
+    )
     assert result.labels.tolist() == splits.test.labels  # dataset order, not batch order
     assert np.allclose(result.probabilities.sum(-1), 1)
     predictions = result.probabilities.argmax(-1)
@@ -88,7 +93,10 @@ def test_confident_mistakes_are_the_wrong_rows_the_model_was_surest_of():
     probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.05, 0.95]])
     labels = np.array([0, 0, 1, 0])  # rows 1, 2 and 3 are wrong
     found = confident_mistakes(probabilities, labels, ["a", "b", "c", "d"], ["neg", "pos"], k=2)
-    assert [(m.text, m.label, m.predicted, m.probability) for m in found] == [("d", "neg", "pos", 0.95), ("b", "neg", "pos", 0.7)]
+    assert [(m.text, m.label, m.predicted, m.probability) for m in found] == [
+        ("d", "neg", "pos", 0.95),
+        ("b", "neg", "pos", 0.7),
+    ]
 
 
 def test_every_split_metrics_carries_its_ece():

@@ -17,7 +17,12 @@ import liftkit
 from liftkit.cli import main
 from liftkit.methods import METHODS
 
-TEXTS = ["i feel wonderful today", "so angry right now", "i am scared of what comes next and cannot sleep at night", "ok"]
+TEXTS = [
+    "i feel wonderful today",
+    "so angry right now",
+    "i am scared of what comes next and cannot sleep at night",
+    "ok",
+]
 _EXPORTS = itertools.count()
 MERGEABLE = ("lora", "ia3", "full", "head")
 # decoder cases: GPT-2's transposed Conv1D under LoRA and IA3 merges, prompt tokens with left padding (on llama,
@@ -39,9 +44,30 @@ def runs(tiny_models, tmp_path_factory):
             with pytest.MonkeyPatch.context() as env:  # conftest's per-test environment is not set up yet
                 env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
                 env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-                assert main(["run", "--model", str(tiny_models[kind]), "--method", method, "--max-train-samples", "32",
-                             "--max-eval-samples", "24", "--epochs", "1", "--max-length", "32", "--lr", "0.02",
-                             "--output-dir", str(out)]) == 0
+                assert (
+                    main(
+                        [
+                            "run",
+                            "--model",
+                            str(tiny_models[kind]),
+                            "--method",
+                            method,
+                            "--max-train-samples",
+                            "32",
+                            "--max-eval-samples",
+                            "24",
+                            "--epochs",
+                            "1",
+                            "--max-length",
+                            "32",
+                            "--lr",
+                            "0.02",
+                            "--output-dir",
+                            str(out),
+                        ]
+                    )
+                    == 0
+                )
             cache[kind, method] = out
         return cache[kind, method]
 
@@ -66,7 +92,9 @@ def test_every_method_exports_to_onnx_and_mergeable_ones_to_hf(runs, method, cap
         parity = info["parity"]
         assert parity["rows"] == 24 and parity["argmax_agreement"] == 1.0 and parity["max_abs_prob_diff"] <= 1e-4
         assert parity["export"]["accuracy"] == pytest.approx(parity["run"]["accuracy"])
-        assert parity["run"]["accuracy"] == pytest.approx(json.loads((run / "metrics.json").read_text())["finetuned"]["accuracy"])
+        assert parity["run"]["accuracy"] == pytest.approx(
+            json.loads((run / "metrics.json").read_text())["finetuned"]["accuracy"]
+        )
         assert info["warnings"] == []
         got = liftkit.load(out).predict_proba(TEXTS)
         assert np.abs(got - expected).max() <= 1e-4, fmt
@@ -105,7 +133,9 @@ for name in sys.argv[1].split(","):
 
 
 def _blocked(script: str, blocked: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", BLOCK + script, blocked, *args], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK + script, blocked, *args], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -170,13 +200,23 @@ def test_int8_is_smaller_and_states_what_it_cost(runs, capsys):
     int8 = _export(run, "onnx", "--quantize", "int8")
     printed = capsys.readouterr().out
     info = json.loads((int8 / "export.json").read_text())
-    assert info["quantize"] == "int8" and info["model_file"] == "model.int8.onnx" and not (int8 / "model.onnx").exists()
+    assert (
+        info["quantize"] == "int8" and info["model_file"] == "model.int8.onnx" and not (int8 / "model.onnx").exists()
+    )
     assert info["model_size_bytes"] < 0.5 * json.loads((fp32 / "export.json").read_text())["model_size_bytes"]
     parity = info["parity"]
-    assert parity["accuracy_change_points"] == pytest.approx((parity["export"]["accuracy"] - parity["run"]["accuracy"]) * 100)
+    assert parity["accuracy_change_points"] == pytest.approx(
+        (parity["export"]["accuracy"] - parity["run"]["accuracy"]) * 100
+    )
     assert f"accuracy {parity['export']['accuracy']:.4f} (run {parity['run']['accuracy']:.4f})" in printed
     loaded = liftkit.load(int8).info
-    assert (loaded["source"], loaded["format"], loaded["quantize"], loaded["backend"], loaded["method"]) == ("export", "onnx", "int8", "onnx", "lora")
+    assert (loaded["source"], loaded["format"], loaded["quantize"], loaded["backend"], loaded["method"]) == (
+        "export",
+        "onnx",
+        "int8",
+        "onnx",
+        "lora",
+    )
 
 
 def test_a_quantized_export_that_loses_accuracy_says_so(runs, monkeypatch, capsys):
@@ -208,8 +248,24 @@ def test_a_quantized_export_that_loses_accuracy_says_so(runs, monkeypatch, capsy
 def test_a_copied_run_folder_loads_anywhere(tmp_path, monkeypatch):
     """Trained on the embedded model: the folder names it by its hub id, not by the package's path."""
     out = tmp_path / "run"
-    assert main(["run", "--max-train-samples", "32", "--max-eval-samples", "16", "--epochs", "1", "--max-length", "32",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--max-train-samples",
+                "32",
+                "--max-eval-samples",
+                "16",
+                "--epochs",
+                "1",
+                "--max-length",
+                "32",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert json.loads((out / "liftkit.json").read_text())["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -238,11 +294,24 @@ def test_run_and_export_folders_carry_a_real_model_card(runs):
     assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "peft" and "lora" in meta["tags"]
     assert meta["datasets"] == ["dair-ai/emotion"] and meta["metrics"] == ["accuracy", "f1"]
     result = meta["model-index"][0]["results"][0]
-    assert result["metrics"][0] == {"type": "accuracy", "value": round(record["finetuned"]["accuracy"], 4), "name": "Accuracy"}
+    assert result["metrics"][0] == {
+        "type": "accuracy",
+        "value": round(record["finetuned"]["accuracy"], 4),
+        "name": "Accuracy",
+    }
     assert "[More Information Needed]" not in body
-    for fact in [f"{record['parameters']['trainable_params']:,} of {record['parameters']['total_params']:,}", "r=8", "alpha=16",
-                 f"rows train {record['data']['rows']['train']}", f"{record['finetuned']['accuracy']:.4f}", "| majority class |",
-                 f"{record['train']['runtime_s']:.1f} s", "0: `sadness`", "liftkit.load", "PeftModel.from_pretrained"]:
+    for fact in [
+        f"{record['parameters']['trainable_params']:,} of {record['parameters']['total_params']:,}",
+        "r=8",
+        "alpha=16",
+        f"rows train {record['data']['rows']['train']}",
+        f"{record['finetuned']['accuracy']:.4f}",
+        "| majority class |",
+        f"{record['train']['runtime_s']:.1f} s",
+        "0: `sadness`",
+        "liftkit.load",
+        "PeftModel.from_pretrained",
+    ]:
         assert fact in body, fact
     meta, body = _front_matter(_export(run, "hf") / "README.md")
     assert meta["library_name"] == "transformers" and 'pipeline("text-classification", model=".")' in body
@@ -324,11 +393,16 @@ def test_the_exported_tokenizer_cuts_and_pads_as_the_run_did(runs):
     plain = Tokenizer.from_file(str(out / "tokenizer.json"))
     long_text = " ".join(["feeling"] * 100)
     assert [len(plain.encode(t).ids) for t in ("ok", long_text)] == [3, 32]
-    assert liftkit.load(out).encoder.encode(["ok", long_text]) == [e.ids for e in plain.encode_batch(["ok", long_text])]
+    assert liftkit.load(out).encoder.encode(["ok", long_text]) == [
+        e.ids for e in plain.encode_batch(["ok", long_text])
+    ]
 
 
 def test_export_verifies_on_a_stated_sample_when_asked(runs, tmp_path):
     out = tmp_path / "sampled"
-    assert main(["export", str(runs("bert", "head")), "--format", "onnx", "--output", str(out), "--max-samples", "10"]) == 0
+    assert (
+        main(["export", str(runs("bert", "head")), "--format", "onnx", "--output", str(out), "--max-samples", "10"])
+        == 0
+    )
     parity = json.loads((out / "export.json").read_text())["parity"]
     assert parity["rows"] == 10 and parity["sample"] == "a seeded sample of 10 of 24 rows"

@@ -25,7 +25,9 @@ CASES = (
 
 def _run(tiny_run_config, tmp_path, kind, method, train_layers, **extra):
     overrides = {
-        "method.name": method, "method.train_layers": train_layers, "data.max_train_samples": 64,
+        "method.name": method,
+        "method.train_layers": train_layers,
+        "data.max_train_samples": 64,
         "output_dir": str(tmp_path / f"{kind}-{method}-{len(list(tmp_path.iterdir()))}"),
     }
     lines = []
@@ -37,7 +39,9 @@ def _run(tiny_run_config, tmp_path, kind, method, train_layers, **extra):
 def test_caching_the_frozen_bottom_changes_no_result(tiny_run_config, tmp_path, kind, method, train_layers):
     cached, log_on = _run(tiny_run_config, tmp_path, kind, method, train_layers)
     recomputed, log_off = _run(tiny_run_config, tmp_path, kind, method, train_layers, **{"train.cache_frozen": False})
-    assert log_on[0].startswith("frozen-bottom cache: on") and log_off[0].startswith("frozen-bottom cache: off (train.cache_frozen is false)")
+    assert log_on[0].startswith("frozen-bottom cache: on") and log_off[0].startswith(
+        "frozen-bottom cache: off (train.cache_frozen is false)"
+    )
     for a, b in zip(cached.metrics["train"]["history"], recomputed.metrics["train"]["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
@@ -46,7 +50,9 @@ def test_caching_the_frozen_bottom_changes_no_result(tiny_run_config, tmp_path, 
     test = load_splits(tiny_run_config(kind).data, 0).test
     probs = liftkit.load(cached.run_dir).predict_proba(test.texts)
     labels = np.asarray(test.labels)
-    assert float(-np.log(probs[np.arange(len(labels)), labels]).mean()) == pytest.approx(cached.metrics["finetuned"]["loss"], abs=1e-4)
+    assert float(-np.log(probs[np.arange(len(labels)), labels]).mean()) == pytest.approx(
+        cached.metrics["finetuned"]["loss"], abs=1e-4
+    )
 
 
 def test_over_budget_or_unfrozen_models_fall_back_with_a_reason(tiny_run_config, tmp_path):
@@ -74,11 +80,20 @@ def _depth(model, tok):
 @pytest.mark.parametrize(
     "kind, method, options, depth",
     [
-        ("bert", "lora", {"train_layers": None}, 0), ("bert", "lora", {"train_layers": 1}, 1), ("bert", "lora", {"train_layers": 2}, 0),
-        ("bert", "lora", {}, 1), ("gpt2", "ia3", {"train_layers": "100%"}, 0), ("bert", "adapter", {"train_layers": "1%"}, 1),
-        ("distilbert", "head", {}, 2), ("bert", "full", {}, 0), ("bert", "full", {"train_layers": 1}, 1),
-        ("bert", "prompt", {}, 0), ("gpt2", "prefix", {}, 0), ("bert", "prefix", {"train_layers": 1}, 1),
-        ("llama", "ia3", {"train_layers": 1}, 1), ("gpt2", "adapter", {"train_layers": 1}, 1),
+        ("bert", "lora", {"train_layers": None}, 0),
+        ("bert", "lora", {"train_layers": 1}, 1),
+        ("bert", "lora", {"train_layers": 2}, 0),
+        ("bert", "lora", {}, 1),
+        ("gpt2", "ia3", {"train_layers": "100%"}, 0),
+        ("bert", "adapter", {"train_layers": "1%"}, 1),
+        ("distilbert", "head", {}, 2),
+        ("bert", "full", {}, 0),
+        ("bert", "full", {"train_layers": 1}, 1),
+        ("bert", "prompt", {}, 0),
+        ("gpt2", "prefix", {}, 0),
+        ("bert", "prefix", {"train_layers": 1}, 1),
+        ("llama", "ia3", {"train_layers": 1}, 1),
+        ("gpt2", "adapter", {"train_layers": 1}, 1),
     ],
 )
 def test_the_frozen_depth_is_measured_from_where_training_starts(tiny_models, kind, method, options, depth):
@@ -138,7 +153,9 @@ def test_impossible_layer_choices_fail_with_the_fix(tiny_models, kind, method, o
 
 @pytest.mark.parametrize("value", [-1, "half", "0%", "150%", True])
 def test_invalid_train_layers_is_a_config_error(value):
-    with pytest.raises(LiftError, match="must be a number of layers .0 or more., a share such as '50%', or null for all"):
+    with pytest.raises(
+        LiftError, match="must be a number of layers .0 or more., a share such as '50%', or null for all"
+    ):
         load_config(None, {"method.train_layers": value})
 
 

@@ -50,7 +50,10 @@ def test_weighted_cross_entropy_is_the_weighted_mean_of_the_rows_losses():
 def test_label_smoothing_spreads_the_target():
     eps = 0.1
     loss = criterion(_train(label_smoothing=eps), ["a", "b", "c"], [0, 1, 2])(LOGITS, LABELS)
-    rows = [-(1 - eps) * math.log(_p(i, int(y))) - eps / 3 * sum(math.log(_p(i, c)) for c in range(3)) for i, y in enumerate(LABELS)]
+    rows = [
+        -(1 - eps) * math.log(_p(i, int(y))) - eps / 3 * sum(math.log(_p(i, c)) for c in range(3))
+        for i, y in enumerate(LABELS)
+    ]
     assert loss.item() == pytest.approx(sum(rows) / 4, rel=1e-6)
 
 
@@ -59,10 +62,14 @@ def test_focal_loss_down_weights_what_the_model_already_gets_right():
     loss = criterion(_train(loss="focal", focal_gamma=gamma), ["a", "b", "c"], [0, 1, 2])(LOGITS, LABELS)
     rows = [-((1 - _p(i, int(y))) ** gamma) * math.log(_p(i, int(y))) for i, y in enumerate(LABELS)]
     assert loss.item() == pytest.approx(sum(rows) / 4, rel=1e-6)
-    assert focal_loss(LOGITS, LABELS, 0.0).item() == pytest.approx(torch.nn.functional.cross_entropy(LOGITS, LABELS).item())
+    assert focal_loss(LOGITS, LABELS, 0.0).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(LOGITS, LABELS).item()
+    )
     w = torch.tensor([1.0, 2.0, 3.0])
     weighted = focal_loss(LOGITS, LABELS, gamma, w)
-    assert weighted.item() == pytest.approx(sum(w[int(y)].item() * r for y, r in zip(LABELS, rows)) / sum(w[int(y)].item() for y in LABELS), rel=1e-6)
+    assert weighted.item() == pytest.approx(
+        sum(w[int(y)].item() * r for y, r in zip(LABELS, rows)) / sum(w[int(y)].item() for y in LABELS), rel=1e-6
+    )
 
 
 def test_focal_loss_has_finite_gradients_where_the_model_is_certain():
@@ -86,8 +93,15 @@ def test_bad_loss_settings_are_refused_in_one_line_each():
 
 def test_class_weights_change_training_and_come_from_yaml_or_the_command_line(tiny_run_config, tmp_path):
     plain = run(tiny_run_config(**{"train.epochs": 1, "output_dir": str(tmp_path / "plain")}), log=lambda m: None)
-    weighted = run(tiny_run_config(**{"train.epochs": 1, "train.class_weights": {"surprise": 5.0}, "output_dir": str(tmp_path / "w")}), log=lambda m: None)
-    assert weighted.record.train.history[0].train_loss != pytest.approx(plain.record.train.history[0].train_loss, rel=1e-4)
+    weighted = run(
+        tiny_run_config(
+            **{"train.epochs": 1, "train.class_weights": {"surprise": 5.0}, "output_dir": str(tmp_path / "w")}
+        ),
+        log=lambda m: None,
+    )
+    assert weighted.record.train.history[0].train_loss != pytest.approx(
+        plain.record.train.history[0].train_loss, rel=1e-4
+    )
     reread = load_config(weighted.run_dir / "config.yaml")  # the resolved config keeps the mapping
     assert reread.train.class_weights == {"surprise": 5.0}
 
@@ -109,7 +123,9 @@ def test_multi_label_loss_is_binary_cross_entropy_per_label_with_balanced_pos_we
     plain = sum(bce(logits[i, j].item(), targets[i, j]) for i in range(4) for j in range(2)) / 8
     assert multi_label_criterion(_train(), ["a", "b"], targets)(logits, y).item() == pytest.approx(plain, rel=1e-6)
     weighted = sum(bce(logits[i, j].item(), targets[i, j], [1.0, 3.0][j]) for i in range(4) for j in range(2)) / 8
-    assert multi_label_criterion(_train(class_weights="balanced"), ["a", "b"], targets)(logits, y).item() == pytest.approx(weighted, rel=1e-6)
+    assert multi_label_criterion(_train(class_weights="balanced"), ["a", "b"], targets)(
+        logits, y
+    ).item() == pytest.approx(weighted, rel=1e-6)
     gamma = 2.0
 
     def focal(z: float, t: float) -> float:
@@ -118,5 +134,7 @@ def test_multi_label_loss_is_binary_cross_entropy_per_label_with_balanced_pos_we
         return -((1 - p_t) ** gamma) * math.log(p_t)
 
     expected = sum(focal(logits[i, j].item(), targets[i, j]) for i in range(4) for j in range(2)) / 8
-    focal_loss_value = multi_label_criterion(_train(loss="focal", focal_gamma=gamma), ["a", "b"], targets)(logits, y).item()
+    focal_loss_value = multi_label_criterion(_train(loss="focal", focal_gamma=gamma), ["a", "b"], targets)(
+        logits, y
+    ).item()
     assert focal_loss_value == pytest.approx(expected, rel=1e-6)

@@ -33,7 +33,9 @@ def test_method_trains_saves_reloads_and_predicts_identically(tiny_run_config, k
     probs = liftkit.load(result.run_dir).predict_proba(test.texts)
     labels = np.asarray(test.labels)
     assert float((probs.argmax(-1) == labels).mean()) == pytest.approx(doc["finetuned"]["accuracy"])
-    assert float(-np.log(probs[np.arange(len(labels)), labels]).mean()) == pytest.approx(doc["finetuned"]["loss"], abs=1e-4)
+    assert float(-np.log(probs[np.arange(len(labels)), labels]).mean()) == pytest.approx(
+        doc["finetuned"]["loss"], abs=1e-4
+    )
     manifest = json.loads((result.run_dir / "liftkit.json").read_text())
     assert manifest["method"] == method
 
@@ -68,7 +70,10 @@ def test_adapters_start_as_the_identity_and_sit_where_the_variant_says(tiny_mode
     adapters = [n for n, m in model.named_modules() if type(m).__name__ == "Bottleneck"]
     assert len(adapters) == 2 * per_layer  # two layers in every tiny model
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert all(".adapter." in n or n.split(".")[0] in ("classifier", "pre_classifier", "score") or ".pooler." in n for n in trainable)
+    assert all(
+        ".adapter." in n or n.split(".")[0] in ("classifier", "pre_classifier", "score") or ".pooler." in n
+        for n in trainable
+    )
 
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
@@ -101,10 +106,14 @@ def test_prompt_tuning_on_a_decoder_pools_a_real_token(tiny_models, tiny_run_con
     cfg = tiny_run_config("llama", **{"method.name": "prompt", "train.epochs": 1})
     result = run(cfg, log=lambda m: None)
     predictor = liftkit.load(result.run_dir)
-    assert predictor.encoder.left and json.loads((result.run_dir / "liftkit.json").read_text())["padding_side"] == "left"
+    assert (
+        predictor.encoder.left and json.loads((result.run_dir / "liftkit.json").read_text())["padding_side"] == "left"
+    )
     from transformers import AutoTokenizer
 
-    assert AutoTokenizer.from_pretrained(result.run_dir).padding_side == "left"  # plain transformers pads the same side
+    assert (
+        AutoTokenizer.from_pretrained(result.run_dir).padding_side == "left"
+    )  # plain transformers pads the same side
     # predict never pads (one length per batch), so pad here: a left-padded row pools its own last token, not
     # a pad, and scores nearly as it does alone (the padding only moves the virtual tokens a little further away)
     from liftkit.tasks.single_label import probabilities as softmax
@@ -134,8 +143,13 @@ def test_each_method_has_its_own_learning_rate_unless_one_is_given():
 def test_a_method_that_cannot_apply_fails_before_training(tiny_run_config, monkeypatch):
     from liftkit import modeling, pipeline
 
-    monkeypatch.setitem(modeling.ARCHS, "distilbert", modeling.ARCHS["distilbert"].__class__(
-        "distilbert", head=("pre_classifier", "classifier"), lora_targets=("q_lin", "v_lin")))
+    monkeypatch.setitem(
+        modeling.ARCHS,
+        "distilbert",
+        modeling.ARCHS["distilbert"].__class__(
+            "distilbert", head=("pre_classifier", "classifier"), lora_targets=("q_lin", "v_lin")
+        ),
+    )
     called = []
     monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: called.append("evaluate"))
     monkeypatch.setattr(pipeline, "fit", lambda *a, **k: called.append("fit"))
@@ -147,7 +161,11 @@ def test_a_method_that_cannot_apply_fails_before_training(tiny_run_config, monke
     error = json.loads((out / "error.json").read_text())
     assert error["type"] == "LiftError" and "no adapter placement" in error["message"]
     assert "Traceback" in (out / error["traceback"]).read_text()
-    assert not (out / "metrics.json").exists() and not (out / "history.jsonl").exists() and not (out / "checkpoints").exists()
+    assert (
+        not (out / "metrics.json").exists()
+        and not (out / "history.jsonl").exists()
+        and not (out / "checkpoints").exists()
+    )
 
 
 def test_a_tokenizer_that_pads_left_keeps_padding_left(tiny_models, tiny_run_config, tmp_path):
@@ -170,4 +188,6 @@ def test_a_tokenizer_that_pads_left_keeps_padding_left(tiny_models, tiny_run_con
     assert predictor.encoder.left
     test = load_splits(cfg.data, cfg.train.seed).test
     probs = predictor.predict_proba(test.texts)
-    assert float((probs.argmax(-1) == np.asarray(test.labels)).mean()) == pytest.approx(result.record.finetuned.scores.accuracy)
+    assert float((probs.argmax(-1) == np.asarray(test.labels)).mean()) == pytest.approx(
+        result.record.finetuned.scores.accuracy
+    )

@@ -52,7 +52,11 @@ def test_gpt2_gets_a_pad_token_on_tokenizer_and_model_config(tiny_models):
 
 def test_explicit_targets_and_their_errors(tiny_models):
     model, _ = _lora_model(tiny_models["bert"], target_modules=["query", "key", "value"])
-    assert {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")} == {"query", "key", "value"}
+    assert {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")} == {
+        "query",
+        "key",
+        "value",
+    }
     with pytest.raises(LiftError, match="not found in this bert model"):
         _lora_model(tiny_models["bert"], target_modules=["q_proj"])
     with pytest.raises(LiftError, match="head modules"):

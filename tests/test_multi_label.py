@@ -18,7 +18,12 @@ from liftkit.data import load_splits
 from liftkit.run_dir import read_manifest, read_record
 from liftkit.tasks.multi_label import MULTI_LABEL
 
-TEXTS = ["thank you so much, this made my day", "this is the worst thing i have ever read", "what do you mean by that?", "ok"]
+TEXTS = [
+    "thank you so much, this made my day",
+    "this is the worst thing i have ever read",
+    "what do you mean by that?",
+    "ok",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,32 @@ def run(tiny_models, tmp_path_factory) -> Path:
         env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
         env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         # every label with a validation positive gets its own threshold (min_positives 1), so leaks would show
-        assert main(["run", "--model", str(tiny_models["bert"]), "--dataset", "go_emotions", "--max-train-samples", "160",
-                     "--max-eval-samples", "120", "--epochs", "2", "--max-length", "32", "--lr", "0.02",
-                     "--set", "task.min_positives=1", "--output-dir", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--model",
+                    str(tiny_models["bert"]),
+                    "--dataset",
+                    "go_emotions",
+                    "--max-train-samples",
+                    "160",
+                    "--max-eval-samples",
+                    "120",
+                    "--epochs",
+                    "2",
+                    "--max-length",
+                    "32",
+                    "--lr",
+                    "0.02",
+                    "--set",
+                    "task.min_positives=1",
+                    "--output-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -119,7 +147,9 @@ def test_onnx_exports_carry_the_thresholds_and_their_parity_covers_the_decisions
         assert exported.thresholds == read_manifest(run).thresholds
         if not extra:
             assert parity["decision_agreement"] == 1.0 and parity["max_abs_prob_diff"] < 1e-4
-            assert [a["labels"] for a in exported.predict(TEXTS)] == [a["labels"] for a in liftkit.load(run).predict(TEXTS)]
+            assert [a["labels"] for a in exported.predict(TEXTS)] == [
+                a["labels"] for a in liftkit.load(run).predict(TEXTS)
+            ]
 
 
 def test_the_server_answers_with_sigmoid_scores_and_label_sets(run):
@@ -129,21 +159,33 @@ def test_the_server_answers_with_sigmoid_scores_and_label_sets(run):
     with serving(run) as (url, _):
         tei = httpx.post(url + "/predict", json={"inputs": TEXTS[0]}).json()
         assert len(tei) == 28 and sum(d["score"] for d in tei) > 1.0001  # every label's own probability
-        assert {d["label"]: d["score"] for d in tei} == pytest.approx(predictor.predict([TEXTS[0]])[0]["probabilities"], abs=1e-5)
+        assert {d["label"]: d["score"] for d in tei} == pytest.approx(
+            predictor.predict([TEXTS[0]])[0]["probabilities"], abs=1e-5
+        )
         results = httpx.post(url + "/v1/classify", json={"texts": TEXTS, "top_k": 3}).json()["results"]
         assert [r["labels"] for r in results] == [a["labels"] for a in predictor.predict(TEXTS)]
         assert all(len(r["probabilities"]) == 3 for r in results)
         info = httpx.get(url + "/info").json()
-        assert info["task"] == "multi_label" and info["thresholds"] == dict(zip(predictor.labels, read_manifest(run).thresholds))
+        assert info["task"] == "multi_label" and info["thresholds"] == dict(
+            zip(predictor.labels, read_manifest(run).thresholds)
+        )
         assert "micro_f1" in info["test_metrics"]
 
 
 def test_the_report_shows_per_label_pictures_and_no_confusion_matrix(run):
     page = (run / "report.html").read_text()
-    for section in ("Per-label scores", "Precision-recall per label", "Label co-occurrence", "Calibration", "most confident mistakes"):
+    for section in (
+        "Per-label scores",
+        "Precision-recall per label",
+        "Label co-occurrence",
+        "Calibration",
+        "most confident mistakes",
+    ):
         assert section in page
     assert "Confusion matrices" not in page
-    assert {"precision_recall.png", "co_occurrence.png", "per_class.png", "calibration.png"} <= {p.name for p in (run / "plots").iterdir()}
+    assert {"precision_recall.png", "co_occurrence.png", "per_class.png", "calibration.png"} <= {
+        p.name for p in (run / "plots").iterdir()
+    }
 
 
 def test_a_comparison_of_multi_label_runs_shows_micro_f1(run, tmp_path):

@@ -24,7 +24,9 @@ def _open(browser_page, page_path) -> tuple[list[list[float]], list[str], str]:
     """Images as (complete, natural width, natural height), errors (a fetch from anywhere but the
     file itself counts as one), and the page's text."""
     page, errors = browser_page
-    page.on("request", lambda r: errors.append(f"fetched {r.url}") if not r.url.startswith(("file:", "data:")) else None)
+    page.on(
+        "request", lambda r: errors.append(f"fetched {r.url}") if not r.url.startswith(("file:", "data:")) else None
+    )
     page.goto(page_path.as_uri())
     page.wait_for_load_state("load")
     images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
@@ -42,7 +44,9 @@ def test_a_run_writes_a_self_contained_report_a_browser_shows(finished, browser_
 
     images, errors, text = _open(browser_page, page)
     assert errors == []
-    assert len(images) == len(PLOTS) and all(complete and width > 0 and height > 0 for complete, width, height in images)
+    assert len(images) == len(PLOTS) and all(
+        complete and width > 0 and height > 0 for complete, width, height in images
+    )
     record = run_dir.read_record(finished)
     assert f"{record.finetuned.scores.accuracy:.4f}" in text and f"ECE {record.finetuned.ece:.4f}" in text
     assert record.mistakes and record.mistakes[0].text.split()[0] in text
@@ -68,7 +72,10 @@ def test_a_run_without_stored_predictions_says_so_instead_of_failing(finished, c
 
 
 def test_lift_report_over_several_runs_draws_a_comparison(tiny_run_config, tmp_path, browser_page, capsys):
-    folders = [run(tiny_run_config(**{"method.name": m, "output_dir": str(tmp_path / m)}), log=lambda m: None).run_dir for m in ("lora", "head")]
+    folders = [
+        run(tiny_run_config(**{"method.name": m, "output_dir": str(tmp_path / m)}), log=lambda m: None).run_dir
+        for m in ("lora", "head")
+    ]
     out = tmp_path / "comparison"
     assert main(["report", *map(str, folders), "--output", str(out)]) == 0
     page = out / run_dir.COMPARE_HTML
@@ -83,17 +90,28 @@ def test_lift_report_over_several_runs_draws_a_comparison(tiny_run_config, tmp_p
 
 
 def test_runs_that_differ_in_a_setting_are_not_averaged_as_seeds(tiny_run_config, tmp_path, capsys):
-    folders = [run(tiny_run_config(**{"train.epochs": 1, "train.class_weights": w, "output_dir": str(tmp_path / w)}), log=lambda m: None).run_dir
-               for w in ("none", "balanced")]
-    assert main(["report", *map(str, folders), folders[0].as_posix(), "--output", str(tmp_path / "c")]) == 0  # one folder given twice
+    folders = [
+        run(
+            tiny_run_config(**{"train.epochs": 1, "train.class_weights": w, "output_dir": str(tmp_path / w)}),
+            log=lambda m: None,
+        ).run_dir
+        for w in ("none", "balanced")
+    ]
+    assert (
+        main(["report", *map(str, folders), folders[0].as_posix(), "--output", str(tmp_path / "c")]) == 0
+    )  # one folder given twice
     source = (tmp_path / "c" / run_dir.COMPARE_HTML).read_text()
-    assert "lora (class_weights=none)" in source and "lora (class_weights=balanced)" in source and "1 seed(s)" in source
+    assert (
+        "lora (class_weights=none)" in source and "lora (class_weights=balanced)" in source and "1 seed(s)" in source
+    )
 
 
 def test_lift_report_refuses_what_it_cannot_draw_in_one_line(finished, tiny_run_config, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    other = run(tiny_run_config(**{"data.dataset": "rotten_tomatoes", "output_dir": str(tmp_path / "rt")}), log=lambda m: None).run_dir
+    other = run(
+        tiny_run_config(**{"data.dataset": "rotten_tomatoes", "output_dir": str(tmp_path / "rt")}), log=lambda m: None
+    ).run_dir
     capsys.readouterr()  # the training's progress bar
     assert main(["report", str(finished), str(other), "--output", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip()
@@ -101,7 +119,9 @@ def test_lift_report_refuses_what_it_cannot_draw_in_one_line(finished, tiny_run_
 
 
 def test_a_run_without_the_base_evaluation_draws_the_fine_tuned_model_alone(tiny_run_config, tmp_path):
-    folder = run(tiny_run_config(**{"evaluate_base": False, "output_dir": str(tmp_path / "nobase")}), log=lambda m: None).run_dir
+    folder = run(
+        tiny_run_config(**{"evaluate_base": False, "output_dir": str(tmp_path / "nobase")}), log=lambda m: None
+    ).run_dir
     source = (folder / run_dir.REPORT_HTML).read_text()
     assert source.count("<img ") == len(PLOTS) and "base model (untrained head)" not in source
     assert "<h2>Test split</h2>" in source

@@ -16,11 +16,20 @@ from liftkit.pipeline import run
 def emoji_run(tiny_models, tmp_path_factory):
     from liftkit.config import load_config
 
-    cfg = load_config(None, {
-        "model.name": str(tiny_models["bert"]), "data.dataset": "tweet_eval_emoji", "data.max_train_samples": 400,
-        "data.max_eval_samples": 200, "data.max_length": 32, "train.epochs": 2, "train.batch_size": 32, "train.log_every": 2,
-        "output_dir": str(tmp_path_factory.mktemp("emoji") / "run"),
-    })
+    cfg = load_config(
+        None,
+        {
+            "model.name": str(tiny_models["bert"]),
+            "data.dataset": "tweet_eval_emoji",
+            "data.max_train_samples": 400,
+            "data.max_eval_samples": 200,
+            "data.max_length": 32,
+            "train.epochs": 2,
+            "train.batch_size": 32,
+            "train.log_every": 2,
+            "output_dir": str(tmp_path_factory.mktemp("emoji") / "run"),
+        },
+    )
     return run(cfg, log=lambda m: None).run_dir
 
 
@@ -28,7 +37,9 @@ def _figures(folder):
     record = run_dir.read_record(folder)
     steps, epochs = read_history(folder)
     return {
-        "learning_curves": plots.learning_curves(steps, epochs, record.train.best_epoch, "tweet_eval_emoji: training and validation"),
+        "learning_curves": plots.learning_curves(
+            steps, epochs, record.train.best_epoch, "tweet_eval_emoji: training and validation"
+        ),
         "confusion_matrices": plots.confusion_matrices(record),
         "per_class": plots.per_class(record),
         "calibration": plots.reliability(run_dir.read_predictions(folder), record),
@@ -62,11 +73,21 @@ def test_nothing_overlaps_at_20_classes_and_every_label_draws(emoji_run):
         renderer = figure.canvas.get_renderer()
         for ax in figure.axes:
             for axis in (ax.xaxis, ax.yaxis):
-                boxes = [_shrunk(t.get_window_extent(renderer)) for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
-                assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2)), f"{name}: tick labels overlap"
+                boxes = [
+                    _shrunk(t.get_window_extent(renderer))
+                    for t in axis.get_ticklabels()
+                    if t.get_visible() and t.get_text()
+                ]
+                assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2)), (
+                    f"{name}: tick labels overlap"
+                )
         panels = [_shrunk(ax.get_tightbbox(renderer), 2) for ax in figure.axes]
         assert not any(a.overlaps(b) for a, b in itertools.combinations(panels, 2)), f"{name}: panels overlap"
-        assert len(figure.axes[0].get_yticklabels()) >= 20 or name in ("learning_curves", "calibration", "label_distribution")
+        assert len(figure.axes[0].get_yticklabels()) >= 20 or name in (
+            "learning_curves",
+            "calibration",
+            "label_distribution",
+        )
 
 
 def test_emoji_labels_draw_as_themselves_or_by_their_unicode_names():

@@ -13,8 +13,13 @@ def _run_pointing_at_custom_code(tiny_models, tmp_path):
     custom = tmp_path / "custom-model"
     shutil.copytree(tiny_models["bert"], custom)
     config = json.loads((custom / "config.json").read_text())
-    config.update(model_type="liftkit-test-custom", auto_map={
-        "AutoConfig": "modeling_custom.CustomConfig", "AutoModelForSequenceClassification": "modeling_custom.CustomModel"})
+    config.update(
+        model_type="liftkit-test-custom",
+        auto_map={
+            "AutoConfig": "modeling_custom.CustomConfig",
+            "AutoModelForSequenceClassification": "modeling_custom.CustomModel",
+        },
+    )
     (custom / "config.json").write_text(json.dumps(config))
     (custom / "modeling_custom.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
@@ -23,8 +28,26 @@ def _run_pointing_at_custom_code(tiny_models, tmp_path):
         "class CustomModel(BertForSequenceClassification):\n    config_class = CustomConfig\n"
     )
     run = tmp_path / "run"
-    assert main(["run", "--model", str(tiny_models["bert"]), "--max-train-samples", "32", "--max-eval-samples", "16",
-                 "--epochs", "1", "--max-length", "32", "--output-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                str(tiny_models["bert"]),
+                "--max-train-samples",
+                "32",
+                "--max-eval-samples",
+                "16",
+                "--epochs",
+                "1",
+                "--max-length",
+                "32",
+                "--output-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((run / "liftkit.json").read_text())
     manifest.update(base_model=str(custom), trust_remote_code=True)
     (run / "liftkit.json").write_text(json.dumps(manifest))
@@ -73,8 +96,28 @@ def small_runs(tiny_models, tmp_path_factory):
         env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         for kind in ("bert", "gpt2"):
             out[kind] = root / kind
-            assert main(["run", "--model", str(tiny_models[kind]), "--max-train-samples", "32", "--max-eval-samples", "16",
-                         "--epochs", "1", "--max-length", "32", "--lr", "0.02", "--output-dir", str(out[kind])]) == 0
+            assert (
+                main(
+                    [
+                        "run",
+                        "--model",
+                        str(tiny_models[kind]),
+                        "--max-train-samples",
+                        "32",
+                        "--max-eval-samples",
+                        "16",
+                        "--epochs",
+                        "1",
+                        "--max-length",
+                        "32",
+                        "--lr",
+                        "0.02",
+                        "--output-dir",
+                        str(out[kind]),
+                    ]
+                )
+                == 0
+            )
     return out
 
 
@@ -115,7 +158,9 @@ def test_a_run_folder_from_before_pad_ids_were_recorded_still_predicts(small_run
     manifest = json.loads((old / "liftkit.json").read_text())
     del manifest["pad_id"], manifest["files"]
     (old / "liftkit.json").write_text(json.dumps(manifest))
-    np.testing.assert_allclose(liftkit.load(old).predict_proba(MIXED), liftkit.load(small_runs["gpt2"]).predict_proba(MIXED), atol=1e-6)
+    np.testing.assert_allclose(
+        liftkit.load(old).predict_proba(MIXED), liftkit.load(small_runs["gpt2"]).predict_proba(MIXED), atol=1e-6
+    )
     assert liftkit.load(old).encoder.pad_id == liftkit.load(small_runs["gpt2"]).encoder.pad_id
 
 
@@ -138,4 +183,7 @@ def test_the_encoder_cuts_on_the_side_the_tokenizer_says(small_runs, tmp_path):
     text = " ".join(f"word{i}" for i in range(60))
     expected = AutoTokenizer.from_pretrained(folder)([text], truncation=True, max_length=16)["input_ids"]
     assert Encoder.from_folder(folder, 16, left=False).encode([text]) == expected
-    assert expected != AutoTokenizer.from_pretrained(small_runs["bert"])([text], truncation=True, max_length=16)["input_ids"]
+    assert (
+        expected
+        != AutoTokenizer.from_pretrained(small_runs["bert"])([text], truncation=True, max_length=16)["input_ids"]
+    )

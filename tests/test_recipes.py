@@ -33,17 +33,30 @@ def test_recipe_runs_offline_with_the_embedded_model(path, tmp_path):
     from liftkit.pipeline import run
 
     recipe = load_config(path)
-    small = {"data.max_train_samples": 32, "data.max_eval_samples": 16, "train.epochs": 1, "output_dir": str(tmp_path / "run")}
+    small = {
+        "data.max_train_samples": 32,
+        "data.max_eval_samples": 16,
+        "train.epochs": 1,
+        "output_dir": str(tmp_path / "run"),
+    }
     cfg = load_config(path, {"model.name": "all-MiniLM-L6-v2", **small})
     result = run(cfg, log=lambda m: None)
     record = result.record
-    assert (record.run.dataset, record.run.model, record.run.method) == (recipe.data.dataset, "all-MiniLM-L6-v2", recipe.method.name)
+    assert (record.run.dataset, record.run.model, record.run.method) == (
+        recipe.data.dataset,
+        "all-MiniLM-L6-v2",
+        recipe.method.name,
+    )
     assert record.run.learning_rate == recipe.learning_rate and record.data.rows["train"] == 32
     manifest = json.loads((result.run_dir / "liftkit.json").read_text())
-    assert manifest["max_length"] == recipe.data.max_length or (recipe.data.max_length == "auto" and 8 <= manifest["max_length"] <= 512)
+    assert manifest["max_length"] == recipe.data.max_length or (
+        recipe.data.max_length == "auto" and 8 <= manifest["max_length"] <= 512
+    )
     assert manifest["method_options"] == dataclasses.asdict(recipe.method)
     splits = load_splits(cfg.data, cfg.train.seed, cfg.task.name)
     predictor = liftkit.load(result.run_dir)
-    again = predictor.task.metrics(predictor.logits(splits.test.texts), splits.targets("test"), predictor.labels, predictor.thresholds)
+    again = predictor.task.metrics(
+        predictor.logits(splits.test.texts), splits.targets("test"), predictor.labels, predictor.thresholds
+    )
     assert again.scores.accuracy == pytest.approx(record.finetuned.scores.accuracy)
     assert (result.run_dir / "history.jsonl").is_file()

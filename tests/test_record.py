@@ -58,15 +58,29 @@ def test_metrics_json_keeps_every_key_and_adds_per_class_scores_and_confusion(ti
     # the file is the typed record, and reads back into it unchanged
     record = run_dir.read_record(result.run_dir)
     assert isinstance(record, RunRecord) and record.to_dict() == doc == result.metrics
-    assert record.train.best.val.scores.accuracy == doc["train"]["history"][doc["train"]["best_epoch"] - 1]["val_accuracy"]
+    assert (
+        record.train.best.val.scores.accuracy
+        == doc["train"]["history"][doc["train"]["best_epoch"] - 1]["val_accuracy"]
+    )
 
 
 def test_metric_names_come_from_one_place():
     from liftkit import config, report
     from liftkit.tasks import TASKS
 
-    assert METRICS == ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss",
-                       "micro_f1", "samples_f1", "hamming_loss", "label_ranking_ap", "macro_roc_auc")
+    assert METRICS == (
+        "accuracy",
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        "weighted_f1",
+        "loss",
+        "micro_f1",
+        "samples_f1",
+        "hamming_loss",
+        "label_ranking_ap",
+        "macro_roc_auc",
+    )
     assert set(report.LABELS) == set(METRICS)
     assert all(set(task.scores) <= set(METRICS) for task in TASKS.values())
     assert config.TrainConfig(best_metric="weighted_f1").problems() == []

@@ -20,8 +20,11 @@ import pytest
 import liftkit
 from liftkit.cli import main
 
-TEXTS = [f"i feel {word} about {thing}" for word in ("great", "awful", "scared", "happy", "angry", "calm", "lost", "loved")
-         for thing in ("today", "my job", "the news", "this city", "her", "everything", "the exam", "it all")]  # 64 texts
+TEXTS = [
+    f"i feel {word} about {thing}"
+    for word in ("great", "awful", "scared", "happy", "angry", "calm", "lost", "loved")
+    for thing in ("today", "my job", "the news", "this city", "her", "everything", "the exam", "it all")
+]  # 64 texts
 
 
 def _free_port() -> int:
@@ -34,8 +37,13 @@ def _free_port() -> int:
 def serving(path: Path, *args: str, env: dict[str, str] | None = None):
     """`lift serve PATH` on 127.0.0.1:<free port>, until the block ends (SIGTERM); yields (url, process)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "liftkit.cli", "serve", str(path), "--port", str(port), *args],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liftkit.cli", "serve", str(path), "--port", str(port), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -67,14 +75,37 @@ def run_dir(tiny_models, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:  # conftest's per-test environment is not set up yet
         env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
         env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        assert main(["run", "--model", str(tiny_models["bert"]), "--max-train-samples", "32", "--max-eval-samples", "16",
-                     "--epochs", "1", "--max-length", "32", "--lr", "0.02", "--output-dir", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--model",
+                    str(tiny_models["bert"]),
+                    "--max-train-samples",
+                    "32",
+                    "--max-eval-samples",
+                    "16",
+                    "--epochs",
+                    "1",
+                    "--max-length",
+                    "32",
+                    "--lr",
+                    "0.02",
+                    "--output-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
 @pytest.fixture(scope="module")
 def server(run_dir):
-    with serving(run_dir, "--max-client-batch-size", "4", "--max-input-chars", "200", "--max-wait-ms", "20") as (url, _):
+    with serving(run_dir, "--max-client-batch-size", "4", "--max-input-chars", "200", "--max-wait-ms", "20") as (
+        url,
+        _,
+    ):
         yield url
 
 
@@ -86,7 +117,9 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
     assert np.allclose([d["score"] for d in one], np.sort(expected)[::-1], atol=1e-5)
     many = httpx.post(server + "/predict", json={"inputs": ["i feel great", "so sad"]}).json()
     assert len(many) == 2 and [d["label"] for d in many[0]] == [d["label"] for d in one]
-    assert httpx.post(server + "/", json={"inputs": "i feel great"}).json()[0]["label"] == one[0]["label"]  # TEI's root route
+    assert (
+        httpx.post(server + "/", json={"inputs": "i feel great"}).json()[0]["label"] == one[0]["label"]
+    )  # TEI's root route
     raw = httpx.post(server + "/predict", json={"inputs": "i feel great", "raw_scores": True}).json()
     logits = predictor.logits(["i feel great"])[0]
     assert np.allclose([d["score"] for d in raw], np.sort(logits)[::-1], atol=1e-4)  # logits, not probabilities
@@ -95,25 +128,37 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
     assert classify["results"][0]["label"] == one[0]["label"] and len(classify["results"][0]["probabilities"]) == 2
     info = httpx.get(server + "/info").json()
     assert info["labels"] == predictor.labels and info["method"] == "lora" and info["backend"] == "torch"
-    assert info["test_metrics"]["accuracy"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["finetuned"]["accuracy"])
+    assert info["test_metrics"]["accuracy"] == pytest.approx(
+        json.loads((run_dir / "metrics.json").read_text())["finetuned"]["accuracy"]
+    )
     assert httpx.get(server + "/health").json() == {"status": "ok"}
-    assert httpx.get(server + "/docs").status_code == 200 and "/v1/classify" in httpx.get(server + "/openapi.json").json()["paths"]
+    assert (
+        httpx.get(server + "/docs").status_code == 200
+        and "/v1/classify" in httpx.get(server + "/openapi.json").json()["paths"]
+    )
     assert "<title>liftkit playground</title>" in httpx.get(server + "/").text
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    (b"{not json", 422, "not valid JSON"),
-    ({"input": "typo"}, 422, "inputs: Field required"),
-    ({"inputs": 3}, 422, "inputs"),
-    ({"inputs": "   "}, 422, "text 0 is empty"),
-    ({"inputs": ["a", "b", "c", "d", "e"]}, 413, "5 texts in one request, more than --max-client-batch-size 4"),
-    ({"inputs": "x" * 201}, 413, "more than --max-input-chars 200: shorten it, or send \"truncate\": true"),
-    ({"texts": []}, 422, "no texts"),
-    ({"texts": ["fine"], "top_k": 0}, 422, "top_k"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (b"{not json", 422, "not valid JSON"),
+        ({"input": "typo"}, 422, "inputs: Field required"),
+        ({"inputs": 3}, 422, "inputs"),
+        ({"inputs": "   "}, 422, "text 0 is empty"),
+        ({"inputs": ["a", "b", "c", "d", "e"]}, 413, "5 texts in one request, more than --max-client-batch-size 4"),
+        ({"inputs": "x" * 201}, 413, 'more than --max-input-chars 200: shorten it, or send "truncate": true'),
+        ({"texts": []}, 422, "no texts"),
+        ({"texts": ["fine"], "top_k": 0}, 422, "top_k"),
+    ],
+)
 def test_bad_requests_fail_alone_with_a_json_error(server, body, status, fragment):
     route = "/v1/classify" if isinstance(body, dict) and "texts" in body else "/predict"
-    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    kwargs = (
+        {"content": body, "headers": {"content-type": "application/json"}}
+        if isinstance(body, bytes)
+        else {"json": body}
+    )
     response = httpx.post(server + route, **kwargs)
     assert response.status_code == status
     doc = response.json()
@@ -123,7 +168,9 @@ def test_bad_requests_fail_alone_with_a_json_error(server, body, status, fragmen
 def test_long_text_is_cut_when_asked_and_huge_bodies_are_refused_unread(server):
     assert httpx.post(server + "/predict", json={"inputs": "x " * 150, "truncate": True}).status_code == 200
     assert httpx.post(server + "/v1/classify", json={"texts": ["x " * 150], "truncate": True}).status_code == 200
-    response = httpx.post(server + "/predict", content=b"{" + b" " * 10_000_000 + b"}", headers={"content-type": "application/json"})
+    response = httpx.post(
+        server + "/predict", content=b"{" + b" " * 10_000_000 + b"}", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and response.json()["error_type"] == "payload_too_large"
 
     def chunks():  # no Content-Length: sent chunked, counted as it arrives
@@ -181,13 +228,17 @@ def test_an_api_key_guards_everything_but_health_and_the_page(run_dir):
         assert httpx.post(url + "/", json={"inputs": "hi"}).status_code == 401  # TEI's predict route: guarded too
         wrong = httpx.post(url + "/predict", json={"inputs": "hi"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error_type"] == "unauthorized"
-        assert httpx.post(url + "/predict", json={"inputs": "hi"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert (
+            httpx.post(url + "/predict", json={"inputs": "hi"}, headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
         assert httpx.get(url + "/info").status_code == 401 and httpx.get(url + "/metrics").status_code == 401
         assert httpx.get(url + "/health").status_code == 200 and httpx.get(url + "/").status_code == 200
 
 
 def test_sigterm_answers_the_requests_in_flight_then_exits_0(run_dir):
     with serving(run_dir, "--max-wait-ms", "400") as (url, proc):
+
         async def fire_then_stop() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=60) as client:
                 pending = [asyncio.create_task(client.post(url + "/predict", json={"inputs": t})) for t in TEXTS[:8]]
@@ -224,8 +275,12 @@ def test_a_damaged_folder_is_refused_before_listening(run_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
     (broken / "adapter_model.safetensors").unlink()
-    done = subprocess.run([sys.executable, "-m", "liftkit.cli", "serve", str(broken), "--port", str(_free_port())],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "liftkit.cli", "serve", str(broken), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: run folder")
     assert "adapter_model.safetensors" in done.stderr
 

@@ -67,7 +67,12 @@ def test_tuned_thresholds_maximise_each_labels_f1_on_the_split_given():
 
 
 def test_single_label_needs_no_threshold_and_never_looks_at_validation():
-    assert TASKS["single_label"].thresholds("tuned", ["a", "b"], lambda: pytest.fail("argmax needs no validation pass"), 5) is None
+    assert (
+        TASKS["single_label"].thresholds(
+            "tuned", ["a", "b"], lambda: pytest.fail("argmax needs no validation pass"), 5
+        )
+        is None
+    )
 
 
 def test_the_multi_label_reference_predicts_the_most_frequent_training_set():

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from liftkit import tracking
-from liftkit.errors import LiftError
 from liftkit.config import load_config
+from liftkit.errors import LiftError
 from liftkit.pipeline import run
 from liftkit.tracking import JsonlLogger
 
@@ -20,7 +20,12 @@ def test_lines_are_written_at_once_and_a_resume_drops_what_came_after_its_checkp
         logger.log({"epoch": 1, "loss": step / 10, "lr": float("nan")}, step)
         assert len(path.read_text().splitlines()) == step // 10  # flushed: a kill keeps it
     logger.close()
-    assert json.loads(path.read_text().splitlines()[0]) == {"step": 10, "epoch": 1, "loss": 1.0, "lr": None}  # NaN is not JSON
+    assert json.loads(path.read_text().splitlines()[0]) == {
+        "step": 10,
+        "epoch": 1,
+        "loss": 1.0,
+        "lr": None,
+    }  # NaN is not JSON
     with path.open("a") as f:
         f.write('{"step": 40, "epoch": 2, "lo')  # a line a kill cut short
     resumed = JsonlLogger(path)
@@ -43,7 +48,11 @@ def _final_metrics(folder):
     """test/<metric> and test_base/<metric>, read from metrics.json itself."""
     doc = json.loads((folder / "metrics.json").read_text())
     keys = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss", "ece")
-    return {f"{prefix}/{key}": doc[part][key] for prefix, part in (("test", "finetuned"), ("test_base", "base")) for key in keys}
+    return {
+        f"{prefix}/{key}": doc[part][key]
+        for prefix, part in (("test", "finetuned"), ("test_base", "base"))
+        for key in keys
+    }
 
 
 def _history(folder):
@@ -63,7 +72,9 @@ def test_tensorboard_holds_what_metrics_json_and_the_history_hold(tiny_run_confi
     assert [e.value for e in loss] == pytest.approx([row["loss"] for row in steps], rel=1e-6)
     assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([row["lr"] for row in steps], rel=1e-6)
     record = result.record
-    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([h.val.scores.accuracy for h in record.train.history])
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx(
+        [h.val.scores.accuracy for h in record.train.history]
+    )
     assert [e.step for e in events.Scalars("val/macro_f1")] == [row["step"] for row in epochs]
     for key, value in _final_metrics(result.run_dir).items():
         assert events.Scalars(key)[-1].value == pytest.approx(value, rel=1e-6), key
@@ -97,16 +108,27 @@ def test_mlflow_gets_params_metrics_and_the_run_folder_in_a_local_mlruns_store(t
     history = client.get_metric_history(found.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(row["step"], pytest.approx(row["loss"])) for row in steps]
     val = client.get_metric_history(found.info.run_id, "val/macro_f1")
-    assert [(m.step, m.value) for m in val] == [(row["step"], pytest.approx(h.val.scores.macro_f1)) for row, h in zip(epochs, result.record.train.history)]
+    assert [(m.step, m.value) for m in val] == [
+        (row["step"], pytest.approx(h.val.scores.macro_f1)) for row, h in zip(epochs, result.record.train.history)
+    ]
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert {"metrics.json", "config.yaml", "liftkit.json", "report.html", "plots", "adapter_model.safetensors"} <= artifacts
+    assert {
+        "metrics.json",
+        "config.yaml",
+        "liftkit.json",
+        "report.html",
+        "plots",
+        "adapter_model.safetensors",
+    } <= artifacts
     assert "checkpoints" not in artifacts
 
 
 def test_mlflow_honours_mlflow_tracking_uri(tiny_run_config, tmp_path, monkeypatch):
     store = tmp_path / "team-store"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store named by the user (a server's URL needs nothing)
+    monkeypatch.setenv(
+        "MLFLOW_ALLOW_FILE_STORE", "true"
+    )  # a file store named by the user (a server's URL needs nothing)
     monkeypatch.chdir(tmp_path)
     result = run(tiny_run_config(**{"train.report_to": "mlflow"}), log=lambda m: None)
     assert not (tmp_path / "mlruns").exists()
@@ -133,12 +155,18 @@ def test_a_resumed_run_keeps_its_tensorboard_events_up_to_the_checkpoint(tiny_ru
     events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     steps, epochs = _history(result.run_dir)
-    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([h.val.scores.accuracy for h in result.record.train.history])
-    assert [e.step for e in events.Scalars("val/accuracy")] == [row["step"] for row in epochs]  # epoch 1's line, at the checkpoint's step, kept
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx(
+        [h.val.scores.accuracy for h in result.record.train.history]
+    )
+    assert [e.step for e in events.Scalars("val/accuracy")] == [
+        row["step"] for row in epochs
+    ]  # epoch 1's line, at the checkpoint's step, kept
     assert [e.step for e in events.Scalars("train/loss")] == [row["step"] for row in steps]
 
 
-def test_a_killed_run_marks_its_mlflow_run_failed_and_its_resume_finishes_the_same_run(tiny_run_config, tmp_path, monkeypatch, kill_after_first_epoch):
+def test_a_killed_run_marks_its_mlflow_run_failed_and_its_resume_finishes_the_same_run(
+    tiny_run_config, tmp_path, monkeypatch, kill_after_first_epoch
+):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     cfg = tiny_run_config(**{"train.report_to": "mlflow"})
@@ -157,7 +185,10 @@ def test_an_unusable_mlflow_store_fails_the_run_in_one_line_before_training(tiny
     blocker.write_text("not a folder")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (blocker / "store").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    with pytest.raises(LiftError, match=r"MLflow tracking at file://.* failed \(.*\): check MLFLOW_TRACKING_URI, or run with --report-to none"):
+    with pytest.raises(
+        LiftError,
+        match=r"MLflow tracking at file://.* failed \(.*\): check MLFLOW_TRACKING_URI, or run with --report-to none",
+    ):
         run(tiny_run_config(**{"train.report_to": "mlflow"}), log=lambda m: None)
 
 

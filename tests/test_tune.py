@@ -30,7 +30,9 @@ SMALL = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-length"
 
 def _finished(study_dir: Path) -> list[optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'study.db'}")
-    return [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    return [
+        t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
 
 
 def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_models, tmp_path, capsys, monkeypatch):
@@ -40,16 +42,23 @@ def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_model
     assert code == 0
     out = capsys.readouterr().out
     trials = _finished(study_dir)
-    assert len(trials) == 3 and len({tuple(sorted(t.params.items())) for t in trials}) == 3  # three different proposals
+    assert (
+        len(trials) == 3 and len({tuple(sorted(t.params.items())) for t in trials}) == 3
+    )  # three different proposals
     best_yaml = study_dir / "best.yaml"
     assert f"lift run {best_yaml}" in out and "report:" in out
     best = max((t for t in trials if t.value is not None), key=lambda t: t.value)
     cfg = load_config(best_yaml)
-    assert cfg.train.learning_rate == pytest.approx(best.params["train.learning_rate"]) and cfg.method.r == best.params["method.r"]
+    assert (
+        cfg.train.learning_rate == pytest.approx(best.params["train.learning_rate"])
+        and cfg.method.r == best.params["method.r"]
+    )
     final = run_dir.read_record(study_dir / "best-run")  # trained once more (in a child process) and tested
     assert final.run.learning_rate == pytest.approx(best.params["train.learning_rate"])
     # the same training as the trial's: its per-epoch validation macro-F1 is the one the trial reported
-    assert [h.val.scores.macro_f1 for h in final.train.history] == pytest.approx([best.intermediate_values[e] for e in sorted(best.intermediate_values)])
+    assert [h.val.scores.macro_f1 for h in final.train.history] == pytest.approx(
+        [best.intermediate_values[e] for e in sorted(best.intermediate_values)]
+    )
     assert main(["run", str(best_yaml)]) == 0  # lift run accepts it as it is, into a folder of its own
     (again,) = (tmp_path / "runs").iterdir()
     assert run_dir.read_record(again).finetuned.scores.accuracy == pytest.approx(final.finetuned.scores.accuracy)
@@ -58,7 +67,9 @@ def test_a_tiny_study_runs_and_its_best_yaml_reproduces_with_lift_run(tiny_model
 
 
 def test_a_trial_that_trails_the_study_is_pruned_at_that_epoch():
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    )
     for value in (0.6, 0.7):  # two finished trials that reached these scores at epoch 1
         trial = study.ask()
         trial.report(value, 1)
@@ -96,15 +107,32 @@ def _count_finished(db: Path) -> int:
     (whose load_study would race the writer creating its schema)."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
-            return connection.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[
+                0
+            ]
     except sqlite3.Error:  # not created yet, or its tables not yet
         return 0
 
 
 def _tune_process(tiny_models, study_dir: Path, trials: int, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "liftkit.cli", "tune", "--model", str(tiny_models["bert"]), *SMALL,
-               "--trials", str(trials), "--study-dir", str(study_dir), "--no-final", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "liftkit.cli",
+        "tune",
+        "--model",
+        str(tiny_models["bert"]),
+        *SMALL,
+        "--trials",
+        str(trials),
+        "--study-dir",
+        str(study_dir),
+        "--no-final",
+        *extra,
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
+    )
 
 
 def test_a_killed_study_resumes_where_it_stopped(tiny_models, tmp_path):
@@ -134,7 +162,9 @@ def test_two_processes_work_one_sqlite_study(tiny_models, tmp_path):
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     study = optuna.load_study(study_name="study", storage=storage)
-    finished = [t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t for t in study.get_trials() if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert 4 <= len(finished) <= 5  # each worker stops once the study holds 4; one may finish its trial in flight
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both did trials
     assert not (study_dir / "study.db").exists()  # the shared storage, not the default
@@ -156,11 +186,18 @@ def test_trials_share_the_frozen_bottom_and_memory_does_not_grow(tiny_run_config
 
     monkeypatch.setattr(pipeline, "train_only", counted)
     lines: list[str] = []
-    space = search_space(cfg, {"method.train_layers": None, "train.batch_size": None})  # one frozen boundary, one batching
+    space = search_space(
+        cfg, {"method.train_layers": None, "train.batch_size": None}
+    )  # one frozen boundary, one batching
     gc.collect()
     before = sum(isinstance(o, PreTrainedModel) for o in gc.get_objects())  # other tests' models may be alive
     tune(cfg, space, 4, tmp_path / "study", final=False, log=lines.append)
-    assert [len(ids) for ids in live] == [2, 2, 2, 2]  # train and validation states of one boundary, however many trials
+    assert [len(ids) for ids in live] == [
+        2,
+        2,
+        2,
+        2,
+    ]  # train and validation states of one boundary, however many trials
     assert all(ids == live[0] for ids in live)  # the same two, computed by the first trial and reused by the others
     assert models == [before] * 4  # no trial's model outlives it
     gc.collect()
@@ -170,7 +207,9 @@ def test_trials_share_the_frozen_bottom_and_memory_does_not_grow(tiny_run_config
 def test_the_search_space_follows_the_recipe_and_the_command_line(tiny_run_config, tmp_path):
     cfg = tiny_run_config()
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("data:\n  dataset: emotion\ntune:\n  space:\n    method.r: [2, 4]\n    train.warmup_ratio: null\n    method.alpha: {low: 4, high: 64, log: true}\n")
+    recipe.write_text(
+        "data:\n  dataset: emotion\ntune:\n  space:\n    method.r: [2, 4]\n    train.warmup_ratio: null\n    method.alpha: {low: 4, high: 64, log: true}\n"
+    )
     space = search_space(cfg, read_space(recipe), fixed={"train.epochs": 2})
     assert space["method.r"] == [2, 4] and "train.warmup_ratio" not in space and "train.epochs" not in space
     assert space["method.alpha"] == {"low": 4, "high": 64, "log": True} and space["train.learning_rate"]["log"] is True
@@ -183,13 +222,32 @@ def test_the_search_space_follows_the_recipe_and_the_command_line(tiny_run_confi
         read_space(recipe)
     with pytest.raises(LiftError, match=r"tune.space names 'train.epoch', which is not a setting of this run"):
         tune(cfg, {"train.epoch": [1, 2]}, 1, tmp_path / "s", final=False, log=lambda m: None)
-    with pytest.raises(LiftError, match=r"a range is \{low: A, high: B, log: true\|false\} with numbers A < B \(A > 0 on a log scale\)"):
-        tune(cfg, {"train.weight_decay": {"low": 0.0, "high": 0.1, "log": True}}, 1, tmp_path / "s", final=False, log=lambda m: None)
-    with pytest.raises(LiftError, match=r"method.r='eight' must be a whole number"):  # a bad choice fails before any trial
+    with pytest.raises(
+        LiftError,
+        match=r"a range is \{low: A, high: B, log: true\|false\} with numbers A < B \(A > 0 on a log scale\)",
+    ):
+        tune(
+            cfg,
+            {"train.weight_decay": {"low": 0.0, "high": 0.1, "log": True}},
+            1,
+            tmp_path / "s",
+            final=False,
+            log=lambda m: None,
+        )
+    with pytest.raises(
+        LiftError, match=r"method.r='eight' must be a whole number"
+    ):  # a bad choice fails before any trial
         tune(cfg, {"method.r": [4, "eight"]}, 1, tmp_path / "s", final=False, log=lambda m: None)
-    space, whole = checked_space(cfg, {"train.learning_rate": {"low": "1e-4", "high": "1e-2", "log": True}, "method.r": {"low": 4, "high": 16}})
-    assert space["train.learning_rate"] == {"low": 1e-4, "high": 1e-2, "log": True} and whole == {"train.learning_rate": False, "method.r": True}
-    space, whole = checked_space(cfg, {"data.max_length": ["auto", 256], "train.batch_size": [16, 32]})  # long texts: is the whole review worth its cost?
+    space, whole = checked_space(
+        cfg, {"train.learning_rate": {"low": "1e-4", "high": "1e-2", "log": True}, "method.r": {"low": 4, "high": 16}}
+    )
+    assert space["train.learning_rate"] == {"low": 1e-4, "high": 1e-2, "log": True} and whole == {
+        "train.learning_rate": False,
+        "method.r": True,
+    }
+    space, whole = checked_space(
+        cfg, {"data.max_length": ["auto", 256], "train.batch_size": [16, 32]}
+    )  # long texts: is the whole review worth its cost?
     assert space["data.max_length"] == ["auto", 256] and whole["data.max_length"]
     with pytest.raises(LiftError, match=r"data.max_length='long' must be auto or a whole number"):
         checked_space(cfg, {"data.max_length": ["auto", "long"]})
@@ -202,7 +260,10 @@ def test_a_study_refuses_to_continue_another_search(tiny_run_config, tmp_path):
     space = {"train.learning_rate": [1e-3, 1e-2]}
     tune(cfg, space, 1, tmp_path / "study", final=False, log=lambda m: None)
     other = tiny_run_config(**{"train.epochs": 1, "data.max_length": 24})
-    with pytest.raises(LiftError, match=r"was started with other settings \(differs in config.data.max_length\): rerun it as it was, or pass another --study-dir"):
+    with pytest.raises(
+        LiftError,
+        match=r"was started with other settings \(differs in config.data.max_length\): rerun it as it was, or pass another --study-dir",
+    ):
         tune(other, space, 2, tmp_path / "study", final=False, log=lambda m: None)
     result = tune(cfg, space, 2, tmp_path / "study", final=False, log=lambda m: None)  # the same search continues
     assert result.trials.get("complete", 0) + result.trials.get("pruned", 0) == 2

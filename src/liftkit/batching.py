@@ -54,7 +54,11 @@ class TokenizedSplit(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> Row:
-        return {"input_ids": self.ids[i], **{name: rows[i] for name, rows in self.extra.items()}, "labels": self.labels[i]}
+        return {
+            "input_ids": self.ids[i],
+            **{name: rows[i] for name, rows in self.extra.items()},
+            "labels": self.labels[i],
+        }
 
     @functools.cached_property
     def digest(self) -> str:
@@ -76,8 +80,13 @@ class TokenizedSplit(torch.utils.data.Dataset):
         return digest.hexdigest()
 
 
-def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, targets: np.ndarray | None = None,
-             inputs: tuple[str, ...] | None = None) -> TokenizedSplit:
+def tokenize(
+    split: Split,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    targets: np.ndarray | None = None,
+    inputs: tuple[str, ...] | None = None,
+) -> TokenizedSplit:
     """Tokenize once; later runs with the same tokenizer, texts, max_length and inputs read the cache.
     `targets`: the task's target array (`Splits.targets`); default the split's labels as class ids.
     `inputs`: what the model is fed (`model_inputs`); default what the tokenizer produces."""
@@ -94,7 +103,10 @@ def tokenize(split: Split, tokenizer: PreTrainedTokenizerBase, max_length: int, 
     else:
         encoded = tokenizer(split.texts, truncation=True, max_length=max_length)
         offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
-        flats = {name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1])) for name in ["input_ids", *extra]}
+        flats = {
+            name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1]))
+            for name in ["input_ids", *extra]
+        }
         _save_atomic(path, offsets=offsets, **{f"flat_{name}": flat for name, flat in flats.items()})
     rows = {name: [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)] for name, flat in flats.items()}
     ids = rows.pop("input_ids")
@@ -110,7 +122,9 @@ def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int
     must not set the cap; a percentile of the data, not a constant: 128 tokens suit tweets but
     keep less than half of a movie review. The lengths come from the cached tokenization at
     `limit`, so measuring costs one tokenizer pass at most."""
-    lengths = tokenize(split, tokenizer, limit, targets=np.zeros(len(split), dtype=np.int64)).lengths  # lengths only; never empty: load_splits refuses an empty train split
+    lengths = tokenize(
+        split, tokenizer, limit, targets=np.zeros(len(split), dtype=np.int64)
+    ).lengths  # lengths only; never empty: load_splits refuses an empty train split
     wanted = int(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) / 8) * 8)
     return max(8, min(limit, wanted))
 
@@ -212,14 +226,19 @@ class PadCollator:
     def __call__(self, rows: list[Row]) -> dict[str, torch.Tensor]:
         width = max(len(row["input_ids"]) for row in rows)
         per_token = [name for name in rows[0] if name not in ("labels", "hidden")]
-        batch = {name: torch.full((len(rows), width), self.pad_id if name == "input_ids" else 0, dtype=torch.long) for name in per_token}
+        batch = {
+            name: torch.full((len(rows), width), self.pad_id if name == "input_ids" else 0, dtype=torch.long)
+            for name in per_token
+        }
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             cols = self.span(width, len(row["input_ids"]))
             for name in per_token:
                 batch[name][i, cols] = torch.from_numpy(row[name])
             mask[i, cols] = 1
-        labels = torch.from_numpy(np.stack([np.asarray(row["labels"]) for row in rows]))  # class ids (long) or multi-hot rows (float)
+        labels = torch.from_numpy(
+            np.stack([np.asarray(row["labels"]) for row in rows])
+        )  # class ids (long) or multi-hot rows (float)
         return {"input_ids": batch.pop("input_ids"), MASK: mask, **batch, "labels": labels}
 
     def span(self, width: int, length: int) -> slice:
@@ -253,7 +272,9 @@ class HiddenCollator(PadCollator):
         return batch
 
 
-def loader(data: TokenizedSplit, batch_size: int, padding: Padding, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+def loader(
+    data: TokenizedSplit, batch_size: int, padding: Padding, shuffle: bool, seed: int = 0
+) -> torch.utils.data.DataLoader:
     """Length-bucketed batches, each padded to its longest row as `padding` says.
 
     Left padding shifts a row's absolute positions by its padding (GPT-2), so evaluation then

@@ -120,7 +120,13 @@ class Checkpointer(Callback):
     `settings` (what the run resolved from its data) are saved with each checkpoint, for
     `pipeline` to compare on resume before any work is done (`checkpoint.last_state`)."""
 
-    def __init__(self, root: Path, resume: bool = False, log: Callable[[str], None] = print, settings: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        resume: bool = False,
+        log: Callable[[str], None] = print,
+        settings: dict[str, Any] | None = None,
+    ):
         self.root = root
         self.resume = resume
         self.log = log
@@ -140,7 +146,9 @@ class Checkpointer(Callback):
         state.best_epoch, state.best_score = saved["best_epoch"], saved["best_score"]
         state.step = saved.get("step", saved["epoch"] * state.steps_per_epoch)
         if state.is_main:
-            self.log(f"resumed from epoch {state.epoch} of {state.epochs} (optimizer step {state.step}, best epoch so far {state.best_epoch})")
+            self.log(
+                f"resumed from epoch {state.epoch} of {state.epochs} (optimizer step {state.step}, best epoch so far {state.best_epoch})"
+            )
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main:
@@ -149,7 +157,14 @@ class Checkpointer(Callback):
         if state.improved:
             checkpoint.save_best(self.root, t.model, state.epoch)
         history = [h.to_dict() for h in state.history]
-        saved = {"epoch": state.epoch, "history": history, "best_epoch": state.best_epoch, "best_score": state.best_score, "step": state.step, "settings": self.settings}
+        saved = {
+            "epoch": state.epoch,
+            "history": history,
+            "best_epoch": state.best_epoch,
+            "best_score": state.best_score,
+            "step": state.step,
+            "settings": self.settings,
+        }
         checkpoint.save_last(self.root, t.model, t.optimizer, t.scheduler, saved)
 
     def on_train_end(self, state: TrainState) -> None:
@@ -166,7 +181,12 @@ class EarlyStopping(Callback):
         self.patience = patience
 
     def _check(self, state: TrainState) -> None:
-        if self.patience and state.best_epoch and state.epoch < state.epochs and state.epoch - state.best_epoch >= self.patience:
+        if (
+            self.patience
+            and state.best_epoch
+            and state.epoch < state.epochs
+            and state.epoch - state.best_epoch >= self.patience
+        ):
             state.should_stop = True
 
     on_train_begin = _check
@@ -210,4 +230,3 @@ class MetricLogging(Callback):
             self._loss_line(state)  # the epoch's last steps, when fewer than `every`
         self._since = (0.0, 0)
         self._log(state, state.history[-1].to_dict())
-

@@ -33,10 +33,14 @@ def load_trainable(model: torch.nn.Module, path: Path) -> None:
     params = dict(model.named_parameters())
     unknown = sorted(set(state) - set(params))
     if unknown:
-        raise LiftError(f"{path} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model or method?")
+        raise LiftError(
+            f"{path} holds tensors this model lacks ({unknown[:3]}...): was it trained on another base model or method?"
+        )
     misfit = [name for name, tensor in state.items() if tensor.shape != params[name].shape]
     if misfit:
-        raise LiftError(f"{path} holds tensors of other shapes than this model's ({misfit[:3]}): the labels, model or method changed since it was saved")
+        raise LiftError(
+            f"{path} holds tensors of other shapes than this model's ({misfit[:3]}): the labels, model or method changed since it was saved"
+        )
     with torch.no_grad():
         for name, tensor in state.items():
             params[name].copy_(tensor)
@@ -91,7 +95,11 @@ def _recover(root: Path, name: str) -> int | None:
     a kill mid-swap leaves; the final name wins a tie) and delete the rest. Returns its epoch, or
     None when none is complete."""
     final = root / name
-    found = [(epoch, -i, path) for i, path in enumerate((final, root / f"{name}.old", root / f"{name}.tmp")) if (epoch := _epoch(path)) is not None]
+    found = [
+        (epoch, -i, path)
+        for i, path in enumerate((final, root / f"{name}.old", root / f"{name}.tmp"))
+        if (epoch := _epoch(path)) is not None
+    ]
     epoch, _, chosen = max(found, key=lambda f: f[:2]) if found else (None, 0, None)
     if chosen is not None and chosen != final:
         shutil.rmtree(final, ignore_errors=True)
@@ -128,7 +136,10 @@ def save_best(root: Path, model: torch.nn.Module, epoch: int) -> None:
 def save_last(root: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
     tmp = _fresh(root / "last.tmp")
     save_file(trainable_state(model), tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+        tmp / "optimizer.pt",
+    )
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     _write_manifest(tmp, state["epoch"])
     _replace_dir(tmp, root / "last")

@@ -91,8 +91,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     try:
         result = run(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: `lift run --resume {cfg.output_dir}` continues from the last finished epoch "
-              "(from the start if none finished)", file=sys.stderr)
+        print(
+            f"\ninterrupted: `lift run --resume {cfg.output_dir}` continues from the last finished epoch "
+            "(from the start if none finished)",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     print()
     print(render_text(comparison_table(result.record)))
@@ -128,7 +131,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
         try:
             print(f"report: {write_compare_report([out], out)}")
         except Exception as exc:  # the comparison's results are written; a figure must not turn them into a failure
-            print(f"warning: compare.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again", file=sys.stderr)
+            print(
+                f"warning: compare.html not written ({first_line(exc)[:200]}): `lift report {out}` draws it again",
+                file=sys.stderr,
+            )
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -144,9 +150,20 @@ def cmd_tune(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, overrides)
     space = search_space(cfg, read_space(args.config), fixed=overrides)
     study_dir = Path(args.study_dir or f"studies/{Path(cfg.data.dataset).name}-{cfg.method.name}")
-    result = tune(cfg, space, args.trials, study_dir, args.storage, args.timeout, final=not args.no_final,
-                  pruner=args.pruner, log=lambda m: print(m, file=sys.stderr))
-    print(f"best validation {metric_label(result.metric, result.task)} {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})")
+    result = tune(
+        cfg,
+        space,
+        args.trials,
+        study_dir,
+        args.storage,
+        args.timeout,
+        final=not args.no_final,
+        pruner=args.pruner,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(
+        f"best validation {metric_label(result.metric, result.task)} {result.best_value:.4f}: {result.best_config} (lift run {result.best_config})"
+    )
     if result.run is not None:
         print(f"best configuration, trained and tested: {result.run}")
     print(f"report: {result.page}")
@@ -178,16 +195,26 @@ def cmd_export(args: argparse.Namespace) -> None:
     from liftkit.export.exporter import export
 
     result = export(
-        args.run_dir, args.format, quantize=args.quantize, output=args.output, force=args.force,
-        max_samples=args.max_samples, trust_remote_code=args.trust_remote_code, log=lambda m: print(m, file=sys.stderr),
+        args.run_dir,
+        args.format,
+        quantize=args.quantize,
+        output=args.output,
+        force=args.force,
+        max_samples=args.max_samples,
+        trust_remote_code=args.trust_remote_code,
+        log=lambda m: print(m, file=sys.stderr),
     )
     parity, info = result.info["parity"], result.info
     sample = f" ({parity['sample']})" if parity["sample"] else ""
-    print(f"exported {info['format']}{' ' + info['quantize'] if info['quantize'] else ''} to {result.folder} "
-          f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)")
-    print(f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: accuracy {parity['export']['accuracy']:.4f} "
-          f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
-          f"same label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}")
+    print(
+        f"exported {info['format']}{' ' + info['quantize'] if info['quantize'] else ''} to {result.folder} "
+        f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)"
+    )
+    print(
+        f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: accuracy {parity['export']['accuracy']:.4f} "
+        f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
+        f"same label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}"
+    )
     for warning in result.warnings:
         print(f"WARNING: {warning}")
 
@@ -201,9 +228,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from liftkit.serve.app import ServeSettings, create_app
 
     settings = ServeSettings(
-        path=args.path, backend=args.backend, device=args.device, max_batch_size=args.max_batch_size,
-        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_concurrent_requests=args.max_concurrent_requests,
-        max_client_batch_size=args.max_client_batch_size, max_input_chars=args.max_input_chars, trust_remote_code=args.trust_remote_code,
+        path=args.path,
+        backend=args.backend,
+        device=args.device,
+        max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size,
+        max_input_chars=args.max_input_chars,
+        trust_remote_code=args.trust_remote_code,
     )
     settings.check()
     if args.workers < 1:
@@ -226,12 +260,19 @@ def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
             dest = "method_first" if key == "method.name" else None
             p.add_argument(flag, dest=dest, metavar=key.rsplit(".", 1)[-1].upper(), help=f"sets {key}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.weight_decay=0.1")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code to run (never taken from a file)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the model repository's own code to run (never taken from a file)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)")
+    p = sub.add_parser(
+        "serve",
+        help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)",
+    )
     p.add_argument("path", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8080)
@@ -242,9 +283,18 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a lone request waits for company")
     p.add_argument("--max-concurrent-requests", type=int, default=512, help="requests in flight before 429")
     p.add_argument("--max-client-batch-size", type=int, default=32, help="texts in one request before 413")
-    p.add_argument("--max-input-chars", type=int, default=10000, help="characters in one text before 413 (unless it asks to truncate)")
+    p.add_argument(
+        "--max-input-chars",
+        type=int,
+        default=10000,
+        help="characters in one text before 413 (unless it asks to truncate)",
+    )
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model and batcher")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the folder)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the base model's own code to run (never taken from the folder)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_serve)
 
@@ -252,13 +302,25 @@ def _add_serve(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lift", description="Lightweight fine-tuning for text classification.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_compare(sub)
+    _add_tune(sub)
+    _add_report(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_serve(sub)
+    return parser
 
+
+def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="fine-tune, evaluate base vs fine-tuned, save the run directory")
     _config_flags(p, skip=())
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete a finished run in --output-dir and run again")
     p.set_defaults(func=cmd_run)
 
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="run several methods on the same data and seeds, one table")
     _config_flags(p, skip=("--method", "--seed", "--output-dir"))
     p.add_argument("--methods", default="head,lora,ia3,prefix,prompt,adapter,full", help="comma-separated methods")
@@ -266,48 +328,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="comparison folder (default comparisons/<dataset>-<time>)")
     p.set_defaults(func=cmd_compare, method_first=None)
 
+
+def _add_tune(sub: Any) -> None:
     p = sub.add_parser("tune", help="search a method's hyperparameters (Optuna), then train and test the best once")
     _config_flags(p, skip=("--output-dir",))
     p.add_argument("--trials", type=int, help="finished trials the study should hold (required)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--study-dir", help="where the study, best.yaml and tune.html go (default studies/<dataset>-<method>)")
-    p.add_argument("--storage", help="an Optuna RDB URL shared by several workers (default: SQLite in the study folder)")
-    p.add_argument("--pruner", default="median", choices=["median", "hyperband"], help="how trials that trail the others are stopped")
+    p.add_argument(
+        "--study-dir", help="where the study, best.yaml and tune.html go (default studies/<dataset>-<method>)"
+    )
+    p.add_argument(
+        "--storage", help="an Optuna RDB URL shared by several workers (default: SQLite in the study folder)"
+    )
+    p.add_argument(
+        "--pruner",
+        default="median",
+        choices=["median", "hyperband"],
+        help="how trials that trail the others are stopped",
+    )
     p.add_argument("--no-final", action="store_true", help="skip training the best configuration once more on test")
     p.set_defaults(func=cmd_tune)
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="draw report.html for a run, or compare.html for a comparison or several runs")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a comparison folder, or several run folders of one dataset")
-    p.add_argument("--output", help="where compare.html goes for several run folders (default comparisons/<dataset>-<time>)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a run folder, a comparison folder, or several run folders of one dataset",
+    )
+    p.add_argument(
+        "--output", help="where compare.html goes for several run folders (default comparisons/<dataset>-<time>)"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_report)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="classify texts with a saved run or an export")
     p.add_argument("run_dir", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", help="a .txt (one text per line), .jsonl or .csv file")
-    p.add_argument("--output", help="write predictions here instead of printing: .csv (a column per label), else JSON lines")
+    p.add_argument(
+        "--output", help="write predictions here instead of printing: .csv (a column per label), else JSON lines"
+    )
     p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="auto: torch for runs and hf exports, onnxruntime for onnx exports")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: torch for runs and hf exports, onnxruntime for onnx exports",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the base model's own code to run (never taken from the run folder)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="write a run as a standalone transformers folder or ONNX, verified against the run")
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export", help="write a run as a standalone transformers folder or ONNX, verified against the run"
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--format", required=True, choices=["hf", "onnx"], help="hf: merged transformers folder; onnx: ONNX graph + tokenizer")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["hf", "onnx"],
+        help="hf: merged transformers folder; onnx: ONNX graph + tokenizer",
+    )
     p.add_argument("--quantize", choices=["int8"], help="onnxruntime dynamic int8 quantization (onnx only)")
     p.add_argument("--output", help="export folder (default: beside the run, RUN_DIR-<format>[-int8])")
     p.add_argument("--force", action="store_true", help="replace a non-empty --output")
-    p.add_argument("--max-samples", type=int, help="verify on a seeded sample of this many test rows (default: the whole test split)")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the base model's own code to run (never taken from the run folder)")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        help="verify on a seeded sample of this many test rows (default: the whole test split)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the base model's own code to run (never taken from the run folder)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_export)
-
-    _add_serve(sub)
-    return parser
 
 
 def _quiet_libraries() -> None:

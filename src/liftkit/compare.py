@@ -19,6 +19,7 @@ from liftkit.config import load_config
 from liftkit.record import RunRecord
 from liftkit.runner import run_child
 
+
 def compare(
     config: str | Path | None,
     overrides: dict[str, Any],

@@ -80,7 +80,9 @@ class TaskConfig:
     name: str = "auto"
     # multi-label: tuned (each label's threshold maximises its F1 on the validation split), a number
     # for every label, or {label: threshold} (others 0.5)
-    threshold: float | str | dict[str, float] = field(default="tuned", metadata={"expects": "tuned, a number in (0, 1) or a mapping {label: threshold}"})
+    threshold: float | str | dict[str, float] = field(
+        default="tuned", metadata={"expects": "tuned, a number in (0, 1) or a mapping {label: threshold}"}
+    )
     # tuned thresholds: a label with fewer validation positives than this keeps 0.5 (its F1 would swing on a row or two)
     min_positives: int = 5
 
@@ -90,7 +92,9 @@ class TaskConfig:
             out.append(f"task.name={self.name!r} is unknown: use auto, {', '.join(TASK_NAMES)}")
         values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
         if isinstance(self.threshold, str) and self.threshold != "tuned":
-            out.append(f"task.threshold={self.threshold!r}: use tuned, a number in (0, 1) or a mapping {{label: threshold}}")
+            out.append(
+                f"task.threshold={self.threshold!r}: use tuned, a number in (0, 1) or a mapping {{label: threshold}}"
+            )
         elif not all(isinstance(v, str) or 0 < v < 1 for v in values):
             out.append(f"task.threshold={self.threshold!r}: every threshold must lie strictly between 0 and 1")
         if self.min_positives < 1:
@@ -134,13 +138,17 @@ class TrainConfig:
     cache_frozen: bool = True
     cache_max_gb: float = 4.0  # host memory the cache may take; above it, recompute every step
     log_every: int = 10  # optimizer steps per history.jsonl line (mean training loss over them, lr)
-    report_to: str = "none"  # also send the figures to: none, tensorboard (RUN_DIR/tensorboard) or mlflow (liftkit.tracking)
+    report_to: str = (
+        "none"  # also send the figures to: none, tensorboard (RUN_DIR/tensorboard) or mlflow (liftkit.tracking)
+    )
     # the training loss (liftkit.losses); validation and test losses stay the plain cross-entropy
     loss: str = "cross_entropy"  # cross_entropy, or focal: down-weights rows the model already gets right
     focal_gamma: float = 2.0  # focal loss's focusing exponent (0: cross-entropy)
     label_smoothing: float = 0.0  # cross_entropy only: share of each target spread over all classes
     # none; balanced: each class weighted n_rows / (n_classes * its rows); or {label: weight}, others 1
-    class_weights: str | dict[str, float] = field(default="none", metadata={"expects": "none, balanced or a mapping {label: weight}"})
+    class_weights: str | dict[str, float] = field(
+        default="none", metadata={"expects": "none, balanced or a mapping {label: weight}"}
+    )
 
     def problems(self) -> list[str]:
         out = []
@@ -176,15 +184,24 @@ class TrainConfig:
         elif self.label_smoothing and self.loss == "focal":
             out.append("train.label_smoothing applies to the cross_entropy loss: set it to 0 with train.loss=focal")
         if isinstance(self.class_weights, str) and self.class_weights not in ("none", "balanced"):
-            out.append(f"train.class_weights={self.class_weights!r}: use none, balanced or a mapping {{label: weight}}")
+            out.append(
+                f"train.class_weights={self.class_weights!r}: use none, balanced or a mapping {{label: weight}}"
+            )
         if isinstance(self.class_weights, dict) and not all(w > 0 for w in self.class_weights.values()):
             out.append("train.class_weights: every weight must be positive")
         return out
 
 
 # settings that change where or how fast a run goes, not what it finds (lift tune, comparison pages)
-NOT_RESULTS = ("train.device", "train.eval_batch_size", "train.cache_frozen", "train.cache_max_gb", "train.report_to",
-               "train.log_every", "output_dir")
+NOT_RESULTS = (
+    "train.device",
+    "train.eval_batch_size",
+    "train.cache_frozen",
+    "train.cache_max_gb",
+    "train.report_to",
+    "train.log_every",
+    "output_dir",
+)
 
 
 @dataclass
@@ -206,7 +223,13 @@ class RunConfig:
 
     def problems(self) -> list[str]:
         """Every problem with the values, one message each (empty when all is well)."""
-        return self.data.problems() + self.task.problems() + self.model.problems() + self.method.all_problems() + self.train.problems()
+        return (
+            self.data.problems()
+            + self.task.problems()
+            + self.model.problems()
+            + self.method.all_problems()
+            + self.train.problems()
+        )
 
     def validate(self) -> RunConfig:
         """Collect every problem, then raise once, so a user fixes them all in one go."""
@@ -229,7 +252,9 @@ class RunConfig:
         problems: list[str] = []
         unknown = sorted(map(str, set(raw) - {f.name for f in dataclasses.fields(cls)}))
         if unknown:
-            problems.append(f"unknown config section(s) {unknown}: allowed are data, task, model, method, train, output_dir, evaluate_base")
+            problems.append(
+                f"unknown config section(s) {unknown}: allowed are data, task, model, method, train, output_dir, evaluate_base"
+            )
         method_raw = raw.pop("method", None) or {}
         method_raw = dict(method_raw) if isinstance(method_raw, dict) else method_raw
         method_name = method_raw.pop("name", "lora") if isinstance(method_raw, dict) else "lora"
@@ -268,11 +293,15 @@ def _build(kind: type, raw: Any, section: str, problems: list[str]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = sorted(map(str, set(raw) - set(fields)))
     if unknown:
-        problems.append(f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(fields))}")
+        problems.append(
+            f"unknown key(s) {unknown} in config section {section!r}: allowed are {', '.join(sorted(fields))}"
+        )
     return kind(**_parse_fields(fields, raw, section, problems))
 
 
-def _parse_fields(fields: dict[str, dataclasses.Field], raw: dict[str, Any], section: str, problems: list[str]) -> dict[str, Any]:
+def _parse_fields(
+    fields: dict[str, dataclasses.Field], raw: dict[str, Any], section: str, problems: list[str]
+) -> dict[str, Any]:
     """The values of `raw` that name one of `fields`, each parsed to its field's type; the others
     add a problem and are left out (their field keeps its default)."""
     values = {}
@@ -288,8 +317,14 @@ def _parse_fields(fields: dict[str, dataclasses.Field], raw: dict[str, Any], sec
 
 
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
-_WHAT = {"int": "a whole number", "float": "a number", "bool": "true or false (or yes/no, 1/0)", "str": "a text",
-         "list[str]": "a list of names (or one comma-separated text)", "None": "null"}
+_WHAT = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false (or yes/no, 1/0)",
+    "str": "a text",
+    "list[str]": "a list of names (or one comma-separated text)",
+    "None": "null",
+}
 
 
 def parse_value(value: Any, annotation: str, key: str, expects: str | None = None) -> tuple[Any, str | None]:
@@ -299,7 +334,11 @@ def parse_value(value: Any, annotation: str, key: str, expects: str | None = Non
     spelling of a number works."""
     kinds = [k.strip() for k in annotation.split("|")]
     if value is None:
-        return (None, None) if "None" in kinds else (None, f"{key} must not be null: give {_WHAT.get(kinds[0], kinds[0])}")
+        return (
+            (None, None)
+            if "None" in kinds
+            else (None, f"{key} must not be null: give {_WHAT.get(kinds[0], kinds[0])}")
+        )
     for kind in kinds:
         ok, parsed = _parse_as(kind, value)
         if ok:
@@ -332,7 +371,11 @@ def _parse_as(kind: str, value: Any) -> tuple[bool, Any]:
     if kind == "str":
         if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes as a boolean: `mixed_precision: no`
             return True, "yes" if value else "no"
-        return (True, value if isinstance(value, str) else str(value)) if isinstance(value, str) or number else (False, None)
+        return (
+            (True, value if isinstance(value, str) else str(value))
+            if isinstance(value, str) or number
+            else (False, None)
+        )
     if kind == "dict[str, float]":
         if not isinstance(value, dict) or not value:
             return False, None
@@ -371,7 +414,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise LiftError(f"config file {str(path)!r} is not valid YAML ({first_line(exc)}): fix the syntax") from None
+            raise LiftError(
+                f"config file {str(path)!r} is not valid YAML ({first_line(exc)}): fix the syntax"
+            ) from None
         if not isinstance(raw, dict):
             raise LiftError(f"config file {str(path)!r} must hold a mapping of sections (data, model, method, train)")
     raw.pop("tune", None)  # a recipe's search space: lift tune reads it (liftkit.tune), a run does not
@@ -390,7 +435,10 @@ def _no_trust_from_files(raw: dict[str, Any], path: Path) -> None:
     """Running a model repository's own code is the caller's decision, never a file's: a recipe or
     a run folder someone sent you must not switch it on."""
     model = raw.get("model")
-    if isinstance(model, dict) and parse_value(model.get("trust_remote_code"), "bool | None", "model.trust_remote_code")[0]:
+    if (
+        isinstance(model, dict)
+        and parse_value(model.get("trust_remote_code"), "bool | None", "model.trust_remote_code")[0]
+    ):
         raise LiftError(
             f"config file {str(path)!r} sets model.trust_remote_code, which would run the model repository's own code: "
             "pass --trust-remote-code yourself if you trust it, or set it to false"

@@ -71,7 +71,9 @@ class Splits:
         splits = {"train": self.train, "validation": self.validation, "test": self.test}
         rows = {name: len(split) for name, split in splits.items()}
         counts = {name: _label_counts(split.labels, len(self.label_names)).tolist() for name, split in splits.items()}
-        return DataSummary(self.source, self.label_names, rows, self.notes, self.warnings, counts, self.task, self.task_reason)
+        return DataSummary(
+            self.source, self.label_names, rows, self.notes, self.warnings, counts, self.task, self.task_reason
+        )
 
 
 def _ids(label: Label) -> list[int]:
@@ -97,7 +99,10 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
     tables = {name: _columns(table, name, cfg, source, warnings) for name, table in tables.items()}
     task, task_reason = _task(tables, task, cfg, source)
     label_names, index = _label_space(tables, label_names)
-    splits = {name: _encode_labels(texts, raw, places, label_names, index, name, source) for name, (texts, raw, places) in tables.items()}
+    splits = {
+        name: _encode_labels(texts, raw, places, label_names, index, name, source)
+        for name, (texts, raw, places) in tables.items()
+    }
     notes: list[str] = []
     if "train" not in splits:
         raise LiftError(f"dataset {source} has no train split (found {sorted(splits)}): add a train file")
@@ -107,13 +112,19 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
     if "validation" not in splits:
         splits["train"], splits["validation"] = _carve(splits["train"], cfg.validation_fraction, seed)
         notes.append(f"validation split carved from train ({cfg.validation_fraction:.0%}, stratified, seed {seed})")
-    for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples), ("test", cfg.max_eval_samples)):
+    for name, limit in (
+        ("train", cfg.max_train_samples),
+        ("validation", cfg.max_eval_samples),
+        ("test", cfg.max_eval_samples),
+    ):
         if limit is not None and len(splits[name]) > limit:
             pick = np.sort(np.random.default_rng(seed).permutation(len(splits[name]))[:limit])
             notes.append(f"{name} subsampled to {limit} of {len(splits[name])} rows (seed {seed})")
             splits[name] = splits[name].subset(pick)
     warnings += _check_classes(splits, label_names, source, task == "multi_label")
-    return Splits(splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings, task, task_reason)
+    return Splits(
+        splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings, task, task_reason
+    )
 
 
 def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
@@ -125,7 +136,11 @@ def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
             return _read_folder(folder)
         hub_id, hub_config = REGISTRY[dataset]
         where = f"$LIFT_DATA_DIR/{dataset} does not exist" if data_dir else "LIFT_DATA_DIR is not set"
-        return _read_hub(hub_id, hub_config, f"{dataset!r} is not available locally ({where}: point LIFT_DATA_DIR at a folder holding {dataset}/, e.g. LIFT_DATA_DIR=../shared/data)")
+        return _read_hub(
+            hub_id,
+            hub_config,
+            f"{dataset!r} is not available locally ({where}: point LIFT_DATA_DIR at a folder holding {dataset}/, e.g. LIFT_DATA_DIR=../shared/data)",
+        )
     path = Path(dataset).expanduser()
     if path.is_dir():
         return _read_folder(path)
@@ -165,7 +180,9 @@ def _read_file(path: Path) -> Any:
         elif name.endswith((".json", ".json.gz")):
             table = pd.read_json(path, dtype=False, convert_dates=False, encoding="utf-8-sig")
         elif name.endswith((".csv", ".csv.gz", ".tsv")):
-            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False, encoding="utf-8-sig")
+            table = pd.read_csv(
+                path, sep="\t" if name.endswith(".tsv") else ",", keep_default_na=False, encoding="utf-8-sig"
+            )
             table.attrs["first_line"] = 2  # after the header
         elif name.endswith(".parquet"):
             table = pd.read_parquet(path)
@@ -188,7 +205,7 @@ def _labels_file(folder: Path) -> list[str] | None:
     except json.JSONDecodeError:
         names = None
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise LiftError(f"{str(path)!r} must be a JSON list of label names, e.g. [\"neg\", \"pos\"]")
+        raise LiftError(f'{str(path)!r} must be a JSON list of label names, e.g. ["neg", "pos"]')
     return names
 
 
@@ -213,7 +230,9 @@ def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, 
     return tables, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
 
 
-def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]) -> tuple[list[str], list[Any], list[str]]:
+def _columns(
+    table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]
+) -> tuple[list[str], list[Any], list[str]]:
     """Texts, raw labels and each row's place ("line 19" of a JSONL/CSV file, else "row 18",
     counting from 1) for messages; rows a check drops are gone from all three."""
     columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
@@ -236,7 +255,9 @@ def _columns(table: Any, split: str, cfg: DataConfig, source: str, warnings: lis
     for what, values in (("text", texts), ("label", labels)):
         empty = [i for i, value in enumerate(values) if _is_empty(value)]
         if empty and not cfg.drop_empty:
-            raise LiftError(f"{len(empty)} row(s) of {where} have no {what} (first: {places[empty[0]]}): fill or drop them, or set data.drop_empty=true")
+            raise LiftError(
+                f"{len(empty)} row(s) of {where} have no {what} (first: {places[empty[0]]}): fill or drop them, or set data.drop_empty=true"
+            )
         if empty:
             warnings.append(f"dropped {len(empty)} row(s) with empty {what} from {where} (first: {places[empty[0]]})")
             keep = sorted(set(range(len(texts))) - set(empty))
@@ -257,38 +278,60 @@ def _as_list(value: Any, separator: str | None) -> Any:
     return value
 
 
-def _task(tables: dict[str, tuple[list[str], list[Any], list[str]]], setting: str, cfg: DataConfig, source: str) -> tuple[str, str]:
+def _task(
+    tables: dict[str, tuple[list[str], list[Any], list[str]]], setting: str, cfg: DataConfig, source: str
+) -> tuple[str, str]:
     """The task the labels call for, and why: lists of labels are multi-label, single values are
     single-label. A file mixing the two, or labels that contradict a task set by name, stop here."""
-    rows = [(split, place, value) for split, (_, labels, places) in tables.items() for place, value in zip(places, labels)]
+    rows = [
+        (split, place, value) for split, (_, labels, places) in tables.items() for place, value in zip(places, labels)
+    ]
     lists = [row for row in rows if isinstance(row[2], list)]
     singles = [row for row in rows if not isinstance(row[2], list)]
     if setting == "single_label" and lists:
         split, place, value = lists[0]
-        raise LiftError(f"{place} of the {split} split of {source} holds a list of labels ({value!r}) but task.name is single_label: "
-                        "use --task multi_label (or auto), or give each row one label")
+        raise LiftError(
+            f"{place} of the {split} split of {source} holds a list of labels ({value!r}) but task.name is single_label: "
+            "use --task multi_label (or auto), or give each row one label"
+        )
     if setting in ("multi_label", "auto") and lists and singles or setting == "multi_label" and singles:
         split, place, value = singles[0]
         also = f", while {lists[0][1]} of the {lists[0][0]} split holds a list" if lists else ""
-        fix = f"write it as a list ([{value!r}])" + ("" if cfg.label_separator else ", or for CSV name the separator between labels with --set data.label_separator='|'")
-        raise LiftError(f"{place} of the {split} split of {source} holds one label ({value!r}), not a list{also}: "
-                        f"multi-label rows need a list of labels; {fix}" + ("" if lists else ", or use --task single_label"))
+        fix = f"write it as a list ([{value!r}])" + (
+            ""
+            if cfg.label_separator
+            else ", or for CSV name the separator between labels with --set data.label_separator='|'"
+        )
+        raise LiftError(
+            f"{place} of the {split} split of {source} holds one label ({value!r}), not a list{also}: "
+            f"multi-label rows need a list of labels; {fix}" + ("" if lists else ", or use --task single_label")
+        )
     if setting != "auto":
         return setting, f"task.name is {setting}"
     if not lists:
         return "single_label", "auto: every label is a single value"
     train = [len(value) for split, _, value in lists if split == "train"] or [len(value) for _, _, value in lists]
     share = sum(n >= 2 for n in train) / len(train)
-    how = f"data.label_separator {cfg.label_separator!r} splits the label cells" if cfg.label_separator else "the label column holds lists"
+    how = (
+        f"data.label_separator {cfg.label_separator!r} splits the label cells"
+        if cfg.label_separator
+        else "the label column holds lists"
+    )
     return "multi_label", f"auto: {how} ({share:.0%} of training rows carry two or more labels)"
 
 
 def _is_empty(value: Any) -> bool:
     """No text or no label: null, NaN (pandas' null), or only white space."""
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
-def _label_space(tables: dict[str, tuple[list[str], list[Any], list[str]]], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
+def _label_space(
+    tables: dict[str, tuple[list[str], list[Any], list[str]]], names: list[str] | None
+) -> tuple[list[str], dict[Any, int]]:
     """Label names, and each raw label value's class id.
 
     With a label list (labels.json, the hub's names), a label is a name from it or its position in
@@ -296,7 +339,12 @@ def _label_space(tables: dict[str, tuple[list[str], list[Any], list[str]]], name
     integers (1 and 2, say) becomes classes "1", "2" in order, so no empty class is invented.
     Text labels sort.
     """
-    values = [v for _, labels, _ in tables.values() for label in labels for v in (label if isinstance(label, list) else [label])]
+    values = [
+        v
+        for _, labels, _ in tables.values()
+        for label in labels
+        for v in (label if isinstance(label, list) else [label])
+    ]
     if names:
         index: dict[Any, int] = {name: i for i, name in enumerate(names)}
         index.update({i: i for i in range(len(names))})
@@ -318,18 +366,26 @@ def _check_classes(splits: dict[str, Split], names: list[str], source: str, mult
     trained = set(np.flatnonzero(per_split["train"]).tolist())
     if len(trained) < (1 if multi else 2):
         only = ", ".join(repr(names[i]) for i in sorted(trained)) or "none"
-        need = "a multi-label classifier needs at least one label in use" if multi else "a classifier needs at least two"
-        raise LiftError(f"the train split of {source} has {len(trained)} class ({only}): {need}; check the label column and the data")
+        need = (
+            "a multi-label classifier needs at least one label in use" if multi else "a classifier needs at least two"
+        )
+        raise LiftError(
+            f"the train split of {source} has {len(trained)} class ({only}): {need}; check the label column and the data"
+        )
     warnings = []
     for name in ("validation", "test"):
         present = set(np.flatnonzero(per_split[name]).tolist())
         unseen = {names[i]: int(per_split[name][i]) for i in sorted(present - trained)}
         if unseen:
             counts = ", ".join(f"{label!r}: {n}" for label, n in unseen.items())
-            warnings.append(f"{sum(unseen.values())} {name} row(s) have labels never seen in training ({counts}): the model cannot predict them")
+            warnings.append(
+                f"{sum(unseen.values())} {name} row(s) have labels never seen in training ({counts}): the model cannot predict them"
+            )
         missing = [names[i] for i in sorted(trained - present)]
         if missing:
-            warnings.append(f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(map(repr, missing[:10]))}): too small to measure them, add rows")
+            warnings.append(
+                f"the {name} split has no rows of {len(missing)} class(es) ({', '.join(map(repr, missing[:10]))}): too small to measure them, add rows"
+            )
     return warnings
 
 
@@ -343,7 +399,15 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _encode_labels(texts: list[str], raw: list[Any], places: list[str], names: list[str], index: dict[Any, int], split: str, source: str) -> Split:
+def _encode_labels(
+    texts: list[str],
+    raw: list[Any],
+    places: list[str],
+    names: list[str],
+    index: dict[Any, int],
+    split: str,
+    source: str,
+) -> Split:
     labels: list[Label] = []
     for place, value in zip(places, raw):
         ids = []

@@ -43,7 +43,9 @@ class Calibration:
     ece: float
 
 
-def calibration(probabilities: np.ndarray, labels: np.ndarray, task: Task = SINGLE_LABEL, bins: int = 15) -> Calibration:
+def calibration(
+    probabilities: np.ndarray, labels: np.ndarray, task: Task = SINGLE_LABEL, bins: int = 15
+) -> Calibration:
     """Equal-width confidence bins over the task's decisions (each row's top class; each
     (row, label) decision for multi-label), the usual ECE (Guo et al., 2017) with 15 bins."""
     confidence, correct = task.reliability(probabilities, labels)
@@ -72,8 +74,13 @@ def predict_logits(model: torch.nn.Module, loader: Any, device: torch.device) ->
     return torch.cat(chunks).numpy()[inverse], torch.cat(labels).numpy()[inverse]
 
 
-def evaluate(model: torch.nn.Module, loader: Any, device: torch.device, label_names: list[str] | None = None,
-             thresholds: Thresholds = None) -> Evaluation:
+def evaluate(
+    model: torch.nn.Module,
+    loader: Any,
+    device: torch.device,
+    label_names: list[str] | None = None,
+    thresholds: Thresholds = None,
+) -> Evaluation:
     """Metrics (as the model's task computes them, at `thresholds` where it has them) plus
     runtime, samples/s, steps/s and peak memory of this evaluation pass."""
     task = task_of(model)

@@ -154,7 +154,9 @@ class Runner(nn.Module):
             inject.hidden = None
 
 
-def frozen_depth(model: nn.Module, layers: nn.ModuleList, batch: dict[str, torch.Tensor]) -> tuple[int, list[nn.Module], str]:
+def frozen_depth(
+    model: nn.Module, layers: nn.ModuleList, batch: dict[str, torch.Tensor]
+) -> tuple[int, list[nn.Module], str]:
     """Probe one forward: layers that finish before any trainable tensor is used, the modules run
     by then, and (when no layer is frozen) why, in words.
 
@@ -196,14 +198,24 @@ def frozen_depth(model: nn.Module, layers: nn.ModuleList, batch: dict[str, torch
         depth += 1
     if depth == 0:
         first = next(name for name, t in use.items() if t == start)
-        return 0, [], f"a trainable tensor ({first}) is used before or in the first layer: set method.train_layers to adapt only the top layers"
+        return (
+            0,
+            [],
+            f"a trainable tensor ({first}) is used before or in the first layer: set method.train_layers to adapt only the top layers",
+        )
     boundary = last_finish[layers[depth - 1]]
     return depth, [m for m, t in last_finish.items() if t <= boundary], ""
 
 
 def plan(
-    model: nn.Module, data: list[TokenizedSplit], padding: Padding, cache: bool, max_gb: float,
-    batch_size: int, device: torch.device, log: Callable[[str], None],
+    model: nn.Module,
+    data: list[TokenizedSplit],
+    padding: Padding,
+    cache: bool,
+    max_gb: float,
+    batch_size: int,
+    device: torch.device,
+    log: Callable[[str], None],
 ) -> tuple[FrozenBottom | None, list[TokenizedSplit]]:
     """Find the frozen bottom of `model` and cache its output for each split in `data` when it fits.
 
@@ -228,12 +240,16 @@ def plan(
     elif padding.left:
         log(f"frozen-bottom cache: off (left padding shifts positions with the batch); {where}, recomputed every step")
     elif need_gb > max_gb:
-        log(f"frozen-bottom cache: off (would need {need_gb:.1f} GB > train.cache_max_gb={max_gb:g}); {where}, recomputed every step")
+        log(
+            f"frozen-bottom cache: off (would need {need_gb:.1f} GB > train.cache_max_gb={max_gb:g}); {where}, recomputed every step"
+        )
     else:
         key = _cache_key(model, depth, data, padding)
         if _kept["on"] and _kept["key"] == key:
             data = _kept["splits"]
-            log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states reused from the previous run)")
+            log(
+                f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states reused from the previous run)"
+            )
         else:
             _kept["key"] = _kept["splits"] = None  # the previous run's states go before these are made
             began = time.perf_counter()
@@ -243,7 +259,9 @@ def plan(
                 data = [bottom.cache(split, batch_size, padding, device) for split in data]
             if _kept["on"]:
                 _kept["key"], _kept["splits"] = key, data
-            log(f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states computed once, in {time.perf_counter() - began:.1f} s)")
+            log(
+                f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states computed once, in {time.perf_counter() - began:.1f} s)"
+            )
         bottom.cached = True
     return bottom, data
 
@@ -268,4 +286,11 @@ def _cache_key(model: nn.Module, depth: int, data: list[TokenizedSplit], padding
     """What the bottom's output depends on: the pretrained weights (by the checkpoint's name), the
     depth, the tokens and their padding; and the labels, which the cached splits carry along."""
     digests = tuple(split.digest for split in data)
-    return (model.config._name_or_path, getattr(model.config, "_commit_hash", None), depth, padding.pad_id, padding.left, digests)
+    return (
+        model.config._name_or_path,
+        getattr(model.config, "_commit_hash", None),
+        depth,
+        padding.pad_id,
+        padding.left,
+        digests,
+    )

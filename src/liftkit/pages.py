@@ -63,11 +63,16 @@ def _section(heading: str, *parts: str) -> str:
 
 def _table(rows: list[list[str]], text_columns: tuple[int, ...] = ()) -> str:
     """Numbers right-aligned; the columns in `text_columns` (texts, label names) left-aligned."""
+
     def cells(row: list[str], tag: str) -> str:
-        return "".join(f'<{tag}{" class=text" if i in text_columns else ""}>{html.escape(c)}</{tag}>' for i, c in enumerate(row))
+        return "".join(
+            f"<{tag}{' class=text' if i in text_columns else ''}>{html.escape(c)}</{tag}>" for i, c in enumerate(row)
+        )
 
     head, *body = rows
-    return "\n".join(["<table>", f"<tr>{cells(head, 'th')}</tr>", *(f"<tr>{cells(row, 'td')}</tr>" for row in body), "</table>"])
+    return "\n".join(
+        ["<table>", f"<tr>{cells(head, 'th')}</tr>", *(f"<tr>{cells(row, 'td')}</tr>" for row in body), "</table>"]
+    )
 
 
 def _facts(items: list[tuple[str, str]]) -> str:
@@ -119,10 +124,23 @@ def write_run_report(folder: str | Path) -> Path:
     image = _Images(folder)
     run, title = record.run, f"{record.run.dataset} · {record.run.model} · {record.run.method}"
     sections = [
-        _section("Test split: base vs fine-tuned" if record.base else "Test split", _table(comparison_table(record)), *map(_note, summary_lines(record))),
-        _section("Learning curves", image("learning_curves", plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"), "learning curves")),
+        _section(
+            "Test split: base vs fine-tuned" if record.base else "Test split",
+            _table(comparison_table(record)),
+            *map(_note, summary_lines(record)),
+        ),
+        _section(
+            "Learning curves",
+            image(
+                "learning_curves",
+                plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"),
+                "learning curves",
+            ),
+        ),
         *[SECTIONS[name](record, predictions, image) for name in task_named(record.data.task).report],
-        _section("Run facts", _facts(_run_facts(record, manifest.method_options, dict(_config(folder).get("train") or {})))),
+        _section(
+            "Run facts", _facts(_run_facts(record, manifest.method_options, dict(_config(folder).get("train") or {})))
+        ),
     ]
     page = folder / run_dir.REPORT_HTML
     run_dir.write_text(page, _page(title, f"{folder.name} · run on {run.date} on {run.device}", sections))
@@ -130,20 +148,34 @@ def write_run_report(folder: str | Path) -> Path:
 
 
 def _confusion(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
-    return _section("Confusion matrices (test)", image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned"))
+    return _section(
+        "Confusion matrices (test)",
+        image("confusion_matrices", plots.confusion_matrices(record), "confusion matrices, base and fine-tuned"),
+    )
 
 
 def _per_class(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
-    return _section("Per-class scores (test)", image("per_class", plots.per_class(record), "per-class precision, recall and F1"), _per_class_table(record))
+    return _section(
+        "Per-class scores (test)",
+        image("per_class", plots.per_class(record), "per-class precision, recall and F1"),
+        _per_class_table(record),
+    )
 
 
 def _per_label(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
-    return _section("Per-label scores (test), largest labels first",
-                    _note("Each label decided on its own at its threshold (the table's last column), chosen on the validation split."),
-                    image("per_class", plots.per_class(record, by_support=True), "per-label precision, recall and F1"), _per_class_table(record))
+    return _section(
+        "Per-label scores (test), largest labels first",
+        _note(
+            "Each label decided on its own at its threshold (the table's last column), chosen on the validation split."
+        ),
+        image("per_class", plots.per_class(record, by_support=True), "per-label precision, recall and F1"),
+        _per_class_table(record),
+    )
 
 
-def _needs_predictions(title: str, draw: Callable[[dict[str, Any], RunRecord], Any], name: str, alt: str, note: str) -> Callable[..., str]:
+def _needs_predictions(
+    title: str, draw: Callable[[dict[str, Any], RunRecord], Any], name: str, alt: str, note: str
+) -> Callable[..., str]:
     def section(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
         if predictions is None:
             return _section(title, _note("This run predates stored test predictions: rerun it to draw this."))
@@ -155,7 +187,10 @@ def _needs_predictions(title: str, draw: Callable[[dict[str, Any], RunRecord], A
 def _label_distribution(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
     if not record.data.label_counts:
         return _section("Label distribution", _note("This run predates stored label counts: rerun it to draw them."))
-    return _section("Label distribution", image("label_distribution", plots.label_distribution(record), "label distribution, train and test"))
+    return _section(
+        "Label distribution",
+        image("label_distribution", plots.label_distribution(record), "label distribution, train and test"),
+    )
 
 
 # report.html's task-dependent sections by name: each task lists the ones it shows (Task.report)
@@ -164,11 +199,19 @@ SECTIONS: dict[str, Callable[[RunRecord, dict[str, Any] | None, _Images], str]] 
     "per_class": _per_class,
     "per_label": _per_label,
     "precision_recall": _needs_predictions(
-        "Precision-recall per label (test)", plots.precision_recall, "precision_recall", "precision-recall curve of every label",
-        "How much precision each label trades for recall as its threshold moves; the red dot is where its threshold sits. AP: average precision."),
+        "Precision-recall per label (test)",
+        plots.precision_recall,
+        "precision_recall",
+        "precision-recall curve of every label",
+        "How much precision each label trades for recall as its threshold moves; the red dot is where its threshold sits. AP: average precision.",
+    ),
     "co_occurrence": _needs_predictions(
-        "Label co-occurrence (test)", plots.co_occurrence, "co_occurrence", "label co-occurrence, true and predicted",
-        "Row i, column j: of the test rows carrying label i, the share that also carry label j; left as annotated, right as predicted."),
+        "Label co-occurrence (test)",
+        plots.co_occurrence,
+        "co_occurrence",
+        "label co-occurrence, true and predicted",
+        "Row i, column j: of the test rows carrying label i, the share that also carry label j; left as annotated, right as predicted.",
+    ),
     "calibration": lambda record, predictions, image: _calibration(record, predictions, image),
     "mistakes": lambda record, predictions, image: _mistakes(record),
     "label_distribution": _label_distribution,
@@ -184,55 +227,127 @@ def _config(folder: Path) -> dict[str, Any]:
 
 def _per_class_table(record: RunRecord) -> str:
     thresholds = any(c.threshold is not None for c in record.finetuned.per_class.values())
-    rows = [["class", "support", "base precision", "base recall", "base F1", "precision", "recall", "F1", *(["threshold"] if thresholds else [])]]
+    rows = [
+        [
+            "class",
+            "support",
+            "base precision",
+            "base recall",
+            "base F1",
+            "precision",
+            "recall",
+            "F1",
+            *(["threshold"] if thresholds else []),
+        ]
+    ]
     for name, tuned in record.finetuned.per_class.items():
         base = record.base.per_class.get(name) if record.base else None
         before = [f"{getattr(base, k):.3f}" for k in ("precision", "recall", "f1")] if base else ["-"] * 3
         cut = [f"{tuned.threshold:.2f}"] if thresholds else []
-        rows.append([name, f"{tuned.support:,}", *before, f"{tuned.precision:.3f}", f"{tuned.recall:.3f}", f"{tuned.f1:.3f}", *cut])
+        rows.append(
+            [
+                name,
+                f"{tuned.support:,}",
+                *before,
+                f"{tuned.precision:.3f}",
+                f"{tuned.recall:.3f}",
+                f"{tuned.f1:.3f}",
+                *cut,
+            ]
+        )
     return f"<details><summary>the numbers</summary>{_table(rows)}</details>"
 
 
 def _calibration(record: RunRecord, predictions: dict[str, Any] | None, image: _Images) -> str:
     if predictions is None:
-        return _section("Calibration (test)", _note("This run predates stored test predictions: rerun it to draw its reliability diagram."))
-    eces = [f"{label}: ECE {split.ece:.4f}" for label, split in (("base", record.base), ("fine-tuned", record.finetuned)) if split is not None and split.ece is not None]
-    explain = ("Each decision counts: a row's top class, or for multi-label every (row, label) decision, sure by p or 1 - p. "
-               "Expected calibration error (ECE): the gap between how sure the model says it is and how often it is right, "
-               "averaged over 15 confidence bins and weighted by their rows; 0 is perfectly calibrated. " + "; ".join(eces) + ".")
-    return _section("Calibration (test)", image("calibration", plots.reliability(predictions, record), "reliability diagrams"), _note(explain))
+        return _section(
+            "Calibration (test)",
+            _note("This run predates stored test predictions: rerun it to draw its reliability diagram."),
+        )
+    eces = [
+        f"{label}: ECE {split.ece:.4f}"
+        for label, split in (("base", record.base), ("fine-tuned", record.finetuned))
+        if split is not None and split.ece is not None
+    ]
+    explain = (
+        "Each decision counts: a row's top class, or for multi-label every (row, label) decision, sure by p or 1 - p. "
+        "Expected calibration error (ECE): the gap between how sure the model says it is and how often it is right, "
+        "averaged over 15 confidence bins and weighted by their rows; 0 is perfectly calibrated. "
+        + "; ".join(eces)
+        + "."
+    )
+    return _section(
+        "Calibration (test)",
+        image("calibration", plots.reliability(predictions, record), "reliability diagrams"),
+        _note(explain),
+    )
 
 
 def _mistakes(record: RunRecord) -> str:
     if not record.mistakes:
-        what = "The fine-tuned model made no mistake on test." if record.finetuned.scores.accuracy == 1 else "This run predates stored mistakes: rerun it to list them."
+        what = (
+            "The fine-tuned model made no mistake on test."
+            if record.finetuned.scores.accuracy == 1
+            else "This run predates stored mistakes: rerun it to list them."
+        )
         return _section("Most confident mistakes (test)", _note(what))
     rows = [["#", "text", "true", "predicted", "probability"]]
-    rows += [[str(n), m.text, m.label, m.predicted, f"{m.probability:.3f}"] for n, m in enumerate(record.mistakes, start=1)]
-    return _section(f"The {len(record.mistakes)} most confident mistakes (test)",
-                    _note("Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."),
-                    _table(rows, text_columns=(1, 2, 3)))
+    rows += [
+        [str(n), m.text, m.label, m.predicted, f"{m.probability:.3f}"] for n, m in enumerate(record.mistakes, start=1)
+    ]
+    return _section(
+        f"The {len(record.mistakes)} most confident mistakes (test)",
+        _note(
+            "Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."
+        ),
+        _table(rows, text_columns=(1, 2, 3)),
+    )
 
 
 def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, Any]) -> list[tuple[str, str]]:
     run, data, params, train = record.run, record.data, record.parameters, record.train
-    loss = train_cfg.get("loss", "cross_entropy") + (f" (gamma {train_cfg.get('focal_gamma')})" if train_cfg.get("loss") == "focal" else "")
+    loss = train_cfg.get("loss", "cross_entropy") + (
+        f" (gamma {train_cfg.get('focal_gamma')})" if train_cfg.get("loss") == "focal" else ""
+    )
     loss += f", class weights {train_cfg.get('class_weights', 'none')}"
     loss += f", label smoothing {train_cfg['label_smoothing']}" if train_cfg.get("label_smoothing") else ""
     rows = ", ".join(f"{split} {count:,}" for split, count in data.rows.items())
     return [
-        ("model", run.model), ("method", run.method),
+        ("model", run.model),
+        ("method", run.method),
         ("method options", ", ".join(f"{k}={'default' if v is None else v}" for k, v in options.items()) or "-"),
-        ("learning rate", f"{run.learning_rate:g}"), ("seed", str(run.seed)), ("training loss", loss),
-        ("trainable parameters", f"{params.trainable_params:,} of {params.total_params:,} ({params.trainable_percent:.2f}%)"),
-        ("epochs", f"{train.epochs_run} run, weights of epoch {train.best_epoch} kept" + (" (stopped early)" if train.stopped_early else "")),
-        ("training time", f"{train.runtime_s:.1f} s ({train.samples_per_s:.1f} samples/s, {train.steps_per_s:.2f} steps/s, {train.optimizer_steps:,} optimizer steps)"),
+        ("learning rate", f"{run.learning_rate:g}"),
+        ("seed", str(run.seed)),
+        ("training loss", loss),
+        (
+            "trainable parameters",
+            f"{params.trainable_params:,} of {params.total_params:,} ({params.trainable_percent:.2f}%)",
+        ),
+        (
+            "epochs",
+            f"{train.epochs_run} run, weights of epoch {train.best_epoch} kept"
+            + (" (stopped early)" if train.stopped_early else ""),
+        ),
+        (
+            "training time",
+            f"{train.runtime_s:.1f} s ({train.samples_per_s:.1f} samples/s, {train.steps_per_s:.2f} steps/s, {train.optimizer_steps:,} optimizer steps)",
+        ),
         ("peak memory", f"{train.peak_memory_mb:.0f} MB"),
-        ("test evaluation", f"{record.finetuned.timing.runtime_s:.1f} s, {record.finetuned.timing.samples_per_s:.1f} samples/s" if record.finetuned.timing else "-"),
+        (
+            "test evaluation",
+            f"{record.finetuned.timing.runtime_s:.1f} s, {record.finetuned.timing.samples_per_s:.1f} samples/s"
+            if record.finetuned.timing
+            else "-",
+        ),
         ("data", f"{data.source}: {rows} rows, {len(data.labels)} labels"),
-        *[("data note", note) for note in data.notes], *[("data warning", warning) for warning in data.warnings],
-        ("device", run.device), ("date", run.date),
-        ("versions", f"liftkit {run.liftkit}, torch {run.torch}, transformers {run.transformers or '?'}, peft {run.peft or '?'}"),
+        *[("data note", note) for note in data.notes],
+        *[("data warning", warning) for warning in data.warnings],
+        ("device", run.device),
+        ("date", run.date),
+        (
+            "versions",
+            f"liftkit {run.liftkit}, torch {run.torch}, transformers {run.transformers or '?'}, peft {run.peft or '?'}",
+        ),
     ]
 
 
@@ -253,18 +368,24 @@ def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
         result = run_dir.read_json(paths[0] / run_dir.COMPARISON)
         seeds = list(result.get("seeds") or [])
         failures = dict(result.get("failures") or {})
-        runs = {m: [run_dir.member_dir(paths[0], m, s) for s in seeds] for m in result.get("runs", {}) if m not in failures}
+        runs = {
+            m: [run_dir.member_dir(paths[0], m, s) for s in seeds] for m in result.get("runs", {}) if m not in failures
+        }
         runs = {m: [d for d in dirs if (d / run_dir.METRICS).is_file()] for m, dirs in runs.items()}
         return {m: d for m, d in runs.items() if d}, failures, len(seeds)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     records = {path: run_dir.read_record(path).run for path in unique}
     settings = {path: _settings(path) for path in unique}
-    varying = sorted(k for k in set().union(*map(set, settings.values())) if len({str(c.get(k)) for c in settings.values()}) > 1)
+    varying = sorted(
+        k for k in set().union(*map(set, settings.values())) if len({str(c.get(k)) for c in settings.values()}) > 1
+    )
     runs: dict[str, list[Path]] = {}
     for path, info in records.items():
         what = ", ".join(f"{k.rsplit('.', 1)[-1]}={settings[path].get(k)}" for k in varying if k != "method.name")
         label = f"{info.method} ({what})" if what else info.method
-        if any(records[other].seed == info.seed for other in runs.get(label, [])):  # the same run twice is not two seeds
+        if any(
+            records[other].seed == info.seed for other in runs.get(label, [])
+        ):  # the same run twice is not two seeds
             label = f"{label} [{path.name}]"
         runs.setdefault(label, []).append(path)
     return runs, {}, max(len(dirs) for dirs in runs.values())
@@ -273,7 +394,11 @@ def compare_sources(paths: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
 def _settings(folder: Path) -> dict[str, Any]:
     """A run's config as dotted keys, without those that do not change what it finds (seed apart:
     seeds are what a comparison averages over)."""
-    return {k: v for k, v in flatten(_config(folder)).items() if k not in NOT_RESULTS and k not in ("train.seed", "data.dataset")}
+    return {
+        k: v
+        for k, v in flatten(_config(folder)).items()
+        if k not in NOT_RESULTS and k not in ("train.seed", "data.dataset")
+    }
 
 
 def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
@@ -285,24 +410,46 @@ def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
     if len(datasets) > 1:
         raise LiftError(f"these runs are on different datasets ({', '.join(datasets)}): compare runs of one dataset")
     if not records:
-        raise LiftError(f"no finished run to compare in {', '.join(map(str, paths))}: pass a comparison folder or run folders")
+        raise LiftError(
+            f"no finished run to compare in {', '.join(map(str, paths))}: pass a comparison folder or run folders"
+        )
     output = Path(output)
     image = _Images(output)
     points = {
         method: {
-            "share": _mean_std([r.parameters.trainable_percent for r in rs]), "time": _mean_std([r.train.runtime_s for r in rs]),
-            "accuracy": _mean_std([r.finetuned.scores.accuracy for r in rs]), "macro_f1": _mean_std([r.finetuned.scores.macro_f1 for r in rs]),
+            "share": _mean_std([r.parameters.trainable_percent for r in rs]),
+            "time": _mean_std([r.train.runtime_s for r in rs]),
+            "accuracy": _mean_std([r.finetuned.scores.accuracy for r in rs]),
+            "macro_f1": _mean_std([r.finetuned.scores.macro_f1 for r in rs]),
         }
         for method, rs in records.items()
     }
     curves = {method: read_history(dirs[0]) for method, dirs in runs.items()}
     first = next(iter(records.values()))[0]
     sections = [
-        _section("Results (test split)", _table(_transposed(results_table([*records, *failures], records, failures))),
-                 _note("Train/val loss of the kept epoch; mean ± std over seeds where there are several.")),
-        _section("Accuracy against cost", image("tradeoffs", plots.tradeoffs(points, seeds), "accuracy and macro-F1 against trainable share and training time")),
-        _section("Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")),
-        _section("Runs", _facts([(m, ", ".join(str(d) for d in dirs)) for m, dirs in runs.items()] + [(m, f"failed: {e}") for m, e in failures.items()])),
+        _section(
+            "Results (test split)",
+            _table(_transposed(results_table([*records, *failures], records, failures))),
+            _note("Train/val loss of the kept epoch; mean ± std over seeds where there are several."),
+        ),
+        _section(
+            "Accuracy against cost",
+            image(
+                "tradeoffs",
+                plots.tradeoffs(points, seeds),
+                "accuracy and macro-F1 against trainable share and training time",
+            ),
+        ),
+        _section(
+            "Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")
+        ),
+        _section(
+            "Runs",
+            _facts(
+                [(m, ", ".join(str(d) for d in dirs)) for m, dirs in runs.items()]
+                + [(m, f"failed: {e}") for m, e in failures.items()]
+            ),
+        ),
     ]
     page = output / run_dir.COMPARE_HTML
     subtitle = f"{first.run.model} · {len(records)} method(s) · {seeds} seed(s) · {first.run.device}"
@@ -316,7 +463,11 @@ def write_report(paths: list[Path], output: str | None = None) -> Path:
     comparisons/<dataset>-<time>). Returns the page."""
     for path in paths:
         if not (path / run_dir.METRICS).is_file() and not (path / run_dir.COMPARISON).is_file():
-            what = "does not exist" if not path.exists() else f"holds neither a finished run ({run_dir.METRICS}) nor a comparison ({run_dir.COMPARISON})"
+            what = (
+                "does not exist"
+                if not path.exists()
+                else f"holds neither a finished run ({run_dir.METRICS}) nor a comparison ({run_dir.COMPARISON})"
+            )
             raise LiftError(f"{str(path)!r} {what}: pass a folder `lift run` or `lift compare` wrote")
     if len(paths) == 1 and (paths[0] / run_dir.METRICS).is_file():
         return write_run_report(paths[0])
@@ -334,29 +485,65 @@ def write_tune_report(study: Any, study_dir: Path, final_run: Path | None) -> Pa
 
     image = _Images(study_dir)
     trials = study.get_trials(deepcopy=False)
-    names = sorted({name for t in trials for name in t.params})
-    objective = study.user_attrs.get("objective", "validation macro-F1")  # studies older than the attribute maximised it
-    rows = [["trial", "state", objective.replace("validation", "val"), "duration (s)", *[n.split(".", 1)[-1].replace("_", " ") for n in names]]]
-    for t in trials:
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        rows.append([str(t.number), t.state.name.lower(), "-" if t.value is None else f"{t.value:.4f}",
-                     "-" if duration is None else f"{duration:.0f}", *[_tune_value(t.params.get(n)) for n in names]])
-    sections = [_section("Trials", _note(f"{objective.capitalize()} of each trial's best epoch; the test split is used once, by the best configuration's run."),
-                         _table(rows).replace("<table>", '<table class="wrap-head">', 1))]
+    objective = study.user_attrs.get(
+        "objective", "validation macro-F1"
+    )  # studies older than the attribute maximised it
+    note = f"{objective.capitalize()} of each trial's best epoch; the test split is used once, by the best configuration's run."
+    sections = [
+        _section(
+            "Trials",
+            _note(note),
+            _table(_trial_rows(trials, objective)).replace("<table>", '<table class="wrap-head">', 1),
+        )
+    ]
+    drawn = optuna.visualization.matplotlib
     for name, title, draw in (
-        ("optimization_history", "Optimisation history", optuna.visualization.matplotlib.plot_optimization_history),
-        ("intermediate_values", f"{objective.capitalize()} per epoch (pruned trials stop early)", optuna.visualization.matplotlib.plot_intermediate_values),
-        ("param_importances", "Parameter importances (fANOVA)", optuna.visualization.matplotlib.plot_param_importances),
+        ("optimization_history", "Optimisation history", drawn.plot_optimization_history),
+        (
+            "intermediate_values",
+            f"{objective.capitalize()} per epoch (pruned trials stop early)",
+            drawn.plot_intermediate_values,
+        ),
+        ("param_importances", "Parameter importances (fANOVA)", drawn.plot_param_importances),
     ):
         sections.append(_section(title, _optuna_figure(image, name, draw, study)))
     if final_run is not None and (final_run / run_dir.METRICS).is_file():
-        record = run_dir.read_record(final_run)
-        sections.append(_section("The best configuration, trained once more and tested", _table(comparison_table(record)),
-                                 _note(f"Run folder: {final_run} (report.html inside).")))
+        table = _table(comparison_table(run_dir.read_record(final_run)))
+        note = _note(f"Run folder: {final_run} (report.html inside).")
+        sections.append(_section("The best configuration, trained once more and tested", table, note))
     page = study_dir / "tune.html"
     best = study.best_trial
-    run_dir.write_text(page, _page(f"Study {study.study_name}", f"{len(trials)} trials; best: trial {best.number}, {objective} {best.value:.4f}", sections))
+    summary = f"{len(trials)} trials; best: trial {best.number}, {objective} {best.value:.4f}"
+    run_dir.write_text(page, _page(f"Study {study.study_name}", summary, sections))
     return page
+
+
+def _trial_rows(trials: list[Any], objective: str) -> list[list[str]]:
+    """One row per trial: its number, state, score, duration and the values it tried."""
+    names = sorted({name for t in trials for name in t.params})
+    rows = [
+        [
+            "trial",
+            "state",
+            objective.replace("validation", "val"),
+            "duration (s)",
+            *[n.split(".", 1)[-1].replace("_", " ") for n in names],
+        ]
+    ]
+    for t in trials:
+        ran = t.datetime_complete and t.datetime_start
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if ran else None
+        score = "-" if t.value is None else f"{t.value:.4f}"
+        rows.append(
+            [
+                str(t.number),
+                t.state.name.lower(),
+                score,
+                "-" if duration is None else f"{duration:.0f}",
+                *[_tune_value(t.params.get(n)) for n in names],
+            ]
+        )
+    return rows
 
 
 def _tune_value(value: Any) -> str:

@@ -89,7 +89,11 @@ def _check_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if overwrite:
         return
     if run_dir.finished(out):
-        what = "nothing is left to resume" if resume else "pick another --output-dir (rerunning its config.yaml? add --output-dir NEW), or --overwrite it to replace it"
+        what = (
+            "nothing is left to resume"
+            if resume
+            else "pick another --output-dir (rerunning its config.yaml? add --output-dir NEW), or --overwrite it to replace it"
+        )
         raise LiftError(f"{str(out)!r} already holds a finished run: {what}")
     if run_dir.started(out) and not resume:
         raise LiftError(f"{str(out)!r} holds an interrupted run: --resume it, or --overwrite it to start again")
@@ -101,7 +105,9 @@ def is_main_process() -> bool:
     return os.environ.get("WORLD_SIZE", "1") == "1" or os.environ.get("RANK", "0") == "0"
 
 
-def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False) -> RunResult:
+def run(
+    cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False
+) -> RunResult:
     """Fine-tune as `cfg` says, evaluate before and after, save the run directory.
 
     The main process holds the folder's lock throughout (one run per folder) and is the only one
@@ -129,7 +135,9 @@ def run(cfg: RunConfig, resume: bool = False, log: Callable[[str], None] = print
             record = _run(cfg, out, resume, log)
         except (Exception, KeyboardInterrupt) as exc:
             if main and named_here and not run_dir.checkpoint_dir(out).exists():
-                shutil.rmtree(out, ignore_errors=True)  # nothing trained, the error is on the terminal: no empty folder
+                shutil.rmtree(
+                    out, ignore_errors=True
+                )  # nothing trained, the error is on the terminal: no empty folder
             elif main:
                 run_dir.write_error(out, exc)
             raise
@@ -146,17 +154,30 @@ def train_only(cfg: RunConfig, callbacks: Sequence[Callback] = (), log: Callable
     p = _prepare(cfg, log)
     model = p.method.apply(p.model, cfg.method, p.arch)
     callbacks = [EarlyStopping(cfg.train.early_stopping_patience), *callbacks]
-    return fit(model, p.tokens["train"], p.tokens["validation"], cfg.train, p.accelerator,
-               lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log)
+    return fit(
+        model,
+        p.tokens["train"],
+        p.tokens["validation"],
+        cfg.train,
+        p.accelerator,
+        lr=cfg.learning_rate,
+        padding=p.padding,
+        callbacks=callbacks,
+        log=log,
+    )
 
 
 def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     splits = load_splits(cfg.data, cfg.train.seed, cfg.task.name)
-    log(f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {len(splits.label_names)} labels")
+    log(
+        f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {len(splits.label_names)} labels"
+    )
     task = TASKS[splits.task]
     log(f"task: {task.name} ({splits.task_reason})")
     if cfg.train.best_metric not in ("auto", *task.scores):
-        raise LiftError(f"train.best_metric={cfg.train.best_metric!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}")
+        raise LiftError(
+            f"train.best_metric={cfg.train.best_metric!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
+        )
     for warning in splits.warnings:
         log(f"warning: {warning}")
     tokenizer = load_tokenizer(cfg.model)
@@ -167,14 +188,19 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
     max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log)
     inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
-    tokens = {name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs) for name in ("train", "validation", "test")}
+    tokens = {
+        name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs)
+        for name in ("train", "validation", "test")
+    }
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
         method.apply(copy.deepcopy(model), cfg.method, arch)
     # the tokenizer's own side, except that a decoder seeing embeddings must pad left: its last
     # position must be a real token (see methods.prompt)
-    padding = Padding.of(tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings))
+    padding = Padding.of(
+        tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings)
+    )
     return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length, task, inputs)
 
 
@@ -182,52 +208,57 @@ def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, 
     """data.max_length as a number of tokens: as set, or (auto) from the training texts; at most `limit`."""
     if setting != "auto":
         if setting > limit:
-            log(f"warning: data.max_length={setting} is more than this model takes with this method ({limit} tokens): texts are cut at {limit}")
+            log(
+                f"warning: data.max_length={setting} is more than this model takes with this method ({limit} tokens): texts are cut at {limit}"
+            )
         return min(int(setting), limit)  # int: a numpy integer built in Python would not go into JSON
     chosen = auto_max_length(splits.train, tokenizer, limit)
-    log(f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit} with this method)")
+    log(
+        f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit} with this method)"
+    )
     return chosen
 
 
 def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) -> RunRecord:
     p = _prepare(cfg, log)
     # what the run resolved from its data, kept with each checkpoint and compared on resume
-    settings = {"data.max_length": p.max_length, "training rows": len(p.tokens["train"]), "training data digest": p.tokens["train"].digest[:12]}
+    train = p.tokens["train"]
+    settings = {
+        "data.max_length": p.max_length,
+        "training rows": len(train),
+        "training data digest": train.digest[:12],
+    }
     if resume:
         _check_unchanged(out, settings)
         if p.accelerator.is_main_process:
             run_dir.write_text(out / run_dir.CONFIG, cfg.to_yaml())
     device, labels = p.accelerator.device, p.splits.label_names
     test_loader = loader(p.tokens["test"], cfg.train.eval_batch_size, p.padding, shuffle=False)
-    base = None
-    if cfg.evaluate_base:
-        log("evaluating the base model (untrained head) on test ...")
-        p.model.to(device)
-        # iterating a DataLoader draws from the global RNG: fork it, so that evaluating the base
-        # or not leaves the adapter's initialisation and the dropout masks unchanged
-        with p.accelerator.autocast(), fork_rng(device):
-            base = evaluate(p.model, test_loader, device, labels)
+    base = _evaluate_base(cfg, p, test_loader, log)
     model = p.method.apply(p.model, cfg.method, p.arch)
     params = parameter_counts(model)
-    log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)")
+    share = f"{params.trainable_params:,} of {params.total_params:,} parameters ({params.trainable_percent:.2f}%)"
+    log(f"method {cfg.method.name} (lr {cfg.learning_rate:g}): training {share}")
     main = p.accelerator.is_main_process
     # the values used, not null for "the method's default" or auto for "from the data"
-    hyper = {**tracking.flatten(cfg.to_dict()), "train.learning_rate": cfg.learning_rate, "data.max_length": p.max_length}
+    hyper = {
+        **tracking.flatten(cfg.to_dict()),
+        "train.learning_rate": cfg.learning_rate,
+        "data.max_length": p.max_length,
+    }
     trackers = tracking.trackers(cfg.train.report_to, out, hyper) if main else []
     with contextlib.ExitStack() as opened:
-        history = JsonlLogger(run_dir.history_path(out))
-        opened.callback(history.close)
-        for tracker in trackers:  # a tracker that fails to close must not hide the run's own outcome
-            opened.callback(_beside, f"closing the {cfg.train.report_to} run", tracker.close, log)
-        loggers = [history, *trackers]
-        callbacks = [
-            Checkpointer(run_dir.checkpoint_dir(out), resume, log, settings),
-            EarlyStopping(cfg.train.early_stopping_patience),
-            MetricLogging(loggers, cfg.train.log_every), ProgressBar(),
-        ]
+        callbacks = _listeners(cfg, out, resume, settings, trackers, opened, log)
         trained = fit(
-            model, p.tokens["train"], p.tokens["validation"], cfg.train, p.accelerator,
-            lr=cfg.learning_rate, padding=p.padding, callbacks=callbacks, log=log,
+            model,
+            train,
+            p.tokens["validation"],
+            cfg.train,
+            p.accelerator,
+            lr=cfg.learning_rate,
+            padding=p.padding,
+            callbacks=callbacks,
+            log=log,
         )
         model = p.accelerator.unwrap_model(model)
         thresholds = _thresholds(cfg, p, model, log)
@@ -235,21 +266,80 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
         with p.accelerator.autocast():
             tuned = evaluate(model, test_loader, device, labels, thresholds)
         record = RunRecord(
-            run=_run_info(cfg, device), data=p.splits.summary(), parameters=params,
-            majority=p.task.reference(p.tokens["train"].labels, p.tokens["test"].labels, labels),
-            base=base.metrics if base else None, finetuned=tuned.metrics, train=trained,
+            run=_run_info(cfg, device),
+            data=p.splits.summary(),
+            parameters=params,
+            majority=p.task.reference(train.labels, p.tokens["test"].labels, labels),
+            base=base.metrics if base else None,
+            finetuned=tuned.metrics,
+            train=trained,
             mistakes=p.task.mistakes(tuned.probabilities, tuned.labels, p.splits.test.texts, labels, thresholds, 20),
         )
         if main:
-            run_dir.write_predictions(out, tuned.labels, tuned.probabilities, base.probabilities if base else None)
-            _save(out, cfg, p, model, record, thresholds)
-            _beside(f"report.html (`lift report {out}` draws it again)", partial(pages.write_run_report, out), log)
-            for tracker in trackers:
-                _beside(f"sending the finished run to {cfg.train.report_to}", partial(tracker.finish, record, out), log)
+            _finish(out, cfg, p, model, record, thresholds, (tuned, base), trackers, log)
     return record
 
 
-def _thresholds(cfg: RunConfig, p: _Prepared, model: torch.nn.Module, log: Callable[[str], None]) -> list[float] | None:
+def _finish(
+    out: Path,
+    cfg: RunConfig,
+    p: _Prepared,
+    model: torch.nn.Module,
+    record: RunRecord,
+    thresholds: list[float] | None,
+    evaluations: tuple[Any, Any],
+    trackers: list[Any],
+    log: Callable[[str], None],
+) -> None:
+    """What the main process writes once the run is measured: test predictions, the saved run
+    (its manifest last), then what stands beside it (report.html, the trackers)."""
+    tuned, base = evaluations
+    run_dir.write_predictions(out, tuned.labels, tuned.probabilities, base.probabilities if base else None)
+    _save(out, cfg, p, model, record, thresholds)
+    _beside(f"report.html (`lift report {out}` draws it again)", partial(pages.write_run_report, out), log)
+    for tracker in trackers:
+        _beside(f"sending the finished run to {cfg.train.report_to}", partial(tracker.finish, record, out), log)
+
+
+def _evaluate_base(cfg: RunConfig, p: _Prepared, test_loader: Any, log: Callable[[str], None]) -> Any:
+    """The base model with its untrained head on test (None when the config skips it)."""
+    if not cfg.evaluate_base:
+        return None
+    log("evaluating the base model (untrained head) on test ...")
+    device = p.accelerator.device
+    p.model.to(device)
+    # iterating a DataLoader draws from the global RNG: fork it, so that evaluating the base
+    # or not leaves the adapter's initialisation and the dropout masks unchanged
+    with p.accelerator.autocast(), fork_rng(device):
+        return evaluate(p.model, test_loader, device, p.splits.label_names)
+
+
+def _listeners(
+    cfg: RunConfig,
+    out: Path,
+    resume: bool,
+    settings: dict[str, Any],
+    trackers: list[Any],
+    opened: contextlib.ExitStack,
+    log: Callable[[str], None],
+) -> list[Callback]:
+    """What listens to this run's training: checkpoints, early stopping, history.jsonl and the
+    trackers (closed by `opened` however the run ends), the progress bar."""
+    history = JsonlLogger(run_dir.history_path(out))
+    opened.callback(history.close)
+    for tracker in trackers:  # a tracker that fails to close must not hide the run's own outcome
+        opened.callback(_beside, f"closing the {cfg.train.report_to} run", tracker.close, log)
+    return [
+        Checkpointer(run_dir.checkpoint_dir(out), resume, log, settings),
+        EarlyStopping(cfg.train.early_stopping_patience),
+        MetricLogging([history, *trackers], cfg.train.log_every),
+        ProgressBar(),
+    ]
+
+
+def _thresholds(
+    cfg: RunConfig, p: _Prepared, model: torch.nn.Module, log: Callable[[str], None]
+) -> list[float] | None:
     """The task's decision thresholds (multi-label), tuned on the validation split when
     task.threshold is `tuned`: the kept epoch's validation probabilities, never the test split's."""
 
@@ -270,8 +360,12 @@ def _thresholds(cfg: RunConfig, p: _Prepared, model: torch.nn.Module, log: Calla
 def _check_unchanged(out: Path, settings: dict[str, Any]) -> None:
     """Refuse to resume on other training data than the interrupted run's (changed files, or a
     data.* override given with --resume): its remaining epochs would train on other inputs."""
-    saved = (checkpoint.last_state(run_dir.checkpoint_dir(out)) or {}).get("settings", {})  # older checkpoints kept none
-    changed = [f"{key} {saved[key]} then, {value} now" for key, value in settings.items() if saved.get(key, value) != value]
+    saved = (checkpoint.last_state(run_dir.checkpoint_dir(out)) or {}).get(
+        "settings", {}
+    )  # older checkpoints kept none
+    changed = [
+        f"{key} {saved[key]} then, {value} now" for key, value in settings.items() if saved.get(key, value) != value
+    ]
     if changed:
         raise LiftError(
             f"the training data changed since the interrupted run ({'; '.join(changed)}): resume with the data and "
@@ -279,12 +373,23 @@ def _check_unchanged(out: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord, thresholds: list[float] | None) -> None:
+def _save(
+    out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, record: RunRecord, thresholds: list[float] | None
+) -> None:
     manifest = run_dir.Manifest(
-        liftkit=__version__, method=cfg.method.name, base_model=portable_name(cfg.model.name), model_type=p.arch.model_type,
-        labels=p.splits.label_names, max_length=p.max_length, padding_side=p.padding.side,
-        trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision,
-        method_options=dataclasses.asdict(cfg.method), pad_id=p.padding.pad_id, task=p.task.name, thresholds=thresholds,
+        liftkit=__version__,
+        method=cfg.method.name,
+        base_model=portable_name(cfg.model.name),
+        model_type=p.arch.model_type,
+        labels=p.splits.label_names,
+        max_length=p.max_length,
+        padding_side=p.padding.side,
+        trust_remote_code=cfg.model.trust_remote_code,
+        revision=cfg.model.revision,
+        method_options=dataclasses.asdict(cfg.method),
+        pad_id=p.padding.pad_id,
+        task=p.task.name,
+        thresholds=thresholds,
         inputs=list(p.inputs),
     )
     # plain transformers users should load the side that was trained; save_pretrained writes only
@@ -293,7 +398,9 @@ def _save(out: Path, cfg: RunConfig, p: _Prepared, model: torch.nn.Module, recor
     run_dir.write_record(out, record)
     run_dir.write_text(out / run_dir.REPORT, report.render_markdown(record))
     card = partial(model_card, record)
-    run_dir.save_model(out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest, card)  # its manifest last: finished
+    run_dir.save_model(
+        out, lambda folder: p.method.save(model, folder), p.tokenizer, manifest, card
+    )  # its manifest last: finished
 
 
 def _beside(what: str, action: Callable[[], None], log: Callable[[str], None]) -> None:
@@ -308,9 +415,17 @@ def _beside(what: str, action: Callable[[], None], log: Callable[[str], None]) -
 
 def _run_info(cfg: RunConfig, device: torch.device) -> RunInfo:
     return RunInfo(
-        dataset=cfg.data.dataset, model=cfg.model.name, method=cfg.method.name, seed=cfg.train.seed,
-        learning_rate=cfg.learning_rate, date=time.strftime("%Y-%m-%d %H:%M:%S"), device=_device_name(device),
-        torch=torch.__version__, liftkit=__version__, transformers=transformers.__version__, peft=peft.__version__,
+        dataset=cfg.data.dataset,
+        model=cfg.model.name,
+        method=cfg.method.name,
+        seed=cfg.train.seed,
+        learning_rate=cfg.learning_rate,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+        device=_device_name(device),
+        torch=torch.__version__,
+        liftkit=__version__,
+        transformers=transformers.__version__,
+        peft=peft.__version__,
     )
 
 

@@ -66,12 +66,15 @@ def display_name(label: str) -> str:
     characters (an emoji without an emoji font), the characters' Unicode names."""
     if all(_has_glyph(c) for c in label if unicodedata.category(c) not in ("Mn", "Cf")):
         return label
-    return " ".join(unicodedata.name(c, f"U+{ord(c):04X}").lower() for c in label if unicodedata.category(c) not in ("Mn", "Cf"))
+    return " ".join(
+        unicodedata.name(c, f"U+{ord(c):04X}").lower() for c in label if unicodedata.category(c) not in ("Mn", "Cf")
+    )
 
 
 def _drawing(draw: Callable[..., Figure]) -> Callable[..., Figure]:
     """Build a figure with our fonts (emoji ones included) and with mathtext off, without touching
     matplotlib's global settings: a `$` in a label, a model or a dataset name is text, not TeX."""
+
     @functools.wraps(draw)
     def wrapped(*args: Any, **kwargs: Any) -> Figure:
         with _settings():
@@ -121,7 +124,9 @@ def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], b
         loss_ax.plot(x, smooth(y), color=TRAIN_COLOR, lw=2, label="training loss, smoothed")
     if epochs:
         ends = [e["step"] for e in epochs]
-        loss_ax.plot(ends, [e["val_loss"] for e in epochs], "o-", color=TEST_COLOR, lw=2, label="validation loss (per epoch)")
+        loss_ax.plot(
+            ends, [e["val_loss"] for e in epochs], "o-", color=TEST_COLOR, lw=2, label="validation loss (per epoch)"
+        )
         numbers = [e["epoch"] for e in epochs]
         score_ax.plot(numbers, [e["val_accuracy"] for e in epochs], "o-", color=SERIES[0], lw=2, label="accuracy")
         score_ax.plot(numbers, [e["val_macro_f1"] for e in epochs], "s-", color=SERIES[2], lw=2, label="macro-F1")
@@ -130,7 +135,11 @@ def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], b
             loss_ax.axvline(kept["step"], color="#57606a", ls="--", lw=1, label=f"kept weights (epoch {best_epoch})")
             score_ax.axvline(best_epoch, color="#57606a", ls="--", lw=1, label=f"kept weights (epoch {best_epoch})")
         score_ax.set_xticks(numbers)
-    loss_ax.set(xlabel="optimizer step", ylabel="cross-entropy loss", title="Loss: training (per step) and validation (per epoch)")
+    loss_ax.set(
+        xlabel="optimizer step",
+        ylabel="cross-entropy loss",
+        title="Loss: training (per step) and validation (per epoch)",
+    )
     score_ax.set(xlabel="epoch", ylabel="score", title="Validation accuracy and macro-F1 per epoch")
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
@@ -165,8 +174,15 @@ def confusion_matrices(record: RunRecord) -> Figure:
             for i in range(n):
                 for j in range(n):
                     if not math.isnan(share[i, j]):
-                        ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                                color="white" if share[i, j] > 0.55 else "#24292f")
+                        ax.text(
+                            j,
+                            i,
+                            f"{share[i, j]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=8,
+                            color="white" if share[i, j] > 0.55 else "#24292f",
+                        )
     if image is not None:
         figure.colorbar(image, ax=list(axes), shrink=0.7, label="share of the true class's test rows")
     figure.suptitle("Confusion matrices on the test split, row-normalised", fontsize=12)
@@ -187,16 +203,34 @@ def per_class(record: RunRecord, by_support: bool = False) -> Figure:
     height = 0.4
     for ax, metric in zip(axes, ("precision", "recall", "f1")):
         if record.base is not None and record.base.per_class:
-            ax.barh(y - height / 2, [getattr(record.base.per_class[n], metric) for n in names], height, color=BASE_COLOR, label="base (untrained head)")
-        ax.barh(y + height / 2, [getattr(record.finetuned.per_class[n], metric) for n in names], height, color=TUNED_COLOR, label=f"fine-tuned ({record.run.method})")
-        ax.set(xlim=(0, 1), xlabel=metric if metric != "f1" else "F1", title=f"{'F1' if metric == 'f1' else metric.capitalize()} per class")
+            ax.barh(
+                y - height / 2,
+                [getattr(record.base.per_class[n], metric) for n in names],
+                height,
+                color=BASE_COLOR,
+                label="base (untrained head)",
+            )
+        ax.barh(
+            y + height / 2,
+            [getattr(record.finetuned.per_class[n], metric) for n in names],
+            height,
+            color=TUNED_COLOR,
+            label=f"fine-tuned ({record.run.method})",
+        )
+        ax.set(
+            xlim=(0, 1),
+            xlabel=metric if metric != "f1" else "F1",
+            title=f"{'F1' if metric == 'f1' else metric.capitalize()} per class",
+        )
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, rows, fontsize=10 if max(map(len, names)) <= 3 else 9)
     axes[0].set_ylabel("class (test support)")
     axes[0].invert_yaxis()
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
-    figure.suptitle("Per-class scores on the test split" + (": base vs fine-tuned" if record.base else ""), fontsize=12)
+    figure.suptitle(
+        "Per-class scores on the test split" + (": base vs fine-tuned" if record.base else ""), fontsize=12
+    )
     return figure
 
 
@@ -204,8 +238,14 @@ def per_class(record: RunRecord, by_support: bool = False) -> Figure:
 def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
     """Reliability diagrams on test, base beside fine-tuned: in each confidence bin, how often the
     model was right against how sure it said it was; below, how many rows fell in each bin."""
-    panels = [(name, label, split) for name, label, split in (("base", "base model (untrained head)", record.base), ("finetuned", f"fine-tuned ({record.run.method})", record.finetuned))
-              if name in predictions and split is not None]
+    panels = [
+        (name, label, split)
+        for name, label, split in (
+            ("base", "base model (untrained head)", record.base),
+            ("finetuned", f"fine-tuned ({record.run.method})", record.finetuned),
+        )
+        if name in predictions and split is not None
+    ]
     figure = _figure(5.2 * len(panels) + 0.4, 5.4)
     grid = figure.add_gridspec(2, len(panels), height_ratios=[3, 1])
     for column, (name, label, split) in enumerate(panels):
@@ -214,15 +254,32 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
         top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
         left, width = result.edges[:-1], np.diff(result.edges)
         filled = result.counts > 0
-        top.bar(left[filled], result.accuracy[filled], width[filled], align="edge", color=TUNED_COLOR if name == "finetuned" else BASE_COLOR,
-                edgecolor="white", label="accuracy in the bin")
-        top.plot(result.confidence[filled], result.confidence[filled], "_", color="#cf222e", ms=14, mew=2, label="mean confidence in the bin")
+        top.bar(
+            left[filled],
+            result.accuracy[filled],
+            width[filled],
+            align="edge",
+            color=TUNED_COLOR if name == "finetuned" else BASE_COLOR,
+            edgecolor="white",
+            label="accuracy in the bin",
+        )
+        top.plot(
+            result.confidence[filled],
+            result.confidence[filled],
+            "_",
+            color="#cf222e",
+            ms=14,
+            mew=2,
+            label="mean confidence in the bin",
+        )
         top.plot([0, 1], [0, 1], "--", color="#57606a", lw=1, label="perfectly calibrated")
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{label}\nECE {ece:.3f}")
         top.tick_params(labelbottom=False)  # the strip below carries the confidence axis
         top.legend(fontsize=8, loc="upper left")
         top.grid(alpha=0.3)
-        bottom.bar(left, result.counts / max(result.counts.sum(), 1), width, align="edge", color="#57606a", edgecolor="white")
+        bottom.bar(
+            left, result.counts / max(result.counts.sum(), 1), width, align="edge", color="#57606a", edgecolor="white"
+        )
         bottom.set(xlim=(0, 1), xlabel="confidence (top predicted probability)", ylabel="share of rows")
         bottom.grid(alpha=0.3)
     figure.suptitle("Calibration on the test split (reliability diagram, 15 bins)", fontsize=12)
@@ -255,13 +312,21 @@ def precision_recall(predictions: dict[str, np.ndarray], record: RunRecord) -> F
         precision, recall, _ = precision_recall_curve(y[:, j], probs[:, j])
         ax.plot(recall, precision, color=TUNED_COLOR, lw=1.2)
         ax.plot(scores.recall, scores.precision, "o", color="#cf222e", ms=5)
-        ax.text(0.03, 0.05, f"AP {average_precision_score(y[:, j], probs[:, j]):.2f}\nt={scores.threshold:.2f}", fontsize=7.5,
-                transform=ax.transAxes, color="#24292f")
-    for ax in axes[len(names):]:
+        ax.text(
+            0.03,
+            0.05,
+            f"AP {average_precision_score(y[:, j], probs[:, j]):.2f}\nt={scores.threshold:.2f}",
+            fontsize=7.5,
+            transform=ax.transAxes,
+            color="#24292f",
+        )
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure.supxlabel("recall")
     figure.supylabel("precision")
-    figure.suptitle("Precision-recall per label on the test split (red dot: the label's decision threshold t)", fontsize=12)
+    figure.suptitle(
+        "Precision-recall per label on the test split (red dot: the label's decision threshold t)", fontsize=12
+    )
     return figure
 
 
@@ -282,8 +347,10 @@ def co_occurrence(predictions: dict[str, np.ndarray], record: RunRecord) -> Figu
     task = task_named(record.data.task)
     names = [display_name(n) for n in record.data.labels]
     thresholds = [record.finetuned.per_class[n].threshold for n in record.data.labels]
-    panels = [("true label sets", predictions["labels"] > 0.5),
-              (f"predicted label sets (fine-tuned, {record.run.method})", task.decide(predictions["finetuned"], thresholds))]
+    panels = [
+        ("true label sets", predictions["labels"] > 0.5),
+        (f"predicted label sets (fine-tuned, {record.run.method})", task.decide(predictions["finetuned"], thresholds)),
+    ]
     n = len(names)
     side = min(7.5, max(4.2, 0.24 * n + 2.2))
     figure = _figure(2 * side + 0.8, side + 0.4)
@@ -294,7 +361,11 @@ def co_occurrence(predictions: dict[str, np.ndarray], record: RunRecord) -> Figu
         image = ax.imshow(_co_occurrence(present), cmap="Blues", vmin=0, vmax=1)
         ax.set_xticks(range(n), names, rotation=rotation, ha="right" if rotation == 30 else "center", fontsize=size)
         ax.set_yticks(range(n), names, fontsize=size)
-        ax.set(xlabel="also carries label", ylabel="rows carrying label", title=f"{title}\n{int(present.any(axis=1).sum()):,} of {len(present):,} rows with a label")
+        ax.set(
+            xlabel="also carries label",
+            ylabel="rows carrying label",
+            title=f"{title}\n{int(present.any(axis=1).sum()):,} of {len(present):,} rows with a label",
+        )
     figure.colorbar(image, ax=list(axes), shrink=0.7, label="share of the row label's rows")
     figure.suptitle("Label co-occurrence on the test split: true vs predicted", fontsize=12)
     return figure
@@ -338,22 +409,45 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
     figure = _figure(12, 8.4)
     axes = figure.subplots(2, 2)
     for row, (metric, metric_label) in enumerate((("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"))):
-        for column, (x_key, x_label) in enumerate((("share", "trainable parameters (% of the model, log scale)"), ("time", "training time (s)"))):
+        for column, (x_key, x_label) in enumerate(
+            (("share", "trainable parameters (% of the model, log scale)"), ("time", "training time (s)"))
+        ):
             ax = axes[row, column]
             rightmost = max(p[x_key][0] for p in points.values())
             for n, (method, p) in enumerate(points.items()):
                 color = SERIES[n % len(SERIES)]
-                ax.errorbar(p[x_key][0], p[metric][0], xerr=p[x_key][1] or None, yerr=p[metric][1] or None, fmt="o", ms=7, color=color, capsize=4, label=method)
+                ax.errorbar(
+                    p[x_key][0],
+                    p[metric][0],
+                    xerr=p[x_key][1] or None,
+                    yerr=p[metric][1] or None,
+                    fmt="o",
+                    ms=7,
+                    color=color,
+                    capsize=4,
+                    label=method,
+                )
                 name = f"{method} ({p['share'][0]:.2g}%)" if x_key == "share" else f"{method} ({p['time'][0]:.0f} s)"
-                left = len(points) > 1 and p[x_key][0] == rightmost  # the rightmost label reads leftwards: it stays inside the axes
-                ax.annotate(name, (p[x_key][0], p[metric][0]), textcoords="offset points", xytext=(-7 if left else 7, 5),
-                            ha="right" if left else "left", fontsize=9, color=color)
+                left = (
+                    len(points) > 1 and p[x_key][0] == rightmost
+                )  # the rightmost label reads leftwards: it stays inside the axes
+                ax.annotate(
+                    name,
+                    (p[x_key][0], p[metric][0]),
+                    textcoords="offset points",
+                    xytext=(-7 if left else 7, 5),
+                    ha="right" if left else "left",
+                    fontsize=9,
+                    color=color,
+                )
             if x_key == "share":
                 ax.set_xscale("log")
                 for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
                     set_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.6)))
             against = "trainable share" if x_key == "share" else "training time"
-            ax.set(xlabel=x_label, ylabel=metric_label, title=f"{metric_label[0].upper()}{metric_label[1:]} vs {against}")
+            ax.set(
+                xlabel=x_label, ylabel=metric_label, title=f"{metric_label[0].upper()}{metric_label[1:]} vs {against}"
+            )
             ax.grid(alpha=0.3, which="both")
             ax.margins(x=0.15, y=0.15)
     axes[0, 0].legend(fontsize=8, loc="best")
@@ -371,9 +465,18 @@ def overlaid_curves(curves: dict[str, tuple[list[dict[str, Any]], list[dict[str,
     for n, (method, (steps, epochs)) in enumerate(curves.items()):
         color = SERIES[n % len(SERIES)]
         if steps:
-            loss_ax.plot([s["step"] for s in steps], smooth([s["loss"] for s in steps]), color=color, lw=2, label=method)
+            loss_ax.plot(
+                [s["step"] for s in steps], smooth([s["loss"] for s in steps]), color=color, lw=2, label=method
+            )
         if epochs:
-            score_ax.plot([e["epoch"] for e in epochs], [e["val_accuracy"] for e in epochs], "o-", color=color, lw=2, label=method)
+            score_ax.plot(
+                [e["epoch"] for e in epochs],
+                [e["val_accuracy"] for e in epochs],
+                "o-",
+                color=color,
+                lw=2,
+                label=method,
+            )
     loss_ax.set(xlabel="optimizer step", ylabel="training loss (smoothed)", title="Training loss per step")
     score_ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     score_ax.xaxis.get_major_locator().set_params(integer=True)

@@ -44,13 +44,18 @@ class Encoder:
     inputs: tuple[str, ...] = PLAIN_INPUTS
 
     @classmethod
-    def from_folder(cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None,
-                    inputs: Iterable[str] = PLAIN_INPUTS) -> Encoder:
+    def from_folder(
+        cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None, inputs: Iterable[str] = PLAIN_INPUTS
+    ) -> Encoder:
         from tokenizers import Tokenizer
 
         try:
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            settings = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
+            settings = (
+                json.loads((folder / "tokenizer_config.json").read_text())
+                if (folder / "tokenizer_config.json").is_file()
+                else {}
+            )
         except Exception as exc:  # the Rust tokenizer raises its own exception type
             raise damaged(folder, f"its tokenizer.json cannot be read ({first_line(exc)[:160]})") from None
         tokenizer.no_padding()
@@ -83,15 +88,26 @@ class Predictor:
     """A fine-tuned classifier: labels, the encoder of its texts, a backend that runs it, and its
     task (what the logits mean) with the decision thresholds the run chose (multi-label)."""
 
-    def __init__(self, labels: list[str], encoder: Encoder, backend: Backend, info: dict[str, Any],
-                 task: Task | None = None, thresholds: list[float] | None = None):
+    def __init__(
+        self,
+        labels: list[str],
+        encoder: Encoder,
+        backend: Backend,
+        info: dict[str, Any],
+        task: Task | None = None,
+        thresholds: list[float] | None = None,
+    ):
         self.labels = labels
         self.encoder = encoder
         self.backend = backend
         self.task = task or task_named("single_label")
         self.thresholds = thresholds
         # what was loaded: source ("run" or "export"), format, backend, method, base model, task
-        self.info = {**info, "task": self.task.name, **({"thresholds": dict(zip(labels, thresholds))} if thresholds else {})}
+        self.info = {
+            **info,
+            "task": self.task.name,
+            **({"thresholds": dict(zip(labels, thresholds))} if thresholds else {}),
+        }
 
     def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Raw class scores, one row per text, columns in `self.labels` order."""
@@ -104,10 +120,14 @@ class Predictor:
         empty = [i for i, row in enumerate(rows) if not row]
         if empty:
             which = ", ".join(f"texts[{i}]" for i in empty[:5])
-            raise LiftError(f"{len(empty)} text(s) give this model no tokens at all ({which}, e.g. empty): pass some text")
+            raise LiftError(
+                f"{len(empty)} text(s) give this model no tokens at all ({which}, e.g. empty): pass some text"
+            )
         return rows
 
-    def logits_of(self, rows: list[list[int]], batch_size: int = 64, pad: bool = False, progress: bool = False) -> np.ndarray:
+    def logits_of(
+        self, rows: list[list[int]], batch_size: int = 64, pad: bool = False, progress: bool = False
+    ) -> np.ndarray:
         """Scores of encoded rows. By default batches hold one length each (no padding); `pad`
         lets rows of different lengths share a batch, which a server merging requests needs, where
         padding cannot change a score (right padding; on the left a decoder's positions shift)."""
@@ -189,9 +209,19 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
     from liftkit.backends import torch_backend
 
     manifest = read_manifest(path)
-    encoder = Encoder.from_folder(path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs)
-    run_backend = _torch_or_onnx(torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs)
-    info = {"source": "run", "format": "run", "backend": "onnx" if backend == "onnx" else "torch", "method": manifest.method, "base_model": manifest.base_model}
+    encoder = Encoder.from_folder(
+        path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs
+    )
+    run_backend = _torch_or_onnx(
+        torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs
+    )
+    info = {
+        "source": "run",
+        "format": "run",
+        "backend": "onnx" if backend == "onnx" else "torch",
+        "method": manifest.method,
+        "base_model": manifest.base_model,
+    }
     return Predictor(manifest.labels, encoder, run_backend, info, task_named(manifest.task), manifest.thresholds)
 
 
@@ -199,29 +229,52 @@ def _torch_or_onnx(model: Any, backend: str, device: str, inputs: tuple[str, ...
     """A torch model run as it is, or converted to ONNX in memory (`backend="onnx"`, CPU only)."""
     from liftkit.backends import torch_backend
 
-    return torch_backend.onnx_from_torch(model, inputs) if backend == "onnx" else torch_backend.TorchBackend(model, device)
+    return (
+        torch_backend.onnx_from_torch(model, inputs)
+        if backend == "onnx"
+        else torch_backend.TorchBackend(model, device)
+    )
 
 
 def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool) -> Predictor:
     export = read_export_info(path)
-    encoder = Encoder.from_folder(path, export["max_length"], export["padding_side"] == "left", export["pad_id"], export.get("inputs", PLAIN_INPUTS))
+    encoder = Encoder.from_folder(
+        path,
+        export["max_length"],
+        export["padding_side"] == "left",
+        export["pad_id"],
+        export.get("inputs", PLAIN_INPUTS),
+    )
     if export["format"] == "onnx":
         if backend == "torch":
-            raise LiftError(f"{str(path)!r} is an ONNX export, which holds no torch weights: use backend 'onnx' (or 'auto'), or load the run folder or an hf export")
+            raise LiftError(
+                f"{str(path)!r} is an ONNX export, which holds no torch weights: use backend 'onnx' (or 'auto'), or load the run folder or an hf export"
+            )
         from liftkit.backends.onnx_backend import OnnxBackend
 
         run_backend = OnnxBackend(path / export["model_file"])
     else:
         from liftkit.backends import torch_backend
 
-        run_backend = _torch_or_onnx(torch_backend.load_hf_export(path, trust_remote_code), backend, device, encoder.inputs)
+        run_backend = _torch_or_onnx(
+            torch_backend.load_hf_export(path, trust_remote_code), backend, device, encoder.inputs
+        )
     used = "onnx" if export["format"] == "onnx" or backend == "onnx" else "torch"
-    info = {"source": "export", "format": export["format"], "quantize": export.get("quantize"), "backend": used, "method": export["method"], "base_model": export["base_model"]}
-    return Predictor(export["labels"], encoder, run_backend, info, task_named(export.get("task")), export.get("thresholds"))
+    info = {
+        "source": "export",
+        "format": export["format"],
+        "quantize": export.get("quantize"),
+        "backend": used,
+        "method": export["method"],
+        "base_model": export["base_model"],
+    }
+    return Predictor(
+        export["labels"], encoder, run_backend, info, task_named(export.get("task")), export.get("thresholds")
+    )
 
 
 def check_folder(path: Path) -> str:
-    """"run" or "export", once the folder holds what loading needs (read, not loaded: cheap
+    """ "run" or "export", once the folder holds what loading needs (read, not loaded: cheap
     enough for `lift serve` to refuse a damaged folder before it starts listening)."""
     if (path / EXPORT_INFO).is_file():
         read_export_info(path)
@@ -229,7 +282,9 @@ def check_folder(path: Path) -> str:
     if not path.is_dir():
         raise LiftError(f"{str(path)!r} does not exist: pass a folder that `lift run` or `lift export` wrote")
     if not (path / MANIFEST).is_file():
-        raise LiftError(f"{str(path)!r} is not a liftkit run directory or export (no {MANIFEST} or {EXPORT_INFO}): pass a folder that `lift run` or `lift export` wrote")
+        raise LiftError(
+            f"{str(path)!r} is not a liftkit run directory or export (no {MANIFEST} or {EXPORT_INFO}): pass a folder that `lift run` or `lift export` wrote"
+        )
     check_files(path, read_manifest(path).files)
     return "run"
 
@@ -240,12 +295,16 @@ def check_files(path: Path, files: list[str]) -> None:
     list none, peft's adapter pair or liftkit's own tensors."""
     missing = [name for name in files if not (path / name).is_file()]
     if missing:
-        raise damaged(path, f"{', '.join(missing)} listed in liftkit.json {'is' if len(missing) == 1 else 'are'} missing")
+        raise damaged(
+            path, f"{', '.join(missing)} listed in liftkit.json {'is' if len(missing) == 1 else 'are'} missing"
+        )
     if (path / "adapter_config.json").is_file():
         if not (path / "adapter_model.safetensors").is_file():
             raise damaged(path, "adapter_model.safetensors (the adapter and the classifier head) is missing")
     elif not (path / WEIGHTS).is_file():
-        raise damaged(path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})")
+        raise damaged(
+            path, f"it holds no weights (neither adapter_config.json + adapter_model.safetensors nor {WEIGHTS})"
+        )
     if not (path / "tokenizer.json").is_file():
         raise damaged(path, "its tokenizer cannot be loaded (tokenizer.json is missing)")
 
@@ -265,7 +324,9 @@ def write_predictions(path: Path, texts: list[str], predictions: list[dict[str, 
             writer.writerow([text, *decided, *(f"{probs[n]:.6f}" for n in labels)])
         content = out.getvalue()
     else:
-        content = "".join(json.dumps({"text": t, **pred}, ensure_ascii=False) + "\n" for t, pred in zip(texts, predictions))
+        content = "".join(
+            json.dumps({"text": t, **pred}, ensure_ascii=False) + "\n" for t, pred in zip(texts, predictions)
+        )
     write_text(path, content)
 
 
@@ -280,7 +341,9 @@ def read_texts(path: Path, text_column: str = "text") -> list[str]:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise LiftError(f"input file {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}): convert it to UTF-8") from None
+        raise LiftError(
+            f"input file {str(path)!r} is not UTF-8 text (line {line}, byte {exc.start}): convert it to UTF-8"
+        ) from None
     lines = [line.removesuffix("\r") for line in content.split("\n")]  # only newlines end a line, not U+2028 & co.
     if name.endswith(".txt"):
         texts = [line for line in lines if line.strip()]
@@ -300,7 +363,9 @@ def _json_lines(lines: list[str], path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise LiftError(f"line {number} of {str(path)!r} is not valid JSON ({exc.msg}, column {exc.colno}): fix the line") from None
+                raise LiftError(
+                    f"line {number} of {str(path)!r} is not valid JSON ({exc.msg}, column {exc.colno}): fix the line"
+                ) from None
 
 
 def _column(rows: Iterable[tuple[int, Any]], column: str, path: Path) -> list[str]:

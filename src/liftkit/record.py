@@ -95,7 +95,9 @@ def _set(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None or k in _REQUIRED}
 
 
-_REQUIRED = {f.name for kind in (Scores, ClassScores) for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}
+_REQUIRED = {
+    f.name for kind in (Scores, ClassScores) for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING
+}
 
 
 @dataclass
@@ -107,7 +109,11 @@ class EpochRecord:
     val: SplitMetrics
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "train_loss": self.train_loss, **{f"val_{k}": v for k, v in self.val.to_dict(with_details=False).items()}}
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            **{f"val_{k}": v for k, v in self.val.to_dict(with_details=False).items()},
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> EpochRecord:

@@ -26,7 +26,11 @@ LABELS = {  # how each metric of `record.METRICS` is named in tables
     "macro_roc_auc": "macro ROC-AUC",
 }
 ACCURACY_NAMES = {"multi_label": "subset accuracy"}  # what accuracy means for a task, where it is not plain accuracy
-TIMING_ROWS = [("eval runtime (s)", "runtime_s", "{:.1f}"), ("eval samples/s", "samples_per_s", "{:.1f}"), ("eval steps/s", "steps_per_s", "{:.2f}")]
+TIMING_ROWS = [
+    ("eval runtime (s)", "runtime_s", "{:.1f}"),
+    ("eval samples/s", "samples_per_s", "{:.1f}"),
+    ("eval steps/s", "steps_per_s", "{:.2f}"),
+]
 
 
 def _score(metrics: SplitMetrics | None, key: str) -> str:
@@ -47,11 +51,21 @@ def comparison_table(record: RunRecord) -> list[list[str]]:
     """Rows of [metric, majority, base, fine-tuned, delta] on the test split."""
     base, tuned, majority = record.base, record.finetuned, record.majority
     task = task_named(record.data.task)
-    table = [["test metric", task.reference_name, "base (untrained head)", f"fine-tuned ({record.run.method})", "change vs base"]]
+    table = [
+        [
+            "test metric",
+            task.reference_name,
+            "base (untrained head)",
+            f"fine-tuned ({record.run.method})",
+            "change vs base",
+        ]
+    ]
     for key in task.scores:
         both = base is not None and None not in (getattr(tuned.scores, key), getattr(base.scores, key))
         delta = f"{getattr(tuned.scores, key) - getattr(base.scores, key):+.4f}" if both else "-"
-        table.append([metric_label(key, task.name), _score(majority, key), _score(base, key), _score(tuned, key), delta])
+        table.append(
+            [metric_label(key, task.name), _score(majority, key), _score(base, key), _score(tuned, key), delta]
+        )
     for label, key, fmt in TIMING_ROWS:
         table.append([label, _timing(majority, key, fmt), _timing(base, key, fmt), _timing(tuned, key, fmt), "-"])
     return table
@@ -65,7 +79,9 @@ def summary_lines(record: RunRecord) -> list[str]:
         f"{t.samples_per_s:.1f} samples/s, {t.steps_per_s:.2f} steps/s, peak memory {t.peak_memory_mb:.0f} MB",
     ]
     if t.resumed_from_epoch:
-        lines.append(f"resumed from epoch {t.resumed_from_epoch}: training time and throughput are those of the resumed part")
+        lines.append(
+            f"resumed from epoch {t.resumed_from_epoch}: training time and throughput are those of the resumed part"
+        )
     if t.frozen_layers:
         how = "computed once and cached" if t.frozen_cached else "recomputed every step"
         lines.append(f"frozen bottom: embeddings + {t.frozen_layers} layer(s), no dropout, {how}")
@@ -98,7 +114,8 @@ def render_markdown(record: RunRecord) -> str:
         "",
         f"Run on {run.date} on {run.device} (torch {run.torch}, liftkit {run.liftkit}), seed {run.seed}.",
         f"Data: {data.source}; rows train {data.rows['train']}, validation {data.rows['validation']}, "
-        f"test {data.rows['test']}; {len(data.labels)} labels; task {data.task}" + (f" ({data.task_reason})." if data.task_reason else "."),
+        f"test {data.rows['test']}; {len(data.labels)} labels; task {data.task}"
+        + (f" ({data.task_reason})." if data.task_reason else "."),
         *[f"- {note}" for note in data.notes],
         *[f"- **warning:** {warning}" for warning in data.warnings],
         "",
@@ -138,7 +155,13 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], float], str]] = [  # (header, get
     ("peak memory (MB)", lambda r: r.train.peak_memory_mb, "{:.0f}"),
     ("epochs", lambda r: r.train.epochs_run, "{:.0f}"),
 ]
-REFERENCE_COLUMNS = {"accuracy": "accuracy", "macro-F1": "macro_f1", "micro-F1": "micro_f1", "precision": "macro_precision", "recall": "macro_recall"}
+REFERENCE_COLUMNS = {
+    "accuracy": "accuracy",
+    "macro-F1": "macro_f1",
+    "micro-F1": "micro_f1",
+    "precision": "macro_precision",
+    "recall": "macro_recall",
+}
 OPTIONAL_COLUMNS = {"micro-F1"}  # shown where some run has the figure
 
 
@@ -150,7 +173,9 @@ def _cell(values: list[float], fmt: str) -> str:
     return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
 
 
-def results_table(methods: list[str], records: dict[str, list[RunRecord]], failures: dict[str, str]) -> list[list[str]]:
+def results_table(
+    methods: list[str], records: dict[str, list[RunRecord]], failures: dict[str, str]
+) -> list[list[str]]:
     """The comparison table: reference rows (majority class, base model), then one row per method
     (mean ± std over its seeds), or its error."""
     found = [r for rs in records.values() for r in rs]

@@ -103,7 +103,9 @@ def lock(run_dir: Path) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = (run_dir / LOCK).open("a+")
     except OSError as exc:
-        raise LiftError(f"cannot write into the run folder {str(run_dir)!r} ({first_line(exc)}): pick another --output-dir") from None
+        raise LiftError(
+            f"cannot write into the run folder {str(run_dir)!r} ({first_line(exc)}): pick another --output-dir"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -111,8 +113,12 @@ def lock(run_dir: Path) -> Iterator[None]:
         holder = handle.read().strip() or "another process"
         handle.close()
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise LiftError(f"run folder {str(run_dir)!r} is in use by {holder}: wait for it to finish, or pick another --output-dir") from None
-        raise LiftError(f"cannot lock the run folder {str(run_dir)!r} ({first_line(exc)}): put runs on a local disk") from None
+            raise LiftError(
+                f"run folder {str(run_dir)!r} is in use by {holder}: wait for it to finish, or pick another --output-dir"
+            ) from None
+        raise LiftError(
+            f"cannot lock the run folder {str(run_dir)!r} ({first_line(exc)}): put runs on a local disk"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"lift (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -125,15 +131,41 @@ def lock(run_dir: Path) -> Iterator[None]:
 
 
 # what every run may write besides the files its manifest lists (see the layout above)
-RUN_FILES = (CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, ERROR, TRACEBACK, RUN_LOG, CHECKPOINTS,
-             PREDICTIONS, REPORT_HTML, PLOTS, TENSORBOARD, MLFLOW_RUN)
+RUN_FILES = (
+    CONFIG,
+    MANIFEST,
+    METRICS,
+    HISTORY,
+    REPORT,
+    MODEL_CARD,
+    ERROR,
+    TRACEBACK,
+    RUN_LOG,
+    CHECKPOINTS,
+    PREDICTIONS,
+    REPORT_HTML,
+    PLOTS,
+    TENSORBOARD,
+    MLFLOW_RUN,
+)
 
 
 def artifacts(run_dir: Path) -> list[Path]:
     """What a finished run is made of, for a tracker to keep: the model files its manifest lists,
     config, manifest, metrics, history, reports, model card, plots and predictions (not the
     checkpoints, logs or anything else that happens to be in the folder)."""
-    names = [CONFIG, MANIFEST, METRICS, HISTORY, REPORT, MODEL_CARD, REPORT_HTML, PLOTS, PREDICTIONS, *(Path(f).name for f in read_manifest(run_dir).files)]
+    names = [
+        CONFIG,
+        MANIFEST,
+        METRICS,
+        HISTORY,
+        REPORT,
+        MODEL_CARD,
+        REPORT_HTML,
+        PLOTS,
+        PREDICTIONS,
+        *(Path(f).name for f in read_manifest(run_dir).files),
+    ]
     return [run_dir / name for name in dict.fromkeys(names) if (run_dir / name).exists()]
 
 
@@ -217,14 +249,22 @@ class Manifest:
     revision: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)  # the method section of the config, name excluded
     pad_id: int | None = None  # the token batches are padded with; older manifests: the tokenizer's pad token
-    files: list[str] = field(default_factory=list)  # weight and tokenizer files save_model wrote (what --overwrite deletes)
+    files: list[str] = field(
+        default_factory=list
+    )  # weight and tokenizer files save_model wrote (what --overwrite deletes)
     task: str = "single_label"  # liftkit.tasks: what the logits mean (older manifests: single_label)
     thresholds: list[float] | None = None  # multi-label: each label's decision threshold, in labels' order
     # what the model is fed (input_ids, attention_mask, BERT's token_type_ids); older manifests: the first two
     inputs: list[str] = field(default_factory=lambda: ["input_ids", "attention_mask"])
 
 
-def save_model(run_dir: Path, save_weights: Callable[[Path], None], tokenizer: Any, manifest: Manifest, card: Callable[[Manifest], str]) -> None:
+def save_model(
+    run_dir: Path,
+    save_weights: Callable[[Path], None],
+    tokenizer: Any,
+    manifest: Manifest,
+    card: Callable[[Manifest], str],
+) -> None:
     """Write weights (through the method's saver), tokenizer and model card, then the manifest
     (which holds the label names, one source, and lists the weight and tokenizer files), each
     atomically. `card` writes the model card from the finished manifest. The manifest comes last: its presence means the run finished (`finished`)."""
@@ -249,7 +289,9 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         what = "is a file, not a folder" if run_dir.exists() else "does not exist"
         raise LiftError(f"run folder {str(run_dir)!r} {what}: pass the folder `lift run` wrote")
     if not (run_dir / MANIFEST).is_file():
-        raise LiftError(f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote")
+        raise LiftError(
+            f"{str(run_dir)!r} is not a liftkit run directory (no {MANIFEST}): pass the folder `lift run` wrote"
+        )
     try:
         raw = read_json(run_dir / MANIFEST)
         if "method_options" not in raw and (run_dir / CONFIG).is_file():
@@ -292,7 +334,9 @@ def read_export_info(folder: str | Path) -> dict[str, Any]:
 def damaged(run_dir: Path, what: str) -> LiftError:
     """The one line for a run or export folder that lost or broke a file."""
     if (run_dir / EXPORT_INFO).is_file():
-        return LiftError(f"export folder {str(run_dir)!r} is damaged: {what}; copy it again, or export its run again (lift export)")
+        return LiftError(
+            f"export folder {str(run_dir)!r} is damaged: {what}; copy it again, or export its run again (lift export)"
+        )
     return LiftError(f"run folder {str(run_dir)!r} is damaged: {what}; copy it again, or retrain")
 
 

@@ -61,9 +61,13 @@ def run_child(cfg: RunConfig, resume: bool = False) -> ChildRun:
         run_dir.write_text(config, cfg.to_yaml())
     log = run_dir.log_path(out)
     with log.open("a" if resume else "w") as sink:
-        trust = ["--trust-remote-code"] if cfg.model.trust_remote_code else []  # the caller's word, passed on: files cannot carry it
+        trust = (
+            ["--trust-remote-code"] if cfg.model.trust_remote_code else []
+        )  # the caller's word, passed on: files cannot carry it
         what = ["--resume", str(out)] if resume else [str(config), "--output-dir", str(out)]
-        proc = subprocess.run([sys.executable, "-m", "liftkit.cli", "run", *what, *trust], stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, "-m", "liftkit.cli", "run", *what, *trust], stdout=sink, stderr=subprocess.STDOUT
+        )
     if proc.returncode == 0:
         return ChildRun(out, record=run_dir.read_record(out))
     return ChildRun(out, error=_error(out, proc.returncode, log))
@@ -75,5 +79,7 @@ def _error(out: Path, returncode: int, log: Path) -> RunError:
         return RunError(saved["type"], saved["message"], out / saved["traceback"], log)
     if returncode < 0:  # killed by a signal: out of memory, a timeout, a user
         name = signal.Signals(-returncode).name
-        return RunError("Killed", f"the run was killed by {name} before it could report an error (see {log})", None, log)
+        return RunError(
+            "Killed", f"the run was killed by {name} before it could report an error (see {log})", None, log
+        )
     return RunError("Exit", f"the run exited with code {returncode} without reporting an error (see {log})", None, log)

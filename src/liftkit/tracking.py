@@ -110,8 +110,11 @@ def tag(key: str) -> str:
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    return {key: float(value) for key, value in metrics.items()
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)}
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def test_metrics(record: RunRecord) -> dict[str, float]:
@@ -120,7 +123,13 @@ def test_metrics(record: RunRecord) -> dict[str, float]:
     out = {}
     for prefix, split in (("test", record.finetuned), ("test_base", record.base)):
         if split is not None:
-            out.update({f"{prefix}/{key}": getattr(split.scores, key) for key in METRICS if getattr(split.scores, key) is not None})
+            out.update(
+                {
+                    f"{prefix}/{key}": getattr(split.scores, key)
+                    for key in METRICS
+                    if getattr(split.scores, key) is not None
+                }
+            )
             if split.ece is not None:
                 out[f"{prefix}/ece"] = split.ece
     return out
@@ -193,7 +202,9 @@ class MlflowTracker:
             self._open(step, uri)
         except Exception as exc:  # MLflow's own errors: a bad URI, an unreachable server, a read-only store
             self._client = None
-            raise LiftError(f"MLflow tracking at {uri} failed ({first_line(exc)[:200]}): check MLFLOW_TRACKING_URI, or run with --report-to none") from None
+            raise LiftError(
+                f"MLflow tracking at {uri} failed ({first_line(exc)[:200]}): check MLFLOW_TRACKING_URI, or run with --report-to none"
+            ) from None
 
     def _open(self, step: int, uri: str) -> None:
         """Continue the MLflow run of an interrupted attempt, or create one with the parameters."""
@@ -211,7 +222,7 @@ class MlflowTracker:
         folders.write_json(self.run_dir / folders.MLFLOW_RUN, {"run_id": self._run_id, "tracking_uri": uri})
         params = [Param(key, str(value)[:6000]) for key, value in self.params.items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-            client.log_batch(self._run_id, params=params[i:i + 100])
+            client.log_batch(self._run_id, params=params[i : i + 100])
 
     def _earlier_run(self, step: int) -> str:
         """The MLflow run an interrupted attempt of this run started, if resuming into the same store."""
@@ -236,7 +247,9 @@ class MlflowTracker:
 
         now = int(time.time() * 1000)
         step = record.train.optimizer_steps
-        self._client.log_batch(self._run_id, metrics=[Metric(key, value, now, step) for key, value in test_metrics(record).items()])
+        self._client.log_batch(
+            self._run_id, metrics=[Metric(key, value, now, step) for key, value in test_metrics(record).items()]
+        )
         for path in folders.artifacts(run_dir):
             if path.is_dir():
                 self._client.log_artifacts(self._run_id, str(path), artifact_path=path.name)

@@ -65,7 +65,15 @@ class _Setup:
     best_metric: str  # train.best_metric, or the task's own (auto)
 
 
-def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, padding: Padding, cfg: TrainConfig, accelerator: Accelerator, lr: float) -> _Setup:
+def _setup(
+    model: torch.nn.Module,
+    train_data: TokenizedSplit,
+    val_data: TokenizedSplit,
+    padding: Padding,
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    lr: float,
+) -> _Setup:
     train_loader = loader(train_data, cfg.batch_size, padding, shuffle=True, seed=cfg.seed)
     sampler = train_loader.batch_sampler
     val_loader = loader(val_data, cfg.eval_batch_size, padding, shuffle=False)
@@ -76,7 +84,9 @@ def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: Tokeniz
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     trainee = Trainee(accelerator.unwrap_model(model), optimizer, scheduler)  # names without wrapper prefixes
     # the schedule spans every process's steps; each process takes its share of the batches
-    state = TrainState(cfg.epochs, math.ceil(len(train_loader) / cfg.grad_accum_steps), accelerator.is_main_process, trainee)
+    state = TrainState(
+        cfg.epochs, math.ceil(len(train_loader) / cfg.grad_accum_steps), accelerator.is_main_process, trainee
+    )
     id2label = trainee.model.config.id2label
     labels = [id2label[i] for i in range(len(id2label))]
     task = task_of(trainee.model)
@@ -86,7 +96,9 @@ def _setup(model: torch.nn.Module, train_data: TokenizedSplit, val_data: Tokeniz
     return _Setup(model, state, train_loader, sampler, val_loader, trainable, labels, criterion, best)
 
 
-def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float) -> torch.Tensor:
+def _step(
+    run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: Accelerator, max_grad_norm: float
+) -> torch.Tensor:
     """One micro-batch forward and backward; the optimizer steps when accumulation is complete."""
     with accelerator.accumulate(setup.model):
         labels = batch.pop("labels")  # the model computes no loss of its own: the criterion does
@@ -101,8 +113,16 @@ def _step(run: Any, batch: dict[str, torch.Tensor], setup: _Setup, accelerator: 
 
 
 def fit(
-    model: torch.nn.Module, train_data: TokenizedSplit, val_data: TokenizedSplit, cfg: TrainConfig, accelerator: Accelerator,
-    *, lr: float, padding: Padding, callbacks: Sequence[Callback] = (), log: Callable[[str], None] = print,
+    model: torch.nn.Module,
+    train_data: TokenizedSplit,
+    val_data: TokenizedSplit,
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    *,
+    lr: float,
+    padding: Padding,
+    callbacks: Sequence[Callback] = (),
+    log: Callable[[str], None] = print,
 ) -> TrainSummary:
     """Train `model` in place at peak learning rate `lr`, telling `callbacks` what happens.
 
@@ -110,53 +130,80 @@ def fit(
     best epoch's back."""
     start = time.perf_counter()  # the fit's wall time includes caching the frozen bottom
     model.to(accelerator.device)
-    bottom, (train_data, val_data) = frozen.plan(
-        model, [train_data, val_data], padding, cfg.cache_frozen, cfg.cache_max_gb, cfg.eval_batch_size, accelerator.device, log,
-    )
+    splits = [train_data, val_data]
+    where = (cfg.cache_frozen, cfg.cache_max_gb, cfg.eval_batch_size, accelerator.device)
+    bottom, (train_data, val_data) = frozen.plan(model, splits, padding, *where, log)
     setup = _setup(model, train_data, val_data, padding, cfg, accelerator, lr)
-    state, device = setup.state, accelerator.device
-    run, run_eval = (setup.model, state.trainee.model) if bottom is None else (frozen.Runner(setup.model, bottom), frozen.Runner(state.trainee.model, bottom))
+    state = setup.state
+    runners = (setup.model, state.trainee.model)
+    if bottom is not None:  # the model starts from fed hidden states
+        runners = tuple(frozen.Runner(m, bottom) for m in runners)
     stopped = False
     emit(callbacks, "on_train_begin", state)
     with bottom.top_only() if bottom is not None else contextlib.nullcontext():
         for epoch in range(state.epoch, cfg.epochs):
             if stopped := state.should_stop:
                 break
-            # accelerate's loader re-sets its sampler's epoch from its own pass counter, which restarts
-            # at 0 after a resume: set both, so the batch order depends on (seed, epoch) alone
-            setup.train_loader.set_epoch(epoch)
-            setup.sampler.set_epoch(epoch)
-            state.epoch, state.loss_sum, state.rows = epoch + 1, torch.zeros((), device=device), 0
-            run.train()
-            for batch in setup.train_loader:
-                rows = len(batch["labels"])
-                loss = _step(run, batch, setup, accelerator, cfg.max_grad_norm)
-                state.loss_sum += loss * rows
-                state.rows, state.samples = state.rows + rows, state.samples + rows
-                if accelerator.sync_gradients:
-                    state.step, state.steps_taken, state.lr = state.step + 1, state.steps_taken + 1, state.trainee.scheduler.get_last_lr()[0]
-                    emit(callbacks, "on_step", state)
-            totals = accelerator.reduce(torch.stack([state.loss_sum, torch.tensor(float(state.rows), device=device)]), "sum")
-            with accelerator.autocast():
-                val = evaluate(run_eval, setup.val_loader, device, setup.labels).metrics
-            score = getattr(val.scores, setup.best_metric)
-            state.end_epoch(EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), score, setup.best_metric in LOWER_IS_BETTER)
-            emit(callbacks, "on_eval", state, val)
-            emit(callbacks, "on_epoch_end", state)
-            accelerator.wait_for_everyone()
+            _epoch(epoch, *runners, setup, cfg, accelerator, callbacks)
     emit(callbacks, "on_train_end", state)
     return _summary(state, bottom, stopped, time.perf_counter() - start, accelerator)
 
 
-def _summary(state: TrainState, bottom: frozen.FrozenBottom | None, stopped: bool, runtime: float, accelerator: Accelerator) -> TrainSummary:
+def _epoch(
+    epoch: int,
+    run: Any,
+    run_eval: Any,
+    setup: _Setup,
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    callbacks: Sequence[Callback],
+) -> None:
+    """One epoch: the steps over the training batches, then the validation pass and its events."""
+    state, device = setup.state, accelerator.device
+    # accelerate's loader re-sets its sampler's epoch from its own pass counter, which restarts
+    # at 0 after a resume: set both, so the batch order depends on (seed, epoch) alone
+    setup.train_loader.set_epoch(epoch)
+    setup.sampler.set_epoch(epoch)
+    state.epoch, state.loss_sum, state.rows = epoch + 1, torch.zeros((), device=device), 0
+    run.train()
+    for batch in setup.train_loader:
+        rows = len(batch["labels"])
+        loss = _step(run, batch, setup, accelerator, cfg.max_grad_norm)
+        state.loss_sum += loss * rows
+        state.rows, state.samples = state.rows + rows, state.samples + rows
+        if accelerator.sync_gradients:
+            state.step, state.steps_taken = state.step + 1, state.steps_taken + 1
+            state.lr = state.trainee.scheduler.get_last_lr()[0]
+            emit(callbacks, "on_step", state)
+    rows = torch.tensor(float(state.rows), device=device)
+    totals = accelerator.reduce(torch.stack([state.loss_sum, rows]), "sum")
+    with accelerator.autocast():
+        val = evaluate(run_eval, setup.val_loader, device, setup.labels).metrics
+    score = getattr(val.scores, setup.best_metric)
+    state.end_epoch(
+        EpochRecord(state.epoch, (totals[0] / totals[1]).item(), val), score, setup.best_metric in LOWER_IS_BETTER
+    )
+    emit(callbacks, "on_eval", state, val)
+    emit(callbacks, "on_epoch_end", state)
+    accelerator.wait_for_everyone()
+
+
+def _summary(
+    state: TrainState, bottom: frozen.FrozenBottom | None, stopped: bool, runtime: float, accelerator: Accelerator
+) -> TrainSummary:
     processes = accelerator.num_processes
     return TrainSummary(
-        epochs_run=len(state.history), best_epoch=state.best_epoch, stopped_early=stopped,
-        resumed_from_epoch=state.resumed_from_epoch, runtime_s=runtime,
+        epochs_run=len(state.history),
+        best_epoch=state.best_epoch,
+        stopped_early=stopped,
+        resumed_from_epoch=state.resumed_from_epoch,
+        runtime_s=runtime,
         samples_per_s=state.samples * processes / runtime if state.samples else 0.0,
-        optimizer_steps=state.step, processes=processes,
+        optimizer_steps=state.step,
+        processes=processes,
         steps_per_s=state.steps_taken / runtime if state.steps_taken else 0.0,
         peak_memory_mb=peak_memory_mb(accelerator.device),
-        frozen_layers=bottom.depth if bottom else 0, frozen_cached=bool(bottom and bottom.cached),
+        frozen_layers=bottom.depth if bottom else 0,
+        frozen_cached=bool(bottom and bottom.cached),
         history=state.history,
     )

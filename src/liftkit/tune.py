@@ -45,8 +45,12 @@ TRAIN_SPACE: dict[str, Any] = {  # every method; the learning rate's range follo
     "train.class_weights": ["none", "balanced"],
 }
 METHOD_SPACE: dict[str, dict[str, Any]] = {  # what each method adds (key: config key; list: choices; dict: a range)
-    "lora": {"method.r": [4, 8, 16, 32], "method.alpha": [8, 16, 32, 64], "method.dropout": {"low": 0.0, "high": 0.3},
-             "method.train_layers": ["50%", "100%"]},
+    "lora": {
+        "method.r": [4, 8, 16, 32],
+        "method.alpha": [8, 16, 32, 64],
+        "method.dropout": {"low": 0.0, "high": 0.3},
+        "method.train_layers": ["50%", "100%"],
+    },
     "ia3": {"method.train_layers": ["50%", "100%"]},
     "adapter": {"method.reduction_factor": [8, 16, 32], "method.variant": ["houlsby", "pfeiffer"]},
     "prefix": {"method.num_virtual_tokens": [10, 20, 40]},
@@ -59,15 +63,20 @@ def search_space(cfg: RunConfig, overrides: dict[str, Any] | None = None, fixed:
     """The space of `cfg`'s method: the defaults above, then the recipe's `tune.space` entries
     (null removes a key); keys in `fixed` (set on the command line) are not searched."""
     default_lr = cfg.method.default_lr
-    space = {"train.learning_rate": {"low": default_lr / 10, "high": default_lr * 5, "log": True}, **TRAIN_SPACE,
-             **METHOD_SPACE.get(cfg.method.name, {})}
+    space = {
+        "train.learning_rate": {"low": default_lr / 10, "high": default_lr * 5, "log": True},
+        **TRAIN_SPACE,
+        **METHOD_SPACE.get(cfg.method.name, {}),
+    }
     for key, spec in (overrides or {}).items():
         if spec is None:
             space.pop(key, None)
         elif isinstance(spec, list) and spec or isinstance(spec, dict) and {"low", "high"} <= set(spec):
             space[key] = spec
         else:
-            raise LiftError(f"tune.space.{key}={spec!r}: give a list of choices, or a range {{low: A, high: B, log: true}}")
+            raise LiftError(
+                f"tune.space.{key}={spec!r}: give a list of choices, or a range {{low: A, high: B, log: true}}"
+            )
     for key in fixed:
         space.pop(key, None)
     return space
@@ -91,7 +100,9 @@ def checked_space(cfg: RunConfig, space: dict[str, Any]) -> tuple[dict[str, Any]
         holder = getattr(cfg, section, None) if section in ("data", "model", "method", "train") else None
         fields = {f.name: f for f in dataclasses.fields(holder)} if holder is not None else {}
         if name not in fields:
-            raise LiftError(f"tune.space names {key!r}, which is not a setting of this run: use keys such as train.learning_rate or method.r")
+            raise LiftError(
+                f"tune.space names {key!r}, which is not a setting of this run: use keys such as train.learning_rate or method.r"
+            )
         whole[key] = str(fields[name].type).split("|")[0].strip() == "int"
         if isinstance(spec, list):
             for choice in spec:
@@ -103,7 +114,9 @@ def checked_space(cfg: RunConfig, space: dict[str, Any]) -> tuple[dict[str, Any]
         high, problem_high = parse_value(spec.get("high"), "int" if whole[key] else "float", f"tune.space.{key}.high")
         log, _ = parse_value(spec.get("log", False), "bool", "log")
         if unknown or problem_low or problem_high or not (low < high and (low > 0 or not log)):
-            raise LiftError(f"tune.space.{key}={spec!r}: a range is {{low: A, high: B, log: true|false}} with numbers A < B (A > 0 on a log scale)")
+            raise LiftError(
+                f"tune.space.{key}={spec!r}: a range is {{low: A, high: B, log: true|false}} with numbers A < B (A > 0 on a log scale)"
+            )
         ready[key] = {"low": low, "high": high, "log": bool(log)}
     return ready, whole
 
@@ -142,7 +155,9 @@ def objective_metric(cfg: RunConfig) -> tuple[str, str]:
     task = TASKS[load_splits(cfg.data, cfg.train.seed, cfg.task.name).task]
     chosen = cfg.train.best_metric
     if chosen != "auto" and chosen not in task.scores:
-        raise LiftError(f"train.best_metric={chosen!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}")
+        raise LiftError(
+            f"train.best_metric={chosen!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
+        )
     return (task.search_metric if chosen == "auto" or chosen in LOWER_IS_BETTER else chosen), task.name
 
 
@@ -190,11 +205,16 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int, prune
     for attempt in range(6):
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use, "experimental" in name
+                warnings.simplefilter(
+                    "ignore", optuna.exceptions.ExperimentalWarning
+                )  # heartbeats: stable in use, "experimental" in name
                 backend = RDBStorage(
-                    url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                    url,
+                    engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
                     # a worker killed mid-trial stops beating; its trial is failed and retried by whoever runs next
-                    heartbeat_interval=20, grace_period=60, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    heartbeat_interval=20,
+                    grace_period=60,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
             break
         except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver, an unreachable server
@@ -202,23 +222,42 @@ def open_study(study_dir: Path, name: str, storage: str | None, seed: int, prune
             if attempt < 5 and type(exc).__name__ in ("OperationalError", "IntegrityError"):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise LiftError(f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db") from None
-    study = optuna.create_study(study_name=name, storage=backend, direction="maximize", pruner=make_pruner(pruner),
-                                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5), load_if_exists=True)
+            raise LiftError(
+                f"cannot open the study storage {url!r} ({first_line(exc)[:200]}): pass an Optuna RDB URL such as sqlite:///study.db"
+            ) from None
+    study = optuna.create_study(
+        study_name=name,
+        storage=backend,
+        direction="maximize",
+        pruner=make_pruner(pruner),
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+        load_if_exists=True,
+    )
     if study.trials:
-        study.sampler = optuna.samplers.TPESampler(seed=hash((seed, len(study.trials), os.getpid())) % 2**31, n_startup_trials=5)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=hash((seed, len(study.trials), os.getpid())) % 2**31, n_startup_trials=5
+        )
     return study
 
 
 def finished_trials(study: Any) -> int:
     import optuna
 
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+    return len(
+        study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    )
 
 
 def tune(
-    cfg: RunConfig, space: dict[str, Any], trials: int, study_dir: Path, storage: str | None = None,
-    timeout: float | None = None, final: bool = True, pruner: str = "median", log: Callable[[str], None] = print,
+    cfg: RunConfig,
+    space: dict[str, Any],
+    trials: int,
+    study_dir: Path,
+    storage: str | None = None,
+    timeout: float | None = None,
+    final: bool = True,
+    pruner: str = "median",
+    log: Callable[[str], None] = print,
 ) -> TuneResult:
     """Search `space` (see `search_space`) until the study holds `trials` finished (complete or
     pruned) trials or `timeout` seconds pass, then write best.yaml, train the best configuration
@@ -227,7 +266,6 @@ def tune(
     import torch
 
     from liftkit import frozen, pages
-    from liftkit.pipeline import train_only
 
     space, whole = checked_space(cfg, space)
     metric, task = objective_metric(cfg)
@@ -238,7 +276,39 @@ def tune(
     _check_same_search(study, cfg, space)
     study.set_user_attr("objective", named)
     done = finished_trials(study)
-    log(f"study {study.study_name} in {storage or study_dir / 'study.db'}: {done} of {trials} trials finished; searching {', '.join(space)}")
+    log(
+        f"study {study.study_name} in {storage or study_dir / 'study.db'}: {done} of {trials} trials finished; searching {', '.join(space)}"
+    )
+
+    objective = _objective(cfg, space, whole, metric, named, log)
+
+    def pruned(study: Any, trial: Any) -> None:
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            log(f"trial {trial.number}: pruned at epoch {max(trial.intermediate_values, default=0)}")
+
+    stop = optuna.study.MaxTrialsCallback(
+        trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    )
+    if done < trials:
+        with frozen.reuse_between_runs():
+            # a trial whose values cannot train (a LiftError, or too large for the GPU) fails alone, its reason logged by Optuna
+            study.optimize(
+                objective,
+                n_trials=trials - done,
+                timeout=timeout,
+                callbacks=[stop, pruned],
+                gc_after_trial=True,
+                catch=(LiftError, torch.cuda.OutOfMemoryError),
+            )
+    return _conclude(study, cfg, study_dir, final, log, pages, metric, task)
+
+
+def _objective(
+    cfg: RunConfig, space: dict[str, Any], whole: dict[str, Any], metric: str, named: str, log: Callable[[str], None]
+) -> Callable[[Any], float]:
+    """What a trial does: draw its values, train on them (validation only), and answer the kept
+    epoch's validation `metric`."""
+    from liftkit.pipeline import train_only
 
     def objective(trial: Any) -> float:
         values = {key: _suggest(trial, key, spec, whole[key]) for key, spec in space.items()}
@@ -253,17 +323,7 @@ def tune(
         log(f"trial {trial.number}: {named} {best:.4f} ({chosen})")
         return best
 
-    def pruned(study: Any, trial: Any) -> None:
-        if trial.state == optuna.trial.TrialState.PRUNED:
-            log(f"trial {trial.number}: pruned at epoch {max(trial.intermediate_values, default=0)}")
-
-    stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-    if done < trials:
-        with frozen.reuse_between_runs():
-            # a trial whose values cannot train (a LiftError, or too large for the GPU) fails alone, its reason logged by Optuna
-            study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop, pruned], gc_after_trial=True,
-                           catch=(LiftError, torch.cuda.OutOfMemoryError))
-    return _conclude(study, cfg, study_dir, final, log, pages, metric, task)
+    return objective
 
 
 def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> None:
@@ -272,30 +332,45 @@ def _check_same_search(study: Any, cfg: RunConfig, space: dict[str, Any]) -> Non
     questions together. Settings a newer liftkit added (absent from the study's record) pass."""
     import json
 
-    now = {k: v for k, v in flatten(json.loads(json.dumps({"config": cfg.to_dict(), "space": space}))).items()
-           if k.removeprefix("config.") not in NOT_RESULTS}
+    now = {
+        k: v
+        for k, v in flatten(json.loads(json.dumps({"config": cfg.to_dict(), "space": space}))).items()
+        if k.removeprefix("config.") not in NOT_RESULTS
+    }
     then = study.user_attrs.get("setup")
     if then is None:
         study.set_user_attr("setup", now)
         return
     changed = sorted(key for key in then if now.get(key) != then[key])
     if changed:
-        raise LiftError(f"study {study.study_name!r} was started with other settings (differs in {', '.join(changed[:5])}): "
-                        "rerun it as it was, or pass another --study-dir")
+        raise LiftError(
+            f"study {study.study_name!r} was started with other settings (differs in {', '.join(changed[:5])}): "
+            "rerun it as it was, or pass another --study-dir"
+        )
 
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _conclude(study: Any, cfg: RunConfig, study_dir: Path, final: bool, log: Callable[[str], None], pages: Any,
-              metric: str, task: str) -> TuneResult:
+def _conclude(
+    study: Any,
+    cfg: RunConfig,
+    study_dir: Path,
+    final: bool,
+    log: Callable[[str], None],
+    pages: Any,
+    metric: str,
+    task: str,
+) -> TuneResult:
     """best.yaml from the best trial, its run (trained and tested once), tune.html."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
-        raise LiftError(f"no trial of study {study.study_name!r} completed (all pruned or failed): run more --trials, or widen tune.space")
+        raise LiftError(
+            f"no trial of study {study.study_name!r} completed (all pruned or failed): run more --trials, or widen tune.space"
+        )
     best = study.best_trial
     best_cfg = with_values(cfg, best.params)
     best_cfg.output_dir = None  # `lift run best.yaml` makes its own folder (best-run/ holds the tune's)
@@ -320,14 +395,19 @@ def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str],
 
     cfg = copy.deepcopy(best_cfg)
     cfg.output_dir = str(out)
-    same = (out / run_dir.CONFIG).is_file() and yaml.safe_load((out / run_dir.CONFIG).read_text()) == yaml.safe_load(cfg.to_yaml())
+    same = (out / run_dir.CONFIG).is_file() and yaml.safe_load((out / run_dir.CONFIG).read_text()) == yaml.safe_load(
+        cfg.to_yaml()
+    )
     if run_dir.finished(out) and same:
         log(f"the best configuration's run is in {out} already")
         return out
     resume = same and run_dir.started(out)
     if not same and (run_dir.finished(out) or run_dir.started(out)):
         run_dir.clear(out)  # the run of an earlier best: this one replaces it
-    log(f"training the best configuration (trial {number}) once more and testing it: {out}" + (" (resuming)" if resume else ""))
+    log(
+        f"training the best configuration (trial {number}) once more and testing it: {out}"
+        + (" (resuming)" if resume else "")
+    )
     child = run_child(cfg, resume=resume)
     if child.error is not None:
         if "in use by" in child.error.message:  # another worker of the study holds the folder's lock
@@ -335,7 +415,11 @@ def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str],
             return None
         raise LiftError(f"the best configuration's run failed: {child.error} (log: {run_dir.log_path(out)})")
     s, task = child.record.finetuned.scores, child.record.data.task
-    shown = ", ".join(f"{metric_label(key, task)} {getattr(s, key):.4f}" for key in ("accuracy", "macro_f1", "micro_f1") if getattr(s, key) is not None)
+    shown = ", ".join(
+        f"{metric_label(key, task)} {getattr(s, key):.4f}"
+        for key in ("accuracy", "macro_f1", "micro_f1")
+        if getattr(s, key) is not None
+    )
     log(f"test {shown}, training {child.record.train.runtime_s:.0f} s")
     return out
 
@@ -350,7 +434,9 @@ def read_space(recipe: str | Path | None) -> dict[str, Any] | None:
     if section is None:
         return None
     if not isinstance(section, dict) or not isinstance(section.get("space", {}), dict):
-        raise LiftError(f"{str(path)!r}: the tune section must be a mapping with a `space` mapping of config keys, e.g. space: {{method.r: [4, 8, 16]}}")
+        raise LiftError(
+            f"{str(path)!r}: the tune section must be a mapping with a `space` mapping of config keys, e.g. space: {{method.r: [4, 8, 16]}}"
+        )
     unknown = set(section) - {"space"}
     if unknown:
         raise LiftError(f"{str(path)!r}: unknown key(s) {sorted(unknown)} in the tune section: only `space` is read")

@@ -26,7 +26,9 @@ class OnnxBackend:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             where = f"{str(model)!r}" if isinstance(model, Path) else "the converted model"
-            raise LiftError(f"onnxruntime cannot load {where} ({first_line(exc)[:200]}): export it again with `lift export`") from None
+            raise LiftError(
+                f"onnxruntime cannot load {where} ({first_line(exc)[:200]}): export it again with `lift export`"
+            ) from None
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -38,7 +38,9 @@ class TorchBackend:
         return out.logits.float().cpu().numpy()
 
 
-def load_run_model(path: Path, manifest: Manifest, trust_remote_code: bool = False, merge: bool = True) -> torch.nn.Module:
+def load_run_model(
+    path: Path, manifest: Manifest, trust_remote_code: bool = False, merge: bool = True
+) -> torch.nn.Module:
     """The run's fine-tuned model in eval mode: base model (by the manifest's name), the method's
     structure and saved tensors, then (with `merge`) mergeable adapters folded into the weights."""
     if manifest.method not in METHODS:
@@ -50,14 +52,18 @@ def load_run_model(path: Path, manifest: Manifest, trust_remote_code: bool = Fal
             if "trust_remote_code" in str(exc):
                 raise load_error(f"the tokenizer in {path}", exc) from None
             raise damaged(path, f"its tokenizer cannot be loaded ({first_line(exc)})") from None
-        base_cfg = ModelConfig(name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision)
+        base_cfg = ModelConfig(
+            name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision
+        )
         base = load_classifier(base_cfg, manifest.labels, tokenizer, task_named(manifest.task).problem_type)
         method = METHODS[manifest.method]
         try:
             model = method.load(base, build_options(manifest.method, manifest.method_options), arch_of(base), path)
         except (OSError, RuntimeError, ValueError, SafetensorError, LiftError) as exc:
             if "size mismatch" in str(exc) or "other shapes" in str(exc):
-                raise damaged(path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json") from None
+                raise damaged(
+                    path, f"its saved head does not fit the {len(manifest.labels)} labels in liftkit.json"
+                ) from None
             raise damaged(path, f"its weights cannot be loaded ({first_line(exc)[:200]})") from None
         if merge and method.merge is not None:
             model = method.merge(model)
@@ -69,7 +75,10 @@ def load_hf_export(path: Path, trust_remote_code: bool = False) -> torch.nn.Modu
     with quiet_loading():
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, trust_remote_code=trust_remote_code, dtype=torch.float32, use_safetensors=True,  # never unpickle
+                path,
+                trust_remote_code=trust_remote_code,
+                dtype=torch.float32,
+                use_safetensors=True,  # never unpickle
             )
         except (OSError, ValueError) as exc:
             raise damaged(path, f"its model cannot be loaded ({first_line(exc)[:200]})") from None

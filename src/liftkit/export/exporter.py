@@ -30,7 +30,16 @@ from liftkit.export.onnx import quantize_int8, to_onnx
 from liftkit.methods import METHODS
 from liftkit.modelcard import model_card
 from liftkit.predict import Encoder, Predictor, check_files
-from liftkit.run_dir import CONFIG, EXPORT_INFO, MODEL_CARD, Manifest, read_manifest, read_record, write_json, write_text
+from liftkit.run_dir import (
+    CONFIG,
+    EXPORT_INFO,
+    MODEL_CARD,
+    Manifest,
+    read_manifest,
+    read_record,
+    write_json,
+    write_text,
+)
 from liftkit.tasks import Task, task_named
 from liftkit.version import __version__
 
@@ -61,7 +70,9 @@ def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force
     if fmt not in FORMATS:
         raise LiftError(f"export format {fmt!r} is unknown: use --format hf or --format onnx")
     if quantize is not None and (quantize not in QUANTIZATIONS or fmt != "onnx"):
-        raise LiftError(f"--quantize {quantize} is not available for --format {fmt}: int8 quantization applies to --format onnx")
+        raise LiftError(
+            f"--quantize {quantize} is not available for --format {fmt}: int8 quantization applies to --format onnx"
+        )
     manifest = read_manifest(run)
     check_files(run, manifest.files)
     if manifest.method in METHODS and fmt == "hf" and METHODS[manifest.method].merge is None:
@@ -85,13 +96,25 @@ def _check_replaceable(output: Path, force: bool) -> None:
     if not output.exists() or not any(output.iterdir()):
         return
     if not (output / EXPORT_INFO).is_file():
-        raise LiftError(f"export folder {str(output)!r} already holds other files (it is not an earlier export): pick another --output")
+        raise LiftError(
+            f"export folder {str(output)!r} already holds other files (it is not an earlier export): pick another --output"
+        )
     if not force:
-        raise LiftError(f"export folder {str(output)!r} already holds an export: pass --force to replace it, or pick another --output")
+        raise LiftError(
+            f"export folder {str(output)!r} already holds an export: pass --force to replace it, or pick another --output"
+        )
 
 
-def export(run: str | Path, fmt: str, quantize: str | None = None, output: str | Path | None = None, force: bool = False,
-           max_samples: int | None = None, trust_remote_code: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+def export(
+    run: str | Path,
+    fmt: str,
+    quantize: str | None = None,
+    output: str | Path | None = None,
+    force: bool = False,
+    max_samples: int | None = None,
+    trust_remote_code: bool = False,
+    log: Callable[[str], None] = print,
+) -> ExportResult:
     """Export the run folder `run` as `fmt` (hf or onnx, optionally int8) into `output`."""
     run = Path(run).resolve()  # `lift export .` names its default output beside the run, not inside it
     output = Path(output) if output is not None else default_output(run, fmt, quantize)
@@ -101,7 +124,9 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
     texts, labels, sample = _test_texts(run, max_samples, task)
     model = load_run_model(run, manifest, trust_remote_code, merge=False)
     log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
-    encoder = Encoder.from_folder(run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs)
+    encoder = Encoder.from_folder(
+        run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs
+    )
     reference = Predictor(manifest.labels, encoder, TorchBackend(model, "cpu"), {}).logits(texts)
     method = METHODS[manifest.method]
     if method.merge is not None:
@@ -113,7 +138,11 @@ def export(run: str | Path, fmt: str, quantize: str | None = None, output: str |
     try:
         log(f"writing the {fmt}{' ' + quantize if quantize else ''} export ...")
         model_file = _write(model, tokenizer, encoder, staging, fmt, quantize)
-        backend = OnnxBackend(staging / model_file) if fmt == "onnx" else TorchBackend(load_hf_export(staging, trust_remote_code), "cpu")
+        backend = (
+            OnnxBackend(staging / model_file)
+            if fmt == "onnx"
+            else TorchBackend(load_hf_export(staging, trust_remote_code), "cpu")
+        )
         exported = Predictor(manifest.labels, encoder, backend, {}).logits(texts)
         info = _info(manifest, run, fmt, quantize, model_file, staging, encoder.pad_id)
         info["parity"], info["warnings"] = _parity(task, manifest, reference, exported, labels, sample, quantize)
@@ -159,22 +188,43 @@ def _write(model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str,
     return "model.onnx"
 
 
-def _info(manifest: Manifest, run: Path, fmt: str, quantize: str | None, model_file: str, folder: Path, pad_id: int | None) -> dict[str, Any]:
+def _info(
+    manifest: Manifest, run: Path, fmt: str, quantize: str | None, model_file: str, folder: Path, pad_id: int | None
+) -> dict[str, Any]:
     """export.json without its parity figures; `pad_id` as the run's encoder resolved it (older
     manifests name no pad id: the tokenizer's pad token then)."""
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     return {
-        "format": fmt, "quantize": quantize, "model_file": model_file, "model_size_bytes": files[model_file],
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "liftkit": __version__, "source_run": run.name,
-        "method": manifest.method, "base_model": manifest.base_model, "model_type": manifest.model_type,
-        "labels": manifest.labels, "max_length": manifest.max_length, "padding_side": manifest.padding_side,
-        "pad_id": pad_id, "files": files, "task": manifest.task, "thresholds": manifest.thresholds,
+        "format": fmt,
+        "quantize": quantize,
+        "model_file": model_file,
+        "model_size_bytes": files[model_file],
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "liftkit": __version__,
+        "source_run": run.name,
+        "method": manifest.method,
+        "base_model": manifest.base_model,
+        "model_type": manifest.model_type,
+        "labels": manifest.labels,
+        "max_length": manifest.max_length,
+        "padding_side": manifest.padding_side,
+        "pad_id": pad_id,
+        "files": files,
+        "task": manifest.task,
+        "thresholds": manifest.thresholds,
         "inputs": list(manifest.inputs),
     }
 
 
-def _parity(task: Task, manifest: Manifest, reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, sample: str | None,
-            quantize: str | None) -> tuple[dict[str, Any], list[str]]:
+def _parity(
+    task: Task,
+    manifest: Manifest,
+    reference: np.ndarray,
+    exported: np.ndarray,
+    labels: np.ndarray,
+    sample: str | None,
+    quantize: str | None,
+) -> tuple[dict[str, Any], list[str]]:
     """How far the export is from the run's own model on the same texts, and what to say of it:
     logits, probabilities, and the decisions at the run's thresholds (the predicted class; each
     label's yes or no for multi-label), and the task's headline scores of each."""
@@ -184,11 +234,15 @@ def _parity(task: Task, manifest: Manifest, reference: np.ndarray, exported: np.
     headline = task.scores[:2] if "accuracy" in task.scores[:2] else (*task.scores[:2], "accuracy")
     agreement = task.agreement(ref_p, exp_p, manifest.thresholds)
     parity = {
-        "split": "test", "rows": int(len(labels)), "sample": sample,
+        "split": "test",
+        "rows": int(len(labels)),
+        "sample": sample,
         "max_abs_logit_diff": float(np.abs(reference - exported).max()),
         "max_abs_prob_diff": float(np.abs(ref_p - exp_p).max()),
         "decision_agreement": agreement,  # per row (single-label) or per (row, label) (multi-label)
-        **({"argmax_agreement": agreement} if manifest.thresholds is None else {}),  # argmax decisions: the key older readers know
+        **(
+            {"argmax_agreement": agreement} if manifest.thresholds is None else {}
+        ),  # argmax decisions: the key older readers know
         "run": {key: getattr(ref_scores, key) for key in headline},
         "export": {key: getattr(exp_scores, key) for key in headline},
         "accuracy_change_points": round((exp_scores.accuracy - ref_scores.accuracy) * 100, 4),
@@ -221,6 +275,8 @@ def _place(staging: Path, output: Path, force: bool) -> None:
     except OSError as exc:
         if old is not None:
             old.rename(output)
-        raise LiftError(f"could not move the export into {str(output)!r} ({first_line(exc)}): check that folder's permissions, or pick another --output") from None
+        raise LiftError(
+            f"could not move the export into {str(output)!r} ({first_line(exc)}): check that folder's permissions, or pick another --output"
+        ) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

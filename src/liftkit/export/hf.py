@@ -5,6 +5,7 @@ tokenizer. It needs neither peft nor liftkit: `AutoModelForSequenceClassificatio
 from __future__ import annotations
 
 from pathlib import Path
+
 from torch import nn
 
 from liftkit.modeling import quiet_loading

@@ -36,12 +36,16 @@ class LogitsOnly(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **types).logits
 
 
-def to_onnx(model: nn.Module, target: Path | BinaryIO, inputs: tuple[str, ...] = ("input_ids", "attention_mask")) -> None:
+def to_onnx(
+    model: nn.Module, target: Path | BinaryIO, inputs: tuple[str, ...] = ("input_ids", "attention_mask")
+) -> None:
     """Write `model` (eval mode, fp32, on CPU) as an ONNX graph taking `inputs` (what the run fed
     it: BERT's token type ids are a graph input) to a path or a binary buffer, attention fused
     where onnxruntime knows the architecture."""
@@ -54,11 +58,21 @@ def to_onnx(model: nn.Module, target: Path | BinaryIO, inputs: tuple[str, ...] =
     feed = {name: feed[name] for name in inputs}
     axes = {**{name: {0: "batch", 1: "sequence"} for name in feed}, "logits": {0: "batch"}}
     buffer = io.BytesIO()
-    with _eager_attention(model), warnings.catch_warnings():  # tracer notes on Python-side shape checks; parity is measured instead
+    with (
+        _eager_attention(model),
+        warnings.catch_warnings(),
+    ):  # tracer notes on Python-side shape checks; parity is measured instead
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (), buffer, kwargs=feed,
-            input_names=list(feed), output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            wrapper,
+            (),
+            buffer,
+            kwargs=feed,
+            input_names=list(feed),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     graph = onnx.load_from_string(buffer.getvalue())
     if model.config.model_type in FUSABLE:
@@ -110,6 +124,11 @@ def quantize_int8(source: Path, target: Path) -> None:
 
     with _quiet_root():  # a generic pre-processing tip
         quantize_dynamic(
-            source, target, weight_type=QuantType.QInt8, per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # types of ops shape inference cannot see into
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={
+                "DefaultTensorType": onnx.TensorProto.FLOAT
+            },  # types of ops shape inference cannot see into
         )

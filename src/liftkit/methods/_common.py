@@ -16,7 +16,6 @@ from liftkit.modeling import Arch, linear_names, top_layer_paths
 from liftkit.run_dir import WEIGHTS
 
 
-
 def named_by(path: str, suffixes: list[str]) -> bool:
     """Whether a module path is one of `suffixes` or ends with one (`query` names `...self.query`)."""
     return any(path == s or path.endswith("." + s) for s in suffixes)
@@ -26,7 +25,9 @@ def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -
     """Targets must be linear layers outside the head, named by a suffix of their path."""
     clash = [t for t in targets if t.split(".")[0] in arch.head]
     if clash:
-        raise LiftError(f"{what} target(s) {clash} are head modules, which liftkit trains in full: drop them from method.target_modules")
+        raise LiftError(
+            f"{what} target(s) {clash} are head modules, which liftkit trains in full: drop them from method.target_modules"
+        )
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in targets if not any(named_by(n, [t]) for n in names)]
     if missing:
@@ -43,7 +44,9 @@ def place(model: nn.Module, targets: list[str], train_layers: int | str | None, 
     inside = top_layer_paths(model, train_layers)
     names = [n for n, _ in model.named_modules() if inside(n) and named_by(n, targets)]
     if not names:
-        raise LiftError(f"method.train_layers={train_layers} leaves {what} nothing to adapt: use 1 or more, or the head method")
+        raise LiftError(
+            f"method.train_layers={train_layers} leaves {what} nothing to adapt: use 1 or more, or the head method"
+        )
     return names
 
 
@@ -64,7 +67,11 @@ def model_dims(model: nn.Module) -> dict[str, int]:
     """Sizes peft's prompt-learning configs need, read through the config's attribute aliases
     (peft reads the raw dict and misses DistilBERT's `dim` / `n_layers` / `n_heads`)."""
     config = model.config
-    return {"token_dim": config.hidden_size, "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads}
+    return {
+        "token_dim": config.hidden_size,
+        "num_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+    }
 
 
 def peft_save(model: nn.Module, run_dir: Path) -> None:
@@ -115,7 +122,9 @@ def native_load(model: nn.Module, run_dir: Path) -> nn.Module:
     return model
 
 
-def native_loader(apply: Callable[[nn.Module, Any, Arch], nn.Module]) -> Callable[[nn.Module, Any, Arch, Path], nn.Module]:
+def native_loader(
+    apply: Callable[[nn.Module, Any, Arch], nn.Module],
+) -> Callable[[nn.Module, Any, Arch, Path], nn.Module]:
     """The `load` of a liftkit-native method: give the base model the method's structure again
     (`apply`), then copy the saved tensors in."""
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from liftkit.errors import LiftError
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import head_paths, native_loader, native_save, train_only
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import AdapterOptions
 from liftkit.modeling import Arch, top_layer_paths
 
@@ -66,7 +66,9 @@ def apply(model: nn.Module, options: AdapterOptions, arch: Arch) -> nn.Module:
     inside = top_layer_paths(model, options.train_layers)
     sites = [name for name, _ in model.named_modules() if inside(name) and any(re.search(p, name) for p in patterns)]
     if not sites:
-        raise LiftError(f"found no layer outputs to place adapters on in this {arch.model_type} model (method.train_layers={options.train_layers})")
+        raise LiftError(
+            f"found no layer outputs to place adapters on in this {arch.model_type} model (method.train_layers={options.train_layers})"
+        )
     for name in sites:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)

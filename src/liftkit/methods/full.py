@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import head_paths, native_loader, native_save, plain, train_only
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import FullOptions
 from liftkit.modeling import Arch, top_layer_paths
 

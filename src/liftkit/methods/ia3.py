@@ -9,8 +9,8 @@ from __future__ import annotations
 from peft import IA3Config
 from torch import nn
 
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import check_targets, named_by, peft_load, peft_merge, peft_save, peft_wrap, place
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import IA3Options
 from liftkit.modeling import Arch
 
@@ -21,7 +21,14 @@ def apply(model: nn.Module, options: IA3Options, arch: Arch) -> nn.Module:
     check_targets(model, targets, arch, "IA3")
     targets = place(model, targets, options.train_layers, "IA3")
     feedforward = [t for t in targets if named_by(t, feedforward)]
-    return peft_wrap(model, IA3Config, arch, target_modules=targets, feedforward_modules=feedforward, fan_in_fan_out=arch.fan_in_fan_out)
+    return peft_wrap(
+        model,
+        IA3Config,
+        arch,
+        target_modules=targets,
+        feedforward_modules=feedforward,
+        fan_in_fan_out=arch.fan_in_fan_out,
+    )
 
 
 register(Method(options=IA3Options, apply=apply, save=peft_save, load=peft_load, merge=peft_merge))

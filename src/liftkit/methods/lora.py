@@ -12,8 +12,8 @@ from __future__ import annotations
 from peft import LoraConfig
 from torch import nn
 
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import check_targets, peft_load, peft_merge, peft_save, peft_wrap, place
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import LoraOptions
 from liftkit.modeling import Arch
 
@@ -23,8 +23,14 @@ def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
     check_targets(model, targets, arch, "LoRA")
     targets = place(model, targets, options.train_layers, "LoRA")
     return peft_wrap(
-        model, LoraConfig, arch, r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-        target_modules=targets, fan_in_fan_out=arch.fan_in_fan_out,
+        model,
+        LoraConfig,
+        arch,
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=targets,
+        fan_in_fan_out=arch.fan_in_fan_out,
     )
 
 

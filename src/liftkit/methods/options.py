@@ -34,7 +34,9 @@ class MethodOptions:
         if "name" not in cls.__dict__:  # a subclass that keeps its parent's name is not a new method
             return
         if cls.name in OPTIONS:
-            raise ValueError(f"two option classes name the method {cls.name!r}: {OPTIONS[cls.name].__qualname__} and {cls.__qualname__}")
+            raise ValueError(
+                f"two option classes name the method {cls.name!r}: {OPTIONS[cls.name].__qualname__} and {cls.__qualname__}"
+            )
         OPTIONS[cls.name] = cls
 
     def problems(self) -> list[str]:
@@ -46,7 +48,9 @@ class MethodOptions:
         out = self.problems()
         layers = self.train_layers
         if isinstance(layers, bool) or not (
-            layers is None or (isinstance(layers, int) and layers >= 0) or (isinstance(layers, str) and share(layers) is not None)
+            layers is None
+            or (isinstance(layers, int) and layers >= 0)
+            or (isinstance(layers, str) and share(layers) is not None)
         ):
             out.append(f"method.train_layers={layers!r} must be {TRAIN_LAYERS}")
         return out
@@ -120,7 +124,11 @@ class PromptOptions(MethodOptions):
     num_virtual_tokens: int = 20  # length of the learned prompt
 
     def problems(self) -> list[str]:
-        return [] if self.num_virtual_tokens >= 1 else [f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1"]
+        return (
+            []
+            if self.num_virtual_tokens >= 1
+            else [f"method.num_virtual_tokens={self.num_virtual_tokens} must be at least 1"]
+        )
 
 
 @dataclass

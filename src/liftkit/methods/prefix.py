@@ -22,10 +22,18 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from liftkit.errors import LiftError
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import (
-    head_paths, model_dims, native_load, native_save, no_layer_choice, peft_load, peft_save, peft_wrap, train_only,
+    head_paths,
+    model_dims,
+    native_load,
+    native_save,
+    no_layer_choice,
+    peft_load,
+    peft_save,
+    peft_wrap,
+    train_only,
 )
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import PrefixOptions
 from liftkit.modeling import Arch, top_layer_paths
 
@@ -53,7 +61,14 @@ class PrefixKV(nn.Module):
         return key, value
 
 
-def _prefixed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Any):
+def _prefixed_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+):
     prefix = getattr(module, "liftkit_prefix", None)
     if prefix is not None:
         p_key, p_value = prefix()
@@ -63,7 +78,9 @@ def _prefixed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         if attention_mask is not None:  # every query may attend to every prefix position
             length = p_key.shape[1]
             opened = torch.ones if attention_mask.dtype == torch.bool else torch.zeros
-            pad = opened((*attention_mask.shape[:-1], length), dtype=attention_mask.dtype, device=attention_mask.device)
+            pad = opened(
+                (*attention_mask.shape[:-1], length), dtype=attention_mask.dtype, device=attention_mask.device
+            )
             attention_mask = torch.cat([pad.expand(attention_mask.shape[0], -1, -1, -1), attention_mask], dim=-1)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
@@ -75,11 +92,15 @@ def _register() -> None:
 
 def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
     if arch.attention is None:
-        raise LiftError(f"prefix tuning has no attention layout for {arch.model_type!r} models: use lora, ia3 or adapter")
+        raise LiftError(
+            f"prefix tuning has no attention layout for {arch.model_type!r} models: use lora, ia3 or adapter"
+        )
     _register()
     model.set_attn_implementation(ATTENTION)
     if model.config._attn_implementation != ATTENTION:
-        raise LiftError(f"{arch.model_type!r} attention does not go through transformers' AttentionInterface, so liftkit cannot add prefixes: use lora, ia3 or adapter")
+        raise LiftError(
+            f"{arch.model_type!r} attention does not go through transformers' AttentionInterface, so liftkit cannot add prefixes: use lora, ia3 or adapter"
+        )
     config = model.config
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
     width = getattr(config, "hidden_size", None) or config.dim
@@ -87,9 +108,13 @@ def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Mo
     inside = top_layer_paths(model, options.train_layers)
     layers = [mod for name, mod in model.named_modules() if pattern.search(name) and inside(name)]
     if not layers:
-        raise LiftError(f"found no attention layers matching {arch.attention!r} in this {arch.model_type} model (method.train_layers={options.train_layers})")
+        raise LiftError(
+            f"found no attention layers matching {arch.attention!r} in this {arch.model_type} model (method.train_layers={options.train_layers})"
+        )
     for layer in layers:
-        layer.liftkit_prefix = PrefixKV(heads, width // heads, options.num_virtual_tokens, options.reparameterize, options.projection_hidden)
+        layer.liftkit_prefix = PrefixKV(
+            heads, width // heads, options.num_virtual_tokens, options.reparameterize, options.projection_hidden
+        )
     train_only(model, head_paths(model, arch) | {n for n, m in model.named_modules() if isinstance(m, PrefixKV)})
     return model
 
@@ -99,8 +124,13 @@ def apply(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
         return _apply_native(model, options, arch)
     no_layer_choice(options, "on decoders peft feeds the prefixes to every layer as a key/value cache")
     return peft_wrap(
-        model, PrefixTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
-        prefix_projection=options.reparameterize, encoder_hidden_size=options.projection_hidden, **model_dims(model),
+        model,
+        PrefixTuningConfig,
+        arch,
+        num_virtual_tokens=options.num_virtual_tokens,
+        prefix_projection=options.reparameterize,
+        encoder_hidden_size=options.projection_hidden,
+        **model_dims(model),
     )
 
 

@@ -12,8 +12,8 @@ from peft import PromptEncoderConfig, PromptTuningConfig
 from torch import nn
 
 from liftkit.errors import LiftError
-from liftkit.methods.base import Method, register
 from liftkit.methods._common import model_dims, no_layer_choice, peft_load, peft_save, peft_wrap
+from liftkit.methods.base import Method, register
 from liftkit.methods.options import PromptOptions, PTuningOptions
 from liftkit.modeling import Arch
 
@@ -23,19 +23,27 @@ def _check_embeddings(model: nn.Module, options: PromptOptions, arch: Arch) -> N
     try:
         model.get_input_embeddings()
     except (NotImplementedError, AttributeError):
-        raise LiftError(f"prompt methods need access to the input embeddings, which this {arch.model_type} model does not expose: use lora, ia3 or adapter") from None
+        raise LiftError(
+            f"prompt methods need access to the input embeddings, which this {arch.model_type} model does not expose: use lora, ia3 or adapter"
+        ) from None
 
 
 def apply_prompt(model: nn.Module, options: PromptOptions, arch: Arch) -> nn.Module:
     _check_embeddings(model, options, arch)
-    return peft_wrap(model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model))
+    return peft_wrap(
+        model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model)
+    )
 
 
 def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.Module:
     _check_embeddings(model, options, arch)
     return peft_wrap(
-        model, PromptEncoderConfig, arch, num_virtual_tokens=options.num_virtual_tokens,
-        encoder_hidden_size=options.encoder_hidden_size, **model_dims(model),
+        model,
+        PromptEncoderConfig,
+        arch,
+        num_virtual_tokens=options.num_virtual_tokens,
+        encoder_hidden_size=options.encoder_hidden_size,
+        **model_dims(model),
     )
 
 

@@ -28,13 +28,17 @@ from pydantic import BaseModel, Field
 
 from liftkit.errors import LiftError, first_line
 from liftkit.predict import Predictor, load
+from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
 from liftkit.serve.batcher import Batcher, QueueFull
 from liftkit.serve.metrics import Metrics
-from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
 from liftkit.serve.page import PLAYGROUND
 from liftkit.version import __version__
 
-OPEN_PATHS = {"/health", "/", "/favicon.ico"}  # GETs answered without the API key: probes, and the page (which asks for it)
+OPEN_PATHS = {
+    "/health",
+    "/",
+    "/favicon.ico",
+}  # GETs answered without the API key: probes, and the page (which asks for it)
 
 
 @dataclass
@@ -57,7 +61,13 @@ class ServeSettings:
         key = os.environ.get("LIFT_API_KEY")
         if key is not None and not key.strip():
             raise LiftError("LIFT_API_KEY is set but empty: set it to the key clients will send, or unset it")
-        for name in ("max_batch_size", "max_batch_tokens", "max_concurrent_requests", "max_client_batch_size", "max_input_chars"):
+        for name in (
+            "max_batch_size",
+            "max_batch_tokens",
+            "max_concurrent_requests",
+            "max_client_batch_size",
+            "max_input_chars",
+        ):
             if getattr(self, name) < 1:
                 raise LiftError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
         if self.max_wait_ms < 0:
@@ -103,18 +113,30 @@ class Server:
         self.facts: dict[str, Any] = {}  # /info, read once at load
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
-        self.batcher = Batcher(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms,
-                               settings.max_concurrent_requests, on_batch=metrics.observe_batch)
+        self.batcher = Batcher(
+            settings.max_batch_size,
+            settings.max_batch_tokens,
+            settings.max_wait_ms,
+            settings.max_concurrent_requests,
+            on_batch=metrics.observe_batch,
+        )
         metrics.queue_depth.set_function(lambda: self.batcher.pending)
 
     def load(self) -> None:
         """In a thread, so that /health can answer 503 while the model loads."""
         try:
-            predictor = load(self.settings.path, backend=self.settings.backend, device=self.settings.device,
-                             trust_remote_code=self.settings.trust_remote_code)
+            predictor = load(
+                self.settings.path,
+                backend=self.settings.backend,
+                device=self.settings.device,
+                trust_remote_code=self.settings.trust_remote_code,
+            )
             predictor.predict(["warm-up"])  # the first forward allocates; /health says ready after it
             self.facts = {
-                "model": self.name, "liftkit": __version__, **predictor.info, "labels": predictor.labels,
+                "model": self.name,
+                "liftkit": __version__,
+                **predictor.info,
+                "labels": predictor.labels,
                 "test_metrics": measured_scores(Path(self.settings.path)),
                 "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
             }
@@ -135,15 +157,23 @@ class Server:
         """The request's texts within the limits (cut to --max-input-chars when it asks to truncate)."""
         limit = self.settings.max_client_batch_size
         if len(texts) > limit:
-            raise ApiError(413, f"{len(texts)} texts in one request, more than --max-client-batch-size {limit}: split the request", "payload_too_large")
+            raise ApiError(
+                413,
+                f"{len(texts)} texts in one request, more than --max-client-batch-size {limit}: split the request",
+                "payload_too_large",
+            )
         if not texts:
             raise ApiError(422, "no texts in the request: send at least one", "validation")
         for i, text in enumerate(texts):
             if not text.strip():
                 raise ApiError(422, f"text {i} is empty: send some text", "validation")
             if len(text) > self.settings.max_input_chars and not truncate:
-                raise ApiError(413, f"text {i} has {len(text)} characters, more than --max-input-chars {self.settings.max_input_chars}: "
-                                    "shorten it, or send \"truncate\": true", "payload_too_large")
+                raise ApiError(
+                    413,
+                    f"text {i} has {len(text)} characters, more than --max-input-chars {self.settings.max_input_chars}: "
+                    'shorten it, or send "truncate": true',
+                    "payload_too_large",
+                )
         return [text[: self.settings.max_input_chars] for text in texts]
 
     async def logits(self, texts: list[str], truncate: bool) -> np.ndarray:
@@ -156,8 +186,12 @@ class Server:
         try:
             logits = await self.batcher.submit(rows)
         except QueueFull:
-            raise ApiError(429, f"the server is at --max-concurrent-requests {self.settings.max_concurrent_requests}: retry shortly",
-                           "overloaded", {"Retry-After": "1"}) from None
+            raise ApiError(
+                429,
+                f"the server is at --max-concurrent-requests {self.settings.max_concurrent_requests}: retry shortly",
+                "overloaded",
+                {"Retry-After": "1"},
+            ) from None
         self.metrics.texts.inc(len(texts))
         return logits
 
@@ -176,7 +210,12 @@ def measured_scores(path: Path) -> dict[str, Any]:
         scores = record.finetuned.scores
         measured = {k: v for k, v in asdict(scores).items() if v is not None and k != "loss"}
         return {"split": "test", "rows": record.data.rows["test"], **measured, "measured_by": "lift run"}
-    except (LiftError, KeyError, TypeError, ValueError):  # a folder without its figures still serves; /info just has none
+    except (
+        LiftError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ):  # a folder without its figures still serves; /info just has none
         return {}
 
 
@@ -195,8 +234,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         yield
         await server.batcher.stop()  # uvicorn has drained the requests in flight by now
 
-    app = FastAPI(title="liftkit", version=__version__, lifespan=lifespan,
-                  description=f"Text classification with {Path(settings.path).name}, served by liftkit.")
+    app = FastAPI(
+        title="liftkit",
+        version=__version__,
+        lifespan=lifespan,
+        description=f"Text classification with {Path(settings.path).name}, served by liftkit.",
+    )
     _middleware(app, settings, metrics)
     _handlers(app)
     _routes(app, server, metrics)
@@ -217,8 +260,12 @@ class Guard:
         self.app, self.max_body, self.metrics = app, max_body, metrics
         self.key = key.strip() if key else None  # a key read from a file keeps its newline
         # built once: a response object only sends its bytes, so requests can share it
-        self.unauthorized = _error(401, "missing or wrong API key: send the header Authorization: Bearer <key>", "unauthorized")
-        self.too_large = _error(413, f"request body over {max_body} bytes: send fewer or shorter texts", "payload_too_large")
+        self.unauthorized = _error(
+            401, "missing or wrong API key: send the header Authorization: Bearer <key>", "unauthorized"
+        )
+        self.too_large = _error(
+            413, f"request body over {max_body} bytes: send fewer or shorter texts", "payload_too_large"
+        )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -274,14 +321,22 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:  # what the model or a bug raised
-        return _error(500, f"the model failed on this request ({first_line(exc)[:200]}): retry; if it persists with long "
-                           "texts, lower --max-batch-tokens, and report it", "internal")
+        return _error(
+            500,
+            f"the model failed on this request ({first_line(exc)[:200]}): retry; if it persists with long "
+            "texts, lower --max-batch-tokens, and report it",
+            "internal",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
         if first.get("type") == "json_invalid":
-            return _error(422, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}): send JSON as in /docs", "validation")
+            return _error(
+                422,
+                f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}): send JSON as in /docs",
+                "validation",
+            )
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
         return _error(422, f"{where}: {first.get('msg', 'invalid')}: send JSON as in /docs", "validation")
 
@@ -309,8 +364,10 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
     async def classify(body: ClassifyRequest) -> JSONResponse:
         predictor = server.predictor
         probs = predictor.task.probabilities(await server.logits(body.texts, body.truncate))
-        results = [{**answer, "probabilities": _ranked(predictor.labels, row, body.top_k)}
-                   for answer, row in zip(predictor.answers(probs), probs)]
+        results = [
+            {**answer, "probabilities": _ranked(predictor.labels, row, body.top_k)}
+            for answer, row in zip(predictor.answers(probs), probs)
+        ]
         return JSONResponse({"model": server.name, "version": __version__, "results": results})
 
     @app.get("/health")
@@ -338,4 +395,6 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
 
 def app_from_env() -> FastAPI:
     """The app for `uvicorn --factory` workers (`lift serve --workers N`): settings from LIFT_SERVE_SETTINGS."""
-    return create_app(ServeSettings(**{**json.loads(os.environ["LIFT_SERVE_SETTINGS"]), "load_before_listening": True}))
+    return create_app(
+        ServeSettings(**{**json.loads(os.environ["LIFT_SERVE_SETTINGS"]), "load_before_listening": True})
+    )

@@ -36,8 +36,14 @@ class _Job:
 
 
 class Batcher:
-    def __init__(self, max_batch_size: int, max_batch_tokens: int, max_wait_ms: float, max_pending: int,
-                 on_batch: Callable[[int, int], None] = lambda texts, tokens: None):
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_wait_ms: float,
+        max_pending: int,
+        on_batch: Callable[[int, int], None] = lambda texts, tokens: None,
+    ):
         self.predictor: Predictor | None = None  # set once the model has loaded
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait = max_wait_ms / 1000
@@ -91,7 +97,11 @@ class Batcher:
         while texts < self.max_batch_size:
             try:
                 wait = deadline - loop.time()
-                job = self._queue.get_nowait() if wait <= 0 or not self._queue.empty() else await asyncio.wait_for(self._queue.get(), wait)
+                job = (
+                    self._queue.get_nowait()
+                    if wait <= 0 or not self._queue.empty()
+                    else await asyncio.wait_for(self._queue.get(), wait)
+                )
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 return None
             grown = max(width, job.width)
@@ -125,7 +135,8 @@ class Batcher:
     async def _forward(self, rows: list[list[int]]) -> np.ndarray:
         """One merged batch in the worker thread, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: self.predictor.logits_of(rows, batch_size=len(rows), pad=True))
+            self._executor, lambda: self.predictor.logits_of(rows, batch_size=len(rows), pad=True)
+        )
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:

@@ -21,4 +21,15 @@ from liftkit.tasks import multi_label, single_label
 from liftkit.tasks.base import NAMES, PROBLEM_TYPES, TASKS, Task, Thresholds, register, task_named, task_of
 
 assert set(TASKS) == set(NAMES), "tasks.base.NAMES must list every registered task"
-__all__ = ["TASKS", "NAMES", "PROBLEM_TYPES", "Task", "Thresholds", "register", "task_named", "task_of", "single_label", "multi_label"]
+__all__ = [
+    "TASKS",
+    "NAMES",
+    "PROBLEM_TYPES",
+    "Task",
+    "Thresholds",
+    "register",
+    "task_named",
+    "task_of",
+    "single_label",
+    "multi_label",
+]

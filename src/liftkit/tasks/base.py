@@ -26,9 +26,13 @@ class Task:
     targets: Callable[[Sequence[Any], int], np.ndarray]  # labels of a split -> the array training reads
     probabilities: Callable[[np.ndarray], np.ndarray]  # logits -> probabilities
     decide: Callable[[np.ndarray, Thresholds], np.ndarray]  # probabilities -> predictions (ids, or a multi-hot row)
-    metrics: Callable[[np.ndarray, np.ndarray, list[str] | None, Thresholds], SplitMetrics]  # logits, targets -> metrics
+    metrics: Callable[
+        [np.ndarray, np.ndarray, list[str] | None, Thresholds], SplitMetrics
+    ]  # logits, targets -> metrics
     reference: Callable[[np.ndarray, np.ndarray, list[str]], SplitMetrics]  # train targets, targets -> the floor row
-    reliability: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # -> (confidence, correct) per decision
+    reliability: Callable[
+        [np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+    ]  # -> (confidence, correct) per decision
     mistakes: Callable[[np.ndarray, np.ndarray, list[str], list[str], Thresholds, int], list[Mistake]]
     answer: Callable[[np.ndarray, list[str], Thresholds], list[dict[str, Any]]]  # what predict returns per text
     # (task.threshold: tuned, a number or {label: t}; label names; validation() -> (probabilities,
@@ -36,8 +40,12 @@ class Task:
     # predict uses; None where decisions need none (argmax). Test rows never reach it.
     thresholds: Callable[[Any, list[str], Callable[[], tuple[np.ndarray, np.ndarray]], int], list[float] | None]
     reference_name: str  # how tables name the reference row
-    card_pipeline: str  # the model card's transformers pipeline call needs these arguments too (multi-label: every score)
-    card_onnx: tuple[str, ...]  # the model card's onnxruntime example: python lines from `logits` and `info` (export.json) to the answer
+    card_pipeline: (
+        str  # the model card's transformers pipeline call needs these arguments too (multi-label: every score)
+    )
+    card_onnx: tuple[
+        str, ...
+    ]  # the model card's onnxruntime example: python lines from `logits` and `info` (export.json) to the answer
     report: tuple[str, ...]  # report.html's sections after the tables and curves, in order (liftkit.pages.SECTIONS)
     agreement: Callable[[np.ndarray, np.ndarray, Thresholds], float]  # share of equal decisions (export parity)
 

@@ -53,16 +53,29 @@ def _bce(logits: np.ndarray, y: np.ndarray) -> float:
     return float((np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))).mean())
 
 
-def _scores(probs: np.ndarray, preds: np.ndarray, y: np.ndarray, loss: float, names: list[str], thresholds: Thresholds) -> SplitMetrics:
-    from sklearn.metrics import f1_score, hamming_loss, label_ranking_average_precision_score, precision_recall_fscore_support, roc_auc_score
+def _scores(
+    probs: np.ndarray, preds: np.ndarray, y: np.ndarray, loss: float, names: list[str], thresholds: Thresholds
+) -> SplitMetrics:
+    from sklearn.metrics import (
+        f1_score,
+        hamming_loss,
+        label_ranking_average_precision_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y, preds = y.astype(np.int64), preds.astype(np.int64)
     f1 = lambda average, zero=0: float(f1_score(y, preds, average=average, zero_division=zero))  # noqa: E731
     precision, recall, _, _ = precision_recall_fscore_support(y, preds, average="macro", zero_division=0)
     both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]  # ROC-AUC needs both outcomes
     scores = Scores(
-        accuracy=float((preds == y).all(axis=1).mean()), macro_f1=f1("macro"), macro_precision=float(precision),
-        macro_recall=float(recall), weighted_f1=f1("weighted"), loss=loss, micro_f1=f1("micro"),
+        accuracy=float((preds == y).all(axis=1).mean()),
+        macro_f1=f1("macro"),
+        macro_precision=float(precision),
+        macro_recall=float(recall),
+        weighted_f1=f1("weighted"),
+        loss=loss,
+        micro_f1=f1("micro"),
         samples_f1=f1("samples", 1.0),  # a row with no label and none predicted is answered right
         hamming_loss=float(hamming_loss(y, preds)),
         label_ranking_ap=float(label_ranking_average_precision_score(y, probs)),
@@ -70,11 +83,15 @@ def _scores(probs: np.ndarray, preds: np.ndarray, y: np.ndarray, loss: float, na
     )
     each = precision_recall_fscore_support(y, preds, average=None, zero_division=0)
     cut = _cut(thresholds, y.shape[1])
-    per_class = {n: ClassScores(float(p), float(r), float(f), int(s), float(t)) for n, p, r, f, s, t in zip(names, *each, cut)}
+    per_class = {
+        n: ClassScores(float(p), float(r), float(f), int(s), float(t)) for n, p, r, f, s, t in zip(names, *each, cut)
+    }
     return SplitMetrics(scores, per_class, [], ece=expected_calibration_error(*reliability(probs, y)))
 
 
-def metrics(logits: np.ndarray, y: np.ndarray, label_names: list[str] | None = None, thresholds: Thresholds = None) -> SplitMetrics:
+def metrics(
+    logits: np.ndarray, y: np.ndarray, label_names: list[str] | None = None, thresholds: Thresholds = None
+) -> SplitMetrics:
     names = label_names or [str(i) for i in range(logits.shape[-1])]
     probs = probabilities(logits)
     return _scores(probs, decide(probs, thresholds), y, _bce(logits, y), names, thresholds)
@@ -100,7 +117,9 @@ def _names(row: np.ndarray, names: list[str]) -> str:
     return ", ".join(names[j] for j in np.flatnonzero(row)) or "(none)"
 
 
-def mistakes(probs: np.ndarray, y: np.ndarray, texts: list[str], names: list[str], thresholds: Thresholds = None, k: int = 20) -> list[Mistake]:
+def mistakes(
+    probs: np.ndarray, y: np.ndarray, texts: list[str], names: list[str], thresholds: Thresholds = None, k: int = 20
+) -> list[Mistake]:
     """The `k` rows whose predicted label set is wrong, surest first: how sure the model was of
     its most confident wrong decision on the row (p for a wrong label, 1 - p for a missed one)."""
     preds = decide(probs, thresholds)
@@ -108,23 +127,35 @@ def mistakes(probs: np.ndarray, y: np.ndarray, texts: list[str], names: list[str
     sure = np.where(wrong_cells, np.where(preds, probs, 1 - probs), -1.0).max(axis=1)
     wrong = np.flatnonzero(wrong_cells.any(axis=1))
     top = wrong[np.argsort(-sure[wrong], kind="stable")[:k]]
-    return [Mistake(texts[i][:2000], _names(y[i] > 0.5, names), _names(preds[i], names), round(float(sure[i]), 4)) for i in top]
+    return [
+        Mistake(texts[i][:2000], _names(y[i] > 0.5, names), _names(preds[i], names), round(float(sure[i]), 4))
+        for i in top
+    ]
 
 
 def answer(probs: np.ndarray, names: list[str], thresholds: Thresholds = None) -> list[dict[str, Any]]:
     """The predicted label set (in label order) and every label's probability, for each text."""
     preds = decide(probs, thresholds)
-    return [{"labels": [names[j] for j in np.flatnonzero(chosen)], "probabilities": {n: float(p) for n, p in zip(names, row)}}
-            for row, chosen in zip(probs, preds)]
+    return [
+        {
+            "labels": [names[j] for j in np.flatnonzero(chosen)],
+            "probabilities": {n: float(p) for n, p in zip(names, row)},
+        }
+        for row, chosen in zip(probs, preds)
+    ]
 
 
-def thresholds(setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int) -> list[float]:
+def thresholds(
+    setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int
+) -> list[float]:
     """task.threshold as one threshold per label: `tuned` on the validation split (`validation()`
     gives its probabilities and targets), a number for every label, or {label: t} (others 0.5)."""
     if isinstance(setting, dict):
         unknown = sorted(set(setting) - set(names))
         if unknown:
-            raise LiftError(f"task.threshold names {', '.join(map(repr, unknown))}, not among the labels ({', '.join(names[:10])}...): use the label names")
+            raise LiftError(
+                f"task.threshold names {', '.join(map(repr, unknown))}, not among the labels ({', '.join(names[:10])}...): use the label names"
+            )
         return [float(setting.get(n, 0.5)) for n in names]
     if setting != "tuned":
         return [float(setting)] * len(names)
@@ -149,16 +180,42 @@ def agreement(a: np.ndarray, b: np.ndarray, thresholds: Thresholds = None) -> fl
     return float((decide(a, thresholds) == decide(b, thresholds)).mean())
 
 
-MULTI_LABEL = register(Task(
-    name="multi_label", problem_type="multi_label_classification", criterion="multi_label_criterion",
-    best_metric="micro_f1",
-    scores=("micro_f1", "macro_f1", "samples_f1", "accuracy", "hamming_loss", "label_ranking_ap", "macro_roc_auc",
-            "macro_precision", "macro_recall", "weighted_f1", "loss"),
-    targets=targets, probabilities=probabilities, decide=decide, metrics=metrics, reference=reference,
-    reliability=reliability, mistakes=mistakes, answer=answer, thresholds=thresholds,
-    search_metric="micro_f1", reference_name="most frequent set", agreement=agreement,
-    report=("per_label", "precision_recall", "co_occurrence", "calibration", "mistakes", "label_distribution"),
-    card_pipeline=", top_k=None",
-    card_onnx=("probs = 1 / (1 + np.exp(-logits[0]))  # a sigmoid per label",
-               'print([label for label, p, t in zip(info["labels"], probs, info["thresholds"]) if p >= t])'),
-))
+MULTI_LABEL = register(
+    Task(
+        name="multi_label",
+        problem_type="multi_label_classification",
+        criterion="multi_label_criterion",
+        best_metric="micro_f1",
+        scores=(
+            "micro_f1",
+            "macro_f1",
+            "samples_f1",
+            "accuracy",
+            "hamming_loss",
+            "label_ranking_ap",
+            "macro_roc_auc",
+            "macro_precision",
+            "macro_recall",
+            "weighted_f1",
+            "loss",
+        ),
+        targets=targets,
+        probabilities=probabilities,
+        decide=decide,
+        metrics=metrics,
+        reference=reference,
+        reliability=reliability,
+        mistakes=mistakes,
+        answer=answer,
+        thresholds=thresholds,
+        search_metric="micro_f1",
+        reference_name="most frequent set",
+        agreement=agreement,
+        report=("per_label", "precision_recall", "co_occurrence", "calibration", "mistakes", "label_distribution"),
+        card_pipeline=", top_k=None",
+        card_onnx=(
+            "probs = 1 / (1 + np.exp(-logits[0]))  # a sigmoid per label",
+            'print([label for label, p, t in zip(info["labels"], probs, info["thresholds"]) if p >= t])',
+        ),
+    )
+)

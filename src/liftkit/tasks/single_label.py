@@ -35,7 +35,9 @@ def decide(probs: np.ndarray, thresholds: Thresholds = None) -> np.ndarray:
     return probs.argmax(-1)
 
 
-def metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None, thresholds: Thresholds = None) -> SplitMetrics:
+def metrics(
+    logits: np.ndarray, labels: np.ndarray, label_names: list[str] | None = None, thresholds: Thresholds = None
+) -> SplitMetrics:
     """Scores, per-class scores and the confusion matrix. Classes are the logits' columns, named
     by `label_names` (default "0", "1", ...)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -43,7 +45,9 @@ def metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str] | Non
     names = label_names or [str(i) for i in range(logits.shape[-1])]
     preds = logits.argmax(-1)
     classes = list(range(logits.shape[-1]))
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=classes, average="macro", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, preds, labels=classes, average="macro", zero_division=0
+    )
     each = precision_recall_fscore_support(labels, preds, labels=classes, average=None, zero_division=0)
     log_probs = log_softmax(logits)
     loss = -log_probs[np.arange(len(labels)), labels].mean()
@@ -57,7 +61,9 @@ def metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str] | Non
     )
     per_class = {name: ClassScores(float(p), float(r), float(f), int(s)) for name, p, r, f, s in zip(names, *each)}
     matrix = confusion_matrix(labels, preds, labels=classes).tolist()
-    return SplitMetrics(scores, per_class, matrix, ece=expected_calibration_error(*reliability(np.exp(log_probs), labels)))
+    return SplitMetrics(
+        scores, per_class, matrix, ece=expected_calibration_error(*reliability(np.exp(log_probs), labels))
+    )
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +78,13 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     counts = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gaps = np.abs(np.bincount(which, weights=correct, minlength=bins) - np.bincount(which, weights=confidence, minlength=bins)) / counts
+        gaps = (
+            np.abs(
+                np.bincount(which, weights=correct, minlength=bins)
+                - np.bincount(which, weights=confidence, minlength=bins)
+            )
+            / counts
+        )
     return float((counts * np.where(counts > 0, gaps, 0.0)).sum() / max(len(confidence), 1))
 
 
@@ -83,21 +95,36 @@ def reference(train_labels: np.ndarray, labels: np.ndarray, label_names: list[st
     return metrics(logits, labels, label_names)
 
 
-def mistakes(probs: np.ndarray, labels: np.ndarray, texts: list[str], names: list[str], thresholds: Thresholds = None, k: int = 20) -> list[Mistake]:
+def mistakes(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    texts: list[str],
+    names: list[str],
+    thresholds: Thresholds = None,
+    k: int = 20,
+) -> list[Mistake]:
     """The `k` wrong predictions the model was surest of: often label noise, or a class the model
     learned to spot from the wrong cue. Texts are cut at 2,000 characters (a report shows them)."""
     predicted = probs.argmax(-1)
     wrong = np.flatnonzero(predicted != labels)
     top = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")[:k]]
-    return [Mistake(texts[i][:2000], names[labels[i]], names[predicted[i]], round(float(probs[i, predicted[i]]), 4)) for i in top]
+    return [
+        Mistake(texts[i][:2000], names[labels[i]], names[predicted[i]], round(float(probs[i, predicted[i]]), 4))
+        for i in top
+    ]
 
 
 def answer(probs: np.ndarray, names: list[str], thresholds: Thresholds = None) -> list[dict[str, Any]]:
     """Label name and per-class probabilities for each text."""
-    return [{"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}} for row in probs]
+    return [
+        {"label": names[int(row.argmax())], "probabilities": {n: float(p) for n, p in zip(names, row)}}
+        for row in probs
+    ]
 
 
-def thresholds(setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int) -> None:
+def thresholds(
+    setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int
+) -> None:
     return None  # argmax needs no threshold
 
 
@@ -106,12 +133,27 @@ def agreement(a: np.ndarray, b: np.ndarray, thresholds: Thresholds = None) -> fl
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
 
-SINGLE_LABEL = register(Task(
-    name="single_label", problem_type="single_label_classification", criterion="single_label_criterion",
-    best_metric="accuracy", scores=("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss"),
-    targets=targets, probabilities=probabilities, decide=decide, metrics=metrics, reference=reference,
-    reliability=reliability, mistakes=mistakes, answer=answer, thresholds=thresholds,
-    search_metric="macro_f1", reference_name="majority class", agreement=agreement,
-    report=("confusion_matrices", "per_class", "calibration", "mistakes", "label_distribution"),
-    card_pipeline="", card_onnx=('print(info["labels"][int(logits.argmax())])',),
-))
+SINGLE_LABEL = register(
+    Task(
+        name="single_label",
+        problem_type="single_label_classification",
+        criterion="single_label_criterion",
+        best_metric="accuracy",
+        scores=("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss"),
+        targets=targets,
+        probabilities=probabilities,
+        decide=decide,
+        metrics=metrics,
+        reference=reference,
+        reliability=reliability,
+        mistakes=mistakes,
+        answer=answer,
+        thresholds=thresholds,
+        search_metric="macro_f1",
+        reference_name="majority class",
+        agreement=agreement,
+        report=("confusion_matrices", "per_class", "calibration", "mistakes", "label_distribution"),
+        card_pipeline="",
+        card_onnx=('print(info["labels"][int(logits.argmax())])',),
+    )
+)
