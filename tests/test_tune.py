@@ -267,3 +267,21 @@ def test_a_study_refuses_to_continue_another_search(tiny_run_config, tmp_path):
         tune(other, space, 2, tmp_path / "study", final=False, log=lambda m: None)
     result = tune(cfg, space, 2, tmp_path / "study", final=False, log=lambda m: None)  # the same search continues
     assert result.trials.get("complete", 0) + result.trials.get("pruned", 0) == 2
+
+
+def test_a_multi_label_study_is_scored_by_validation_micro_f1(tiny_models, tmp_path, capsys):
+    """On go_emotions the study maximises validation micro-F1 (the task's search metric), each trial
+    keeps the epoch that score picks, and the final run is a multi-label run with tuned thresholds."""
+    study_dir = tmp_path / "study"
+    args = ["tune", "--model", str(tiny_models["bert"]), "--dataset", "go_emotions", *SMALL, "--epochs", "2"]
+    assert main([*args, "--trials", "2", "--study-dir", str(study_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "best validation micro-F1" in out
+    trials = _finished(study_dir)
+    final = run_dir.read_record(study_dir / "best-run")
+    best = max((t for t in trials if t.value is not None), key=lambda t: t.value)
+    assert final.data.task == "multi_label" and load_config(study_dir / "best.yaml").train.best_metric == "micro_f1"
+    assert [h.val.scores.micro_f1 for h in final.train.history] == pytest.approx(
+        [best.intermediate_values[e] for e in sorted(best.intermediate_values)]
+    )
+    assert "val micro-F1" in (study_dir / "tune.html").read_text()

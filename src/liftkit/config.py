@@ -19,7 +19,7 @@ import yaml
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import OPTIONS, MethodOptions
 from liftkit.record import METRICS
-from liftkit.tasks.base import NAMES as TASK_NAMES
+from liftkit.tasks import TASKS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
@@ -88,8 +88,8 @@ class TaskConfig:
 
     def problems(self) -> list[str]:
         out = []
-        if self.name not in ("auto", *TASK_NAMES):
-            out.append(f"task.name={self.name!r} is unknown: use auto, {', '.join(TASK_NAMES)}")
+        if self.name not in ("auto", *TASKS):
+            out.append(f"task.name={self.name!r} is unknown: use auto, {', '.join(TASKS)}")
         values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
         if isinstance(self.threshold, str) and self.threshold != "tuned":
             out.append(

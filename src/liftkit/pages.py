@@ -133,7 +133,9 @@ def write_run_report(folder: str | Path) -> Path:
             "Learning curves",
             image(
                 "learning_curves",
-                plots.learning_curves(steps, epochs, record.train.best_epoch, f"{title}: training and validation"),
+                plots.learning_curves(
+                    steps, epochs, record.train.best_epoch, f"{title}: training and validation", record.data.task
+                ),
                 "learning curves",
             ),
         ),
@@ -309,6 +311,11 @@ def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, 
     loss = train_cfg.get("loss", "cross_entropy") + (
         f" (gamma {train_cfg.get('focal_gamma')})" if train_cfg.get("loss") == "focal" else ""
     )
+    loss += (
+        f" ({task_named(record.data.task).loss_name})"
+        if train_cfg.get("loss", "cross_entropy") == "cross_entropy"
+        else ""
+    )
     loss += f", class weights {train_cfg.get('class_weights', 'none')}"
     loss += f", label smoothing {train_cfg['label_smoothing']}" if train_cfg.get("label_smoothing") else ""
     rows = ", ".join(f"{split} {count:,}" for split, count in data.rows.items())
@@ -340,6 +347,7 @@ def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, 
             else "-",
         ),
         ("data", f"{data.source}: {rows} rows, {len(data.labels)} labels"),
+        ("task", f"{data.task}" + (f" ({data.task_reason})" if data.task_reason else "")),
         *[("data note", note) for note in data.notes],
         *[("data warning", warning) for warning in data.warnings],
         ("device", run.device),

@@ -111,10 +111,17 @@ def smooth(values: Sequence[float], weight: float = 0.8) -> np.ndarray:
 
 
 @_drawing
-def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], best_epoch: int, title: str) -> Figure:
+def learning_curves(
+    steps: list[dict[str, Any]], epochs: list[dict[str, Any]], best_epoch: int, title: str, task: str = "single_label"
+) -> Figure:
     """Left: training loss per logged step (raw points, smoothed line) and validation loss per
-    epoch, at the step each epoch ended; right: validation accuracy and macro-F1 per epoch. The
-    kept (best) epoch is marked on both."""
+    epoch, at the step each epoch ended; right: the task's two headline validation scores per
+    epoch (accuracy and macro-F1; micro- and macro-F1 for multi-label). The kept (best) epoch is
+    marked on both."""
+    from liftkit.report import metric_label
+
+    kind = task_named(task)
+    headline = [(key, metric_label(key, task)) for key in kind.scores[:2]]
     figure = _figure(12, 4.2)
     loss_ax, score_ax = figure.subplots(1, 2)
     if steps:
@@ -128,8 +135,8 @@ def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], b
             ends, [e["val_loss"] for e in epochs], "o-", color=TEST_COLOR, lw=2, label="validation loss (per epoch)"
         )
         numbers = [e["epoch"] for e in epochs]
-        score_ax.plot(numbers, [e["val_accuracy"] for e in epochs], "o-", color=SERIES[0], lw=2, label="accuracy")
-        score_ax.plot(numbers, [e["val_macro_f1"] for e in epochs], "s-", color=SERIES[2], lw=2, label="macro-F1")
+        for (key, name), marker, color in zip(headline, "os", (SERIES[0], SERIES[2])):
+            score_ax.plot(numbers, [e.get(f"val_{key}") for e in epochs], f"{marker}-", color=color, lw=2, label=name)
         kept = next((e for e in epochs if e["epoch"] == best_epoch), None)
         if kept is not None:
             loss_ax.axvline(kept["step"], color="#57606a", ls="--", lw=1, label=f"kept weights (epoch {best_epoch})")
@@ -137,10 +144,10 @@ def learning_curves(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], b
         score_ax.set_xticks(numbers)
     loss_ax.set(
         xlabel="optimizer step",
-        ylabel="cross-entropy loss",
+        ylabel=f"{kind.loss_name} loss",
         title="Loss: training (per step) and validation (per epoch)",
     )
-    score_ax.set(xlabel="epoch", ylabel="score", title="Validation accuracy and macro-F1 per epoch")
+    score_ax.set(xlabel="epoch", ylabel="score", title=f"Validation {headline[0][1]} and {headline[1][1]} per epoch")
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
         if ax.has_data():
@@ -280,7 +287,10 @@ def reliability(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure
         bottom.bar(
             left, result.counts / max(result.counts.sum(), 1), width, align="edge", color="#57606a", edgecolor="white"
         )
-        bottom.set(xlim=(0, 1), xlabel="confidence (top predicted probability)", ylabel="share of rows")
+        # single-label: the top class's probability; multi-label: each (row, label) decision's p or 1 - p
+        bottom.set(
+            xlim=(0, 1), xlabel=f"confidence ({task_named(record.data.task).confidence_name})", ylabel="share of rows"
+        )
         bottom.grid(alpha=0.3)
     figure.suptitle("Calibration on the test split (reliability diagram, 15 bins)", fontsize=12)
     return figure
@@ -313,12 +323,15 @@ def precision_recall(predictions: dict[str, np.ndarray], record: RunRecord) -> F
         ax.plot(recall, precision, color=TUNED_COLOR, lw=1.2)
         ax.plot(scores.recall, scores.precision, "o", color="#cf222e", ms=5)
         ax.text(
-            0.03,
-            0.05,
+            0.97,
+            0.95,
             f"AP {average_precision_score(y[:, j], probs[:, j]):.2f}\nt={scores.threshold:.2f}",
             fontsize=7.5,
             transform=ax.transAxes,
             color="#24292f",
+            ha="right",
+            va="top",
+            bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0},
         )
     for ax in axes[len(names) :]:
         ax.set_visible(False)

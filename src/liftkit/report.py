@@ -25,7 +25,6 @@ LABELS = {  # how each metric of `record.METRICS` is named in tables
     "label_ranking_ap": "label-ranking AP",
     "macro_roc_auc": "macro ROC-AUC",
 }
-ACCURACY_NAMES = {"multi_label": "subset accuracy"}  # what accuracy means for a task, where it is not plain accuracy
 TIMING_ROWS = [
     ("eval runtime (s)", "runtime_s", "{:.1f}"),
     ("eval samples/s", "samples_per_s", "{:.1f}"),
@@ -40,7 +39,7 @@ def _score(metrics: SplitMetrics | None, key: str) -> str:
 
 def metric_label(key: str, task: str) -> str:
     """How tables name a metric of a run of `task`."""
-    return ACCURACY_NAMES.get(task, "accuracy") if key == "accuracy" else LABELS[key]
+    return task_named(task).accuracy_name if key == "accuracy" else LABELS[key]
 
 
 def _timing(metrics: SplitMetrics | None, key: str, fmt: str) -> str:

@@ -18,12 +18,10 @@ No torch here: `liftkit.predict` (which runs ONNX exports without torch) reads t
 from __future__ import annotations
 
 from liftkit.tasks import multi_label, single_label
-from liftkit.tasks.base import NAMES, PROBLEM_TYPES, TASKS, Task, Thresholds, register, task_named, task_of
+from liftkit.tasks.base import PROBLEM_TYPES, TASKS, Task, Thresholds, register, task_named, task_of
 
-assert set(TASKS) == set(NAMES), "tasks.base.NAMES must list every registered task"
 __all__ = [
     "TASKS",
-    "NAMES",
     "PROBLEM_TYPES",
     "Task",
     "Thresholds",

@@ -18,43 +18,44 @@ class Task:
     """Everything that differs between kinds of target."""
 
     name: str
-    problem_type: str  # transformers' config.problem_type: which activation a plain pipeline applies
+    # transformers' config.problem_type: which activation a plain pipeline applies, and how the
+    # loop, `evaluate` and a reloaded model find their task (`task_of`)
+    problem_type: str
     criterion: str  # the `liftkit.losses` function that builds the training loss
-    best_metric: str  # the validation score that picks the kept epoch unless train.best_metric says otherwise
+    loss_name: str  # what that loss is called where people read it (axes, run facts)
+    best_metric: str  # the validation score that picks the kept epoch unless train.best_metric names one
     search_metric: str  # what `lift tune` maximises on validation unless train.best_metric names another
     scores: tuple[str, ...]  # the `Scores` fields it fills, headline first (tables show them in this order)
-    targets: Callable[[Sequence[Any], int], np.ndarray]  # labels of a split -> the array training reads
+    accuracy_name: str  # what `Scores.accuracy` means for it, as tables say it
+    reference_name: str  # how tables name the reference row (`reference`)
+    confidence_name: str  # what a reliability diagram's confidence is (`reliability`), as its axis says
+    # labels of a split (ids, or lists of ids), number of labels -> the array training reads
+    targets: Callable[[Sequence[Any], int], np.ndarray]
     probabilities: Callable[[np.ndarray], np.ndarray]  # logits -> probabilities
-    decide: Callable[[np.ndarray, Thresholds], np.ndarray]  # probabilities -> predictions (ids, or a multi-hot row)
-    metrics: Callable[
-        [np.ndarray, np.ndarray, list[str] | None, Thresholds], SplitMetrics
-    ]  # logits, targets -> metrics
-    reference: Callable[[np.ndarray, np.ndarray, list[str]], SplitMetrics]  # train targets, targets -> the floor row
-    reliability: Callable[
-        [np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
-    ]  # -> (confidence, correct) per decision
+    # probabilities, thresholds -> decisions (class ids, or a boolean row per text)
+    decide: Callable[[np.ndarray, Thresholds], np.ndarray]
+    # logits, targets, label names, thresholds -> the split's metrics
+    metrics: Callable[[np.ndarray, np.ndarray, list[str] | None, Thresholds], SplitMetrics]
+    # training targets, evaluation targets, label names -> the row a trained model must beat
+    reference: Callable[[np.ndarray, np.ndarray, list[str]], SplitMetrics]
+    # probabilities, targets -> (confidence, correct) of every decision, for calibration
+    reliability: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    # probabilities, targets, texts, label names, thresholds, k -> the surest wrong answers
     mistakes: Callable[[np.ndarray, np.ndarray, list[str], list[str], Thresholds, int], list[Mistake]]
-    answer: Callable[[np.ndarray, list[str], Thresholds], list[dict[str, Any]]]  # what predict returns per text
+    # probabilities, label names, thresholds -> what `predict` returns for each text
+    answer: Callable[[np.ndarray, list[str], Thresholds], list[dict[str, Any]]]
     # (task.threshold: tuned, a number or {label: t}; label names; validation() -> (probabilities,
     # targets) of the validation split, called only when tuning; min_positives) -> the thresholds
     # predict uses; None where decisions need none (argmax). Test rows never reach it.
     thresholds: Callable[[Any, list[str], Callable[[], tuple[np.ndarray, np.ndarray]], int], list[float] | None]
-    reference_name: str  # how tables name the reference row
-    card_pipeline: (
-        str  # the model card's transformers pipeline call needs these arguments too (multi-label: every score)
-    )
-    card_onnx: tuple[
-        str, ...
-    ]  # the model card's onnxruntime example: python lines from `logits` and `info` (export.json) to the answer
+    # probabilities of a run and of its export, thresholds -> the share of equal decisions (export parity)
+    agreement: Callable[[np.ndarray, np.ndarray, Thresholds], float]
     report: tuple[str, ...]  # report.html's sections after the tables and curves, in order (liftkit.pages.SECTIONS)
-    agreement: Callable[[np.ndarray, np.ndarray, Thresholds], float]  # share of equal decisions (export parity)
-
-    def decided(self, logits: np.ndarray, thresholds: Thresholds = None) -> np.ndarray:
-        return self.decide(self.probabilities(logits), thresholds)
+    card_pipeline: str  # what else the model card's transformers pipeline call needs (multi-label: every score)
+    card_onnx: tuple[str, ...]  # the model card's onnxruntime example: lines from `logits` and `info` to the answer
 
 
 TASKS: dict[str, Task] = {}
-NAMES = ("single_label", "multi_label")  # registered below; the config names them without importing numpy's users
 PROBLEM_TYPES: dict[str, Task] = {}
 
 
