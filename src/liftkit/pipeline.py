@@ -154,10 +154,18 @@ def train_only(cfg: RunConfig, callbacks: Sequence[Callback] = (), log: Callable
     p = _prepare(cfg, log)
     model = p.method.apply(p.model, cfg.method, p.arch)
     callbacks = [EarlyStopping(cfg.train.early_stopping_patience), *callbacks]
+    return _fit(cfg, p, model, callbacks, log)
+
+
+def _fit(
+    cfg: RunConfig, p: _Prepared, model: torch.nn.Module, callbacks: list[Callback], log: Callable[[str], None]
+) -> TrainSummary:
+    """Train `model` on the prepared training split, validating on the validation split."""
+    train, validation = p.tokens["train"], p.tokens["validation"]
     return fit(
         model,
-        p.tokens["train"],
-        p.tokens["validation"],
+        train,
+        validation,
         cfg.train,
         p.accelerator,
         lr=cfg.learning_rate,
@@ -249,17 +257,7 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
     trackers = tracking.trackers(cfg.train.report_to, out, hyper) if main else []
     with contextlib.ExitStack() as opened:
         callbacks = _listeners(cfg, out, resume, settings, trackers, opened, log)
-        trained = fit(
-            model,
-            train,
-            p.tokens["validation"],
-            cfg.train,
-            p.accelerator,
-            lr=cfg.learning_rate,
-            padding=p.padding,
-            callbacks=callbacks,
-            log=log,
-        )
+        trained = _fit(cfg, p, model, callbacks, log)
         model = p.accelerator.unwrap_model(model)
         thresholds = _thresholds(cfg, p, model, log)
         log(f"evaluating the fine-tuned model (epoch {trained.best_epoch}) on test ...")
