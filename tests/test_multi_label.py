@@ -169,7 +169,7 @@ def test_the_server_answers_with_sigmoid_scores_and_label_sets(run):
         assert info["task"] == "multi_label" and info["thresholds"] == dict(
             zip(predictor.labels, read_manifest(run).thresholds)
         )
-        assert "micro_f1" in info["test_metrics"]
+        assert "micro_f1" in info["test_metrics"] and info["accuracy_name"] == "subset accuracy"
 
 
 def test_the_report_shows_per_label_pictures_and_no_confusion_matrix(run):

@@ -138,6 +138,7 @@ class Server:
                 **predictor.info,
                 "labels": predictor.labels,
                 "test_metrics": measured_scores(Path(self.settings.path)),
+                "accuracy_name": predictor.task.accuracy_name,  # what test_metrics.accuracy means for this task
                 "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
             }
             self.batcher.predictor = predictor

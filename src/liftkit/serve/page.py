@@ -91,7 +91,9 @@ async function loadFacts() {
     fact("labels", info.labels.join(", "));
     const m = info.test_metrics || {};
     if (m.accuracy !== undefined) {
-      fact("test accuracy", m.accuracy.toFixed(4) + " (" + m.rows + " rows, measured by " + m.measured_by + ")");
+      const measured = " (" + m.rows + " rows, measured by " + m.measured_by + ")";
+      if (m.micro_f1 !== undefined) fact("test micro-F1", m.micro_f1.toFixed(4) + measured);  // multi-label's headline
+      fact("test " + (info.accuracy_name || "accuracy"), m.accuracy.toFixed(4) + (m.micro_f1 !== undefined ? "" : measured));
       fact("test macro-F1", m.macro_f1.toFixed(4));
     }
     fact("liftkit", info.liftkit);
