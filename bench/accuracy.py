@@ -21,11 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-import yaml
-
-from liftkit import run_dir
-from liftkit.config import load_config
-from liftkit.runner import run_child
+from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
 
 # rows used where the full split would make one run exceed an hour here
 SUBSETS = {"imdb": {"data.max_train_samples": 5000, "data.max_eval_samples": 2000}}
@@ -42,19 +38,7 @@ TARGETS = {
 def one_run(dataset: str, seed: int, out: Path) -> dict:
     """The figures of the default run of `dataset` with `seed`, trained now unless already there."""
     folder = out / f"{dataset}-seed{seed}"
-    cfg = load_config(
-        None, {"data.dataset": dataset, "train.seed": seed, "output_dir": str(folder), **SUBSETS.get(dataset, {})}
-    )
-    stored = folder / run_dir.CONFIG
-    if stored.is_file() and _settings(yaml.safe_load(stored.read_text())) != _settings(yaml.safe_load(cfg.to_yaml())):
-        raise SystemExit(f"{folder} holds a run with other settings than today's defaults: pass another --output-dir")
-    if (folder / run_dir.MANIFEST).is_file():
-        record = run_dir.read_record(folder)
-    else:
-        child = run_child(cfg, resume=stored.is_file())
-        if child.error is not None:
-            raise SystemExit(f"{dataset}, seed {seed}: {child.error}")
-        record = child.record
+    record = reused_run(folder, {"data.dataset": dataset, "train.seed": seed, **SUBSETS.get(dataset, {})})
     scores = record.finetuned.scores
     row = {
         "dataset": dataset,
@@ -74,18 +58,6 @@ def one_run(dataset: str, seed: int, out: Path) -> dict:
     return row
 
 
-def _settings(config: dict) -> dict:
-    """A stored config.yaml without where it was written: what makes two runs the same run."""
-    return {k: v for k, v in config.items() if k != "output_dir"}
-
-
-def _mean_std(values: list[float], digits: int = 4) -> str:
-    """mean ± std over seeds; one seed has no spread to show."""
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def table(rows: list[dict]) -> str:
     lines = [
         "| dataset | train / test rows | seeds | accuracy | macro-F1 | train time (s) | target | met |",
@@ -98,8 +70,8 @@ def table(rows: list[dict]) -> str:
         met = ("yes" if all(means[metric] >= bar for metric, bar in targets) else "**no**") if targets else "-"
         lines.append(
             f"| {dataset} | {mine[0]['train_rows']:,} / {mine[0]['test_rows']:,} | {len(mine)} "
-            f"| {_mean_std([r['accuracy'] for r in mine])} | {_mean_std([r['macro_f1'] for r in mine])} "
-            f"| {_mean_std([r['train_s'] for r in mine], 0)} | {', '.join(f'{m} ≥ {b}' for m, b in targets) or '-'} | {met} |"
+            f"| {mean_std([r['accuracy'] for r in mine])} | {mean_std([r['macro_f1'] for r in mine])} "
+            f"| {mean_std([r['train_s'] for r in mine], 0)} | {', '.join(f'{m} ≥ {b}' for m, b in targets) or '-'} | {met} |"
         )
     return "\n".join(lines)
 

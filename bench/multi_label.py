@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
 
 HERE = Path(__file__).resolve()
 
@@ -121,12 +122,8 @@ def peer(args: argparse.Namespace) -> dict:
 
 def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
     """liftkit's default run (nothing set but the dataset, the seed and, with --quick, the subset)."""
-    from liftkit import run_dir
-    from liftkit.config import load_config
-    from liftkit.runner import run_child
-
     folder = Path(args.output_dir) / f"go_emotions-seed{seed}"
-    overrides = {"data.dataset": "go_emotions", "train.seed": seed, "output_dir": str(folder)}
+    overrides = {"data.dataset": "go_emotions", "train.seed": seed}
     if args.quick:
         overrides.update(
             {
@@ -135,13 +132,7 @@ def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
                 "train.epochs": args.epochs,
             }
         )
-    if (folder / run_dir.MANIFEST).is_file():
-        record = run_dir.read_record(folder)
-    else:
-        child = run_child(load_config(None, overrides), resume=(folder / run_dir.CONFIG).is_file())
-        if child.error is not None:
-            raise SystemExit(f"liftkit seed {seed}: {child.error}")
-        record = child.record
+    record = reused_run(folder, overrides)
     s = record.finetuned.scores
     return {
         "system": "liftkit default (LoRA top half, tuned thresholds)",
@@ -156,12 +147,6 @@ def liftkit_run(args: argparse.Namespace, seed: int) -> dict:
     }
 
 
-def _cell(values: list[float], digits: int = 4) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def table(rows: list[dict]) -> str:
     lines = [
         "| system | seeds | test micro-F1 | test macro-F1 | subset accuracy | train time (s) |",
@@ -170,8 +155,8 @@ def table(rows: list[dict]) -> str:
     for system in dict.fromkeys(r["system"] for r in rows):
         mine = [r for r in rows if r["system"] == system]
         lines.append(
-            f"| {system} | {len(mine)} | {_cell([r['micro_f1'] for r in mine])} | {_cell([r['macro_f1'] for r in mine])} "
-            f"| {_cell([r['subset_accuracy'] for r in mine])} | {_cell([r['train_s'] for r in mine], 0)} |"
+            f"| {system} | {len(mine)} | {mean_std([r['micro_f1'] for r in mine])} | {mean_std([r['macro_f1'] for r in mine])} "
+            f"| {mean_std([r['subset_accuracy'] for r in mine])} | {mean_std([r['train_s'] for r in mine], 0)} |"
         )
     return "\n".join(lines)
 

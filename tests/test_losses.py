@@ -82,7 +82,7 @@ def test_bad_loss_settings_are_refused_in_one_line_each():
     with pytest.raises(LiftError) as caught:
         load_config(None, {"train.loss": "hinge", "train.label_smoothing": 1.5, "train.class_weights": "rare"})
     message = str(caught.value)
-    assert "train.loss='hinge': use cross_entropy or focal" in message
+    assert "train.loss='hinge': use auto, cross_entropy, focal, huber, mse" in message
     assert "train.label_smoothing=1.5 must lie in [0, 1)" in message
     assert "train.class_weights='rare': use none, balanced or a mapping {label: weight}" in message
     with pytest.raises(LiftError, match="label_smoothing applies to the cross_entropy loss"):

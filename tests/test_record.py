@@ -74,12 +74,18 @@ def test_metric_names_come_from_one_place():
         "macro_precision",
         "macro_recall",
         "weighted_f1",
+        "f1",
         "loss",
         "micro_f1",
         "samples_f1",
         "hamming_loss",
         "label_ranking_ap",
         "macro_roc_auc",
+        "spearman",
+        "pearson",
+        "mse",
+        "mae",
+        "r2",
     )
     assert set(report.LABELS) == set(METRICS)
     assert all(set(task.scores) <= set(METRICS) for task in TASKS.values())

@@ -115,8 +115,9 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
     one = httpx.post(server + "/predict", json={"inputs": "i feel great"}).json()
     assert [d["label"] for d in one] == [predictor.labels[i] for i in np.argsort(-expected, kind="stable")]
     assert np.allclose([d["score"] for d in one], np.sort(expected)[::-1], atol=1e-5)
-    many = httpx.post(server + "/predict", json={"inputs": ["i feel great", "so sad"]}).json()
+    many = httpx.post(server + "/predict", json={"inputs": [["i feel great"], ["so sad"]]}).json()  # TEI's batch
     assert len(many) == 2 and [d["label"] for d in many[0]] == [d["label"] for d in one]
+    assert httpx.post(server + "/predict", json={"inputs": ["i feel great"]}).json() == one  # one sequence, one text
     assert (
         httpx.post(server + "/", json={"inputs": "i feel great"}).json()[0]["label"] == one[0]["label"]
     )  # TEI's root route
@@ -146,14 +147,25 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
         ({"input": "typo"}, 422, "inputs: Field required"),
         ({"inputs": 3}, 422, "inputs"),
         ({"inputs": "   "}, 422, "text 0 is empty"),
-        ({"inputs": ["a", "b", "c", "d", "e"]}, 413, "5 texts in one request, more than --max-client-batch-size 4"),
+        (
+            {"inputs": [["a"], ["b"], ["c"], ["d"], ["e"]]},
+            413,
+            "5 texts in one request, more than --max-client-batch-size 4",
+        ),
+        # TEI reads ["a", "b"] as one sentence pair, which a model of single texts cannot take
+        ({"inputs": ["a", "b"]}, 422, "input [0] is a sentence pair, but this model was trained on single texts"),
+        ({"inputs": ["a", "b", "c"]}, 422, "inputs holds 3 strings: a sequence is one text [text] or one pair"),
+        ({"inputs": [["a"], ["b", "c", "d"]]}, 422, "inputs[1] holds 3 strings"),
+        ({"inputs": [["a"], ["b", "c"]]}, 422, "input [1] is a sentence pair"),
+        ({"pairs": [["a", "b"]]}, 422, "input [0] is a sentence pair"),
+        ({"texts": ["a"], "pairs": [["a", "b"]]}, 422, 'send either "texts"'),
         ({"inputs": "x" * 201}, 413, 'more than --max-input-chars 200: shorten it, or send "truncate": true'),
         ({"texts": []}, 422, "no texts"),
         ({"texts": ["fine"], "top_k": 0}, 422, "top_k"),
     ],
 )
 def test_bad_requests_fail_alone_with_a_json_error(server, body, status, fragment):
-    route = "/v1/classify" if isinstance(body, dict) and "texts" in body else "/predict"
+    route = "/v1/classify" if isinstance(body, dict) and ("texts" in body or "pairs" in body) else "/predict"
     kwargs = (
         {"content": body, "headers": {"content-type": "application/json"}}
         if isinstance(body, bytes)

@@ -19,7 +19,7 @@ def _logits(p: np.ndarray) -> np.ndarray:
 
 
 def test_every_task_is_registered_under_its_name_and_problem_type():
-    assert set(TASKS) == {"single_label", "multi_label"}
+    assert set(TASKS) == {"single_label", "multi_label", "regression"}
     assert task_named(None).name == "single_label"  # runs written before tasks existed
     assert MULTI_LABEL.problem_type == "multi_label_classification"
     with pytest.raises(LiftError, match="unknown to this liftkit"):

@@ -42,21 +42,40 @@ def model_inputs(tokenizer: PreTrainedTokenizerBase, accepted: Iterable[str] | N
 class TokenizedSplit(torch.utils.data.Dataset):
     """Token ids of one split (without padding), any other per-token input the model takes (BERT's
     token_type_ids), and the targets: a class id per row, or a row of the task's target array
-    (multi-hot for multi-label, see liftkit.tasks)."""
+    (multi-hot for multi-label, see liftkit.tasks). A row is one token sequence, or for a
+    bi-encoder (`group` 2, see liftkit.bi_encoder) a pair's two sequences, stored one after the
+    other: `ids[2i]` and `ids[2i + 1]`."""
 
-    def __init__(self, ids: list[np.ndarray], labels: np.ndarray, extra: dict[str, list[np.ndarray]] | None = None):
+    def __init__(
+        self,
+        ids: list[np.ndarray],
+        labels: np.ndarray,
+        extra: dict[str, list[np.ndarray]] | None = None,
+        group: int = 1,
+    ):
         self.ids = ids
         self.labels = labels
-        self.extra = extra or {}  # input name -> one array per row, as long as its ids
-        self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        self.extra = extra or {}  # input name -> one array per sequence, as long as its ids
+        self.group = group  # token sequences per row
+        self.sequence_lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        # a row's length, what batches are bucketed by: its longest sequence
+        self.lengths = self.sequence_lengths.reshape(-1, group).max(axis=1) if group > 1 else self.sequence_lengths
+        self.cut = 0  # rows truncation shortened (counted for sentence pairs, see `tokenize`)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> Row:
+        if self.group == 1:
+            return {
+                "input_ids": self.ids[i],
+                **{name: rows[i] for name, rows in self.extra.items()},
+                "labels": self.labels[i],
+            }
+        span = range(self.group * i, self.group * (i + 1))
         return {
-            "input_ids": self.ids[i],
-            **{name: rows[i] for name, rows in self.extra.items()},
+            "input_ids": [self.ids[j] for j in span],
+            **{name: [rows[j] for j in span] for name, rows in self.extra.items()},
             "labels": self.labels[i],
         }
 
@@ -67,7 +86,8 @@ class TokenizedSplit(torch.utils.data.Dataset):
         never changed after tokenizing. Extra inputs count where they carry anything (all-zero
         token type ids of single texts change nothing a model sees)."""
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(self.lengths.tobytes())
+        digest.update(self.sequence_lengths.tobytes())
+        digest.update(bytes([self.group]))
         labels = np.asarray(self.labels)
         digest.update(labels.astype(np.int64 if labels.ndim == 1 else np.float32).tobytes())
         for ids in self.ids:
@@ -80,51 +100,101 @@ class TokenizedSplit(torch.utils.data.Dataset):
         return digest.hexdigest()
 
 
+def pair_separator(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """What joins the two texts of a pair where the tokenizer marks no boundary itself (GPT-2 and
+    llama encode a pair as the two texts run together): its separator token, else its end-of-text
+    token. None where the tokenizer's own pair template separates them (BERT's [SEP], RoBERTa's
+    </s></s>, with token type ids where the model takes them)."""
+    if tokenizer.num_special_tokens_to_add(pair=True) > tokenizer.num_special_tokens_to_add(pair=False):
+        return None
+    return tokenizer.sep_token or tokenizer.eos_token or "\n"
+
+
+def joined(rows: list[Any], separator: str | None) -> list[Any]:
+    """Pairs as the model reads them: joined into one text by `separator` (see `pair_separator`),
+    or left as pairs for the tokenizer's own template."""
+    if separator is None:
+        return rows
+    return [f"{row[0]}{separator}{row[1]}" if isinstance(row, tuple) else row for row in rows]
+
+
 def tokenize(
     split: Split,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     targets: np.ndarray | None = None,
     inputs: tuple[str, ...] | None = None,
+    encoding: str = "cross",
 ) -> TokenizedSplit:
     """Tokenize once; later runs with the same tokenizer, texts, max_length and inputs read the cache.
     `targets`: the task's target array (`Splits.targets`); default the split's labels as class ids.
-    `inputs`: what the model is fed (`model_inputs`); default what the tokenizer produces."""
+    `inputs`: what the model is fed (`model_inputs`); default what the tokenizer produces.
+    Sentence pairs are encoded as the tokenizer's pair template says, cut longest side first
+    (`longest_first`), or joined (`pair_separator`); with `encoding` "bi", each text of a pair
+    alone, each cut at `max_length` (liftkit.bi_encoder). `TokenizedSplit.cut` counts the pairs cut."""
+    bi = encoding == "bi" and split.pairs is not None
     inputs = inputs or model_inputs(tokenizer)
     extra = [name for name in inputs if name not in ("input_ids", MASK)]
-    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{','.join(extra)}|".encode())
+    separator = pair_separator(tokenizer) if split.pairs is not None and not bi else None
+    how = "bi" if bi else separator
+    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{','.join(extra)}|{how}|".encode())
     for text in split.texts:
         key.update(text.encode())
         key.update(b"\0")
+    for text in split.pairs or ():
+        key.update(text.encode())
+        key.update(b"\1")
     path = cache_dir() / "tokens" / f"{key.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
             flats, offsets = {name: cached[f"flat_{name}"] for name in ["input_ids", *extra]}, cached["offsets"]
+            cut = int(cached["cut"]) if "cut" in cached else 0
     else:
-        encoded = tokenizer(split.texts, truncation=True, max_length=max_length)
+        rows = [text for pair in split.rows() for text in pair] if bi else joined(split.rows(), separator)
+        texts = [row[0] if isinstance(row, tuple) else row for row in rows]
+        pairs = [row[1] for row in rows] if rows and isinstance(rows[0], tuple) else None
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
         offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
         flats = {
             name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1]))
             for name in ["input_ids", *extra]
         }
-        _save_atomic(path, offsets=offsets, **{f"flat_{name}": flat for name, flat in flats.items()})
+        # the rows truncation shortened: only pairs are counted (the run log says how many were cut;
+        # single texts are counted by max_length auto, from their lengths at the model's limit)
+        cut = (
+            _longer(tokenizer(texts, pairs, truncation=False)["input_ids"], max_length, 2 if bi else 1)
+            if split.pairs is not None
+            else 0
+        )
+        _save_atomic(
+            path, offsets=offsets, cut=np.int64(cut), **{f"flat_{name}": flat for name, flat in flats.items()}
+        )
     rows = {name: [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)] for name, flat in flats.items()}
     ids = rows.pop("input_ids")
-    return TokenizedSplit(ids, np.asarray(split.labels, dtype=np.int64) if targets is None else targets, rows)
+    labels = np.asarray(split.labels, dtype=np.int64) if targets is None else targets
+    data = TokenizedSplit(ids, labels, rows, group=2 if bi else 1)
+    data.cut = cut
+    return data
+
+
+def _longer(ids: list[list[int]], max_length: int, group: int) -> int:
+    """Rows (of `group` sequences) with a sequence over `max_length` tokens."""
+    over = np.array([len(x) > max_length for x in ids], dtype=bool)
+    return int(over.reshape(-1, group).any(axis=1).sum())
 
 
 AUTO_PERCENTILE = 99  # max_length auto: the share of training texts kept whole
 
 
-def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int) -> int:
+def auto_max_length(split: Split, tokenizer: PreTrainedTokenizerBase, limit: int, encoding: str = "cross") -> int:
     """The 99th percentile of the training texts' token lengths, rounded up to a multiple of 8
     and capped at `limit` (the model's). A percentile, not the longest text: one pasted novel
     must not set the cap; a percentile of the data, not a constant: 128 tokens suit tweets but
     keep less than half of a movie review. The lengths come from the cached tokenization at
     `limit`, so measuring costs one tokenizer pass at most."""
     lengths = tokenize(
-        split, tokenizer, limit, targets=np.zeros(len(split), dtype=np.int64)
-    ).lengths  # lengths only; never empty: load_splits refuses an empty train split
+        split, tokenizer, limit, targets=np.zeros(len(split), dtype=np.int64), encoding=encoding
+    ).sequence_lengths  # lengths only; never empty: load_splits refuses an empty train split
     wanted = int(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) / 8) * 8)
     return max(8, min(limit, wanted))
 
@@ -224,6 +294,10 @@ class PadCollator:
         self.left = left
 
     def __call__(self, rows: list[Row]) -> dict[str, torch.Tensor]:
+        labels = torch.from_numpy(
+            np.stack([np.asarray(row["labels"]) for row in rows])
+        )  # class ids (long), multi-hot rows or scores (float)
+        rows = sequences(rows)
         width = max(len(row["input_ids"]) for row in rows)
         per_token = [name for name in rows[0] if name not in ("labels", "hidden")]
         batch = {
@@ -236,9 +310,6 @@ class PadCollator:
             for name in per_token:
                 batch[name][i, cols] = torch.from_numpy(row[name])
             mask[i, cols] = 1
-        labels = torch.from_numpy(
-            np.stack([np.asarray(row["labels"]) for row in rows])
-        )  # class ids (long) or multi-hot rows (float)
         return {"input_ids": batch.pop("input_ids"), MASK: mask, **batch, "labels": labels}
 
     def span(self, width: int, length: int) -> slice:
@@ -246,17 +317,29 @@ class PadCollator:
         return slice(width - length, width) if self.left else slice(0, length)
 
 
+def sequences(rows: list[Row]) -> list[Row]:
+    """The token sequences of a batch's rows, one per batch row: a row itself, or a bi-encoder
+    row's two sequences one after the other (a, b, a, b, ...)."""
+    if not isinstance(rows[0]["input_ids"], list):
+        return rows
+    names = [name for name in rows[0] if name != "labels"]
+    return [{name: row[name][k] for name in names} for row in rows for k in range(len(row["input_ids"]))]
+
+
 class CachedSplit(TokenizedSplit):
     """Token ids and labels plus each row's frozen-bottom hidden states (packed, unpadded; see
     `liftkit.frozen`)."""
 
     def __init__(self, data: TokenizedSplit, flat: torch.Tensor, offsets: np.ndarray):
-        super().__init__(data.ids, data.labels, data.extra)
+        super().__init__(data.ids, data.labels, data.extra, data.group)
         self.flat = flat  # (total tokens, hidden)
-        self.offsets = offsets
+        self.offsets = offsets  # per token sequence
 
     def __getitem__(self, i: int) -> Row:
-        return {**super().__getitem__(i), "hidden": self.flat[self.offsets[i] : self.offsets[i + 1]]}
+        states = [
+            self.flat[self.offsets[j] : self.offsets[j + 1]] for j in range(self.group * i, self.group * (i + 1))
+        ]
+        return {**super().__getitem__(i), "hidden": states[0] if self.group == 1 else states}
 
 
 class HiddenCollator(PadCollator):
@@ -264,6 +347,7 @@ class HiddenCollator(PadCollator):
 
     def __call__(self, rows: list[Row]) -> dict[str, torch.Tensor]:
         batch = super().__call__(rows)
+        rows = sequences(rows)
         width = batch["input_ids"].shape[1]
         hidden = torch.zeros(len(rows), width, rows[0]["hidden"].shape[-1], dtype=rows[0]["hidden"].dtype)
         for i, row in enumerate(rows):

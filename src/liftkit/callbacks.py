@@ -32,6 +32,15 @@ class Trainee:
     scheduler: Any
 
 
+SHORT = {
+    "micro_f1": "micro-F1",
+    "spearman": "Spearman",
+    "pearson": "Pearson",
+    "accuracy": "acc",
+    "macro_f1": "macro-F1",
+}
+
+
 @dataclass
 class TrainState:
     """The loop's state, as callbacks see it. Callbacks may set `should_stop`; resuming restores
@@ -106,10 +115,11 @@ class ProgressBar(Callback):
             self.bar = None
         if state.is_main:
             s = metrics.scores
-            micro = f"micro-F1 {s.micro_f1:.4f} " if s.micro_f1 is not None else ""  # multi-label's headline
+            # the headline scores the run has (micro-F1 for multi-label, Spearman for regression), then accuracy
+            shown = [(k, getattr(s, k)) for k in ("micro_f1", "spearman", "pearson", "accuracy", "macro_f1")]
+            scores = " ".join(f"{SHORT[k]} {v:.4f}" for k, v in shown if v is not None)
             tqdm.write(
-                f"epoch {state.epoch}: train loss {state.history[-1].train_loss:.4f} | val loss {s.loss:.4f} "
-                f"{micro}acc {s.accuracy:.4f} macro-F1 {s.macro_f1:.4f}"
+                f"epoch {state.epoch}: train loss {state.history[-1].train_loss:.4f} | val loss {s.loss:.4f} {scores}"
             )
 
 

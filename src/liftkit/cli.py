@@ -23,6 +23,8 @@ from liftkit.errors import LiftError, first_line
 RUN_FLAGS = {
     "--dataset": "data.dataset",
     "--text-column": "data.text_column",
+    "--text-pair-column": "data.text_pair_column",
+    "--pair-encoding": "data.pair_encoding",
     "--label-column": "data.label_column",
     "--task": "task.name",
     "--max-length": "data.max_length",
@@ -51,7 +53,14 @@ RUN_FLAGS = {
 def _parse_value(key: str, text: str) -> Any:
     if key == "method.target_modules":
         return [t.strip() for t in text.split(",") if t.strip()]
-    if key in ("data.dataset", "model.name", "output_dir", "data.text_column", "data.label_column"):
+    if key in (
+        "data.dataset",
+        "model.name",
+        "output_dir",
+        "data.text_column",
+        "data.text_pair_column",
+        "data.label_column",
+    ):
         return text
     try:
         return yaml.safe_load(text)
@@ -176,23 +185,45 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from liftkit.predict import load, read_texts, write_predictions
+    from liftkit.predict import check_input, load, read_texts, write_predictions
 
     if bool(args.texts) == bool(args.input):
         raise LiftError("give texts to classify either as arguments or with --input FILE, not both or neither")
-    texts = read_texts(Path(args.input), args.text_column) if args.input else args.texts
+    if args.input:
+        check_input(Path(args.input))
     predictor = load(args.run_dir, backend=args.backend, device=args.device, trust_remote_code=args.trust_remote_code)
+    if args.input:
+        texts = read_texts(Path(args.input), args.text_column, args.text_pair_column, predictor.pairs)
+    elif predictor.pairs:  # a model of sentence pairs: the arguments two by two
+        if len(args.texts) % 2:
+            raise LiftError(
+                f"this model reads sentence pairs and {len(args.texts)} texts were given: pass them two by two (A1 B1 A2 B2 ...)"
+            )
+        texts = list(zip(args.texts[::2], args.texts[1::2]))
+    else:
+        texts = args.texts
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input) and sys.stderr.isatty())
     if args.output:
         write_predictions(Path(args.output), texts, preds, predictor.labels)
         print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     else:
         for text, pred in zip(texts, preds):
-            print(f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}\t{text}")
+            shown = "\t".join(text) if isinstance(text, tuple) else text
+            print(f"{_answer(pred)}\t{shown}")
+
+
+def _answer(pred: dict) -> str:
+    """One prediction as `lift predict` prints it: label and probability, the label set, or the score."""
+    if "score" in pred:
+        return f"{pred['score']:.4f}"
+    if "labels" in pred:
+        return ",".join(pred["labels"]) or "(none)"
+    return f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}"
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from liftkit.export.exporter import export
+    from liftkit.report import metric_label
 
     result = export(
         args.run_dir,
@@ -211,9 +242,13 @@ def cmd_export(args: argparse.Namespace) -> None:
         f"({info['model_file']}, {info['model_size_bytes'] / 1e6:.1f} MB)"
     )
     print(
-        f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: accuracy {parity['export']['accuracy']:.4f} "
-        f"(run {parity['run']['accuracy']:.4f}), macro-F1 {parity['export']['macro_f1']:.4f} (run {parity['run']['macro_f1']:.4f}), "
-        f"same label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}%, max |dlogit| {parity['max_abs_logit_diff']:.2e}"
+        f"checked on {parity['rows']} test row{'s' if parity['rows'] != 1 else ''}{sample}: "
+        + ", ".join(
+            f"{metric_label(key, info['task'] or 'single_label')} {value:.4f} (run {parity['run'][key]:.4f})"
+            for key, value in parity["export"].items()
+        )
+        + f", same answer on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}%, "
+        f"max |dlogit| {parity['max_abs_logit_diff']:.2e}"
     )
     for warning in result.warnings:
         print(f"WARNING: {warning}")
@@ -374,6 +409,11 @@ def _add_predict(sub: Any) -> None:
         "--output", help="write predictions here instead of printing: .csv (a column per label), else JSON lines"
     )
     p.add_argument("--text-column", default="text", help="text field of --input .jsonl/.csv")
+    p.add_argument(
+        "--text-pair-column",
+        default=None,
+        help="second text field of --input .jsonl/.csv, for a model of sentence pairs (default text_pair, or GLUE's names)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(

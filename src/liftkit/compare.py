@@ -50,7 +50,7 @@ def compare(
             continue
         records[method].append(child.record)
         s = child.record.finetuned.scores
-        log(f"[{method}, seed {seed}] accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}")
+        log(f"[{method}, seed {seed}] {report.headline(s, child.record.data.task)}")
     table = report.results_table(methods, records, failures)
     first = next((r[0] for r in records.values() if r), None)
     result = {

@@ -30,13 +30,23 @@ EMBEDDED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
+PAIR_ENCODINGS = ("auto", "cross", "bi")
+
+
 @dataclass
 class DataConfig:
     """Where the labelled text comes from and how it is cut down and tokenized."""
 
     dataset: str = "emotion"  # registered short name, hub id, local folder or local file
     text_column: str = "text"
-    label_column: str = "label"
+    # sentence pairs: the column of each row's second text. Unset: found where the columns are
+    # GLUE's (sentence1/sentence2, premise/hypothesis, question/sentence, query/passage)
+    text_pair_column: str | None = None
+    # how a pair is encoded: cross (both texts in one sequence, attending to each other), bi (each
+    # text encoded alone by the shared model, mean-pooled, a head on the pair's features: how
+    # sentence-transformers models were trained), or auto: bi for a sentence-transformers base
+    pair_encoding: str = "auto"
+    label_column: str = "label"  # "labels" (multi-label) and "score" (regression) are found too
     # longer texts are truncated to this many tokens; auto: the 99th percentile of the training
     # texts' lengths, capped by the model (batches hold one length each, so a long cap costs only
     # the long texts, while a short fixed cap cuts most of a review)
@@ -67,6 +77,8 @@ class DataConfig:
             value = getattr(self, name)
             if not 0 < value < 1:
                 out.append(f"data.{name}={value} must lie between 0 and 1")
+        if self.pair_encoding not in PAIR_ENCODINGS:
+            out.append(f"data.pair_encoding={self.pair_encoding!r}: use {', '.join(PAIR_ENCODINGS)}")
         if self.label_separator is not None and not self.label_separator:
             out.append("data.label_separator is empty: name the character between a row's labels, e.g. '|'")
         return out
@@ -76,7 +88,8 @@ class DataConfig:
 class TaskConfig:
     """What kind of target the labels are (liftkit.tasks) and how multi-label decisions are made."""
 
-    # auto: multi_label when the label column holds lists (or data.label_separator is set), else single_label
+    # auto: multi_label when the label column holds lists (or data.label_separator is set),
+    # regression when it holds fractional numbers, else single_label
     name: str = "auto"
     # multi-label: tuned (each label's threshold maximises its F1 on the validation split), a number
     # for every label, or {label: threshold} (others 0.5)
@@ -141,8 +154,10 @@ class TrainConfig:
     report_to: str = (
         "none"  # also send the figures to: none, tensorboard (RUN_DIR/tensorboard) or mlflow (liftkit.tracking)
     )
-    # the training loss (liftkit.losses); validation and test losses stay the plain cross-entropy
-    loss: str = "cross_entropy"  # cross_entropy, or focal: down-weights rows the model already gets right
+    # the training loss (liftkit.losses); validation and test losses stay the task's plain one. auto:
+    # cross_entropy for classes (binary per label for multi-label), mse for regression; focal
+    # down-weights rows the model already gets right; huber (regression) is robust to outliers
+    loss: str = "auto"
     focal_gamma: float = 2.0  # focal loss's focusing exponent (0: cross-entropy)
     label_smoothing: float = 0.0  # cross_entropy only: share of each target spread over all classes
     # none; balanced: each class weighted n_rows / (n_classes * its rows); or {label: weight}, others 1
@@ -175,8 +190,9 @@ class TrainConfig:
 
     def _loss_problems(self) -> list[str]:
         out = []
-        if self.loss not in ("cross_entropy", "focal"):
-            out.append(f"train.loss={self.loss!r}: use cross_entropy or focal")
+        losses = sorted({name for task in TASKS.values() for name in task.losses})
+        if self.loss not in ("auto", *losses):
+            out.append(f"train.loss={self.loss!r}: use auto, {', '.join(losses)}")
         if self.focal_gamma < 0:
             out.append(f"train.focal_gamma={self.focal_gamma} must not be negative")
         if not 0 <= self.label_smoothing < 1:

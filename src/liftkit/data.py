@@ -24,7 +24,8 @@ from liftkit.errors import LiftError, first_line
 from liftkit.record import DataSummary
 from liftkit.tasks import TASKS
 
-Label = Any  # a class id (int), or a list of label ids for multi-label rows
+Label = Any  # a class id (int), a list of label ids for multi-label rows, or a number (regression)
+Text = str | tuple[str, str]  # one row's input: a text, or a sentence pair
 
 # short name -> (hub id, hub config name)
 REGISTRY: dict[str, tuple[str, str | None]] = {
@@ -34,7 +35,14 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "imdb": ("stanfordnlp/imdb", None),
     "tweet_eval_emoji": ("cardiffnlp/tweet_eval", "emoji"),
     "go_emotions": ("google-research-datasets/go_emotions", "simplified"),  # multi-label, column "labels"
+    "mrpc": ("nyu-mll/glue", "mrpc"),  # sentence pairs: sentence1, sentence2, label
+    "stsb": ("sentence-transformers/stsb", None),  # sentence pairs, a 0-5 similarity: sentence1, sentence2, score
 }
+# a dataset without data.text_column whose columns are one of these pairs holds sentence pairs
+# (GLUE's and SuperGLUE's names, and those of retrieval sets)
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"), ("query", "passage"))
+# the label column looked for when the configured default ("label") is absent, in order
+LABEL_FALLBACKS = ("labels", "score")
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
 FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".parquet")
 
@@ -43,12 +51,18 @@ FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", 
 class Split:
     texts: list[str]
     labels: list[Label]
+    pairs: list[str] | None = None  # sentence pairs: each row's second text
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, indices: Any) -> Split:
-        return Split([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+        pairs = [self.pairs[i] for i in indices] if self.pairs is not None else None
+        return Split([self.texts[i] for i in indices], [self.labels[i] for i in indices], pairs)
+
+    def rows(self) -> list[Text]:
+        """Each row's input as predict takes it: the text, or the (text, text_pair) pair."""
+        return list(self.texts) if self.pairs is None else list(zip(self.texts, self.pairs))
 
 
 @dataclass
@@ -62,6 +76,7 @@ class Splits:
     warnings: list[str] = field(default_factory=list)  # what the data checks found that may mislead
     task: str = "single_label"  # liftkit.tasks: what the labels call for
     task_reason: str = "every label is a single value"  # why (the run log and metrics.json say it)
+    pair_columns: tuple[str, str] | None = None  # sentence pairs: the two text columns
 
     def targets(self, split: str) -> np.ndarray:
         """The split's labels as the task's training targets (class ids, or multi-hot rows)."""
@@ -70,7 +85,11 @@ class Splits:
     def summary(self) -> DataSummary:
         splits = {"train": self.train, "validation": self.validation, "test": self.test}
         rows = {name: len(split) for name, split in splits.items()}
-        counts = {name: _label_counts(split.labels, len(self.label_names)).tolist() for name, split in splits.items()}
+        counts = (
+            {name: _label_counts(split.labels, len(self.label_names)).tolist() for name, split in splits.items()}
+            if self.task != "regression"
+            else {}
+        )
         return DataSummary(
             self.source, self.label_names, rows, self.notes, self.warnings, counts, self.task, self.task_reason
         )
@@ -96,13 +115,49 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
     split)."""
     tables, label_names, source = _read_source(cfg.dataset)
     warnings: list[str] = []
-    tables = {name: _columns(table, name, cfg, source, warnings) for name, table in tables.items()}
-    task, task_reason = _task(tables, task, cfg, source)
-    label_names, index = _label_space(tables, label_names)
-    splits = {
-        name: _encode_labels(texts, raw, places, label_names, index, name, source)
-        for name, (texts, raw, places) in tables.items()
-    }
+    pair_columns = _pair_columns(tables, cfg, source)
+    label_column = _label_column(next(iter(tables.values())), cfg)
+    tables = {name: _columns(table, name, cfg, source, warnings, pair_columns) for name, table in tables.items()}
+    labels = {name: (raw, places) for name, (_, _, raw, places) in tables.items()}
+    task, task_reason = _task(labels, task, cfg, source)
+    if task == "regression":
+        label_names = [label_column]  # the one output is named after what it predicts
+        splits = {
+            name: Split(texts, _scores(raw, places, name, source), pairs)
+            for name, (texts, pairs, raw, places) in tables.items()
+        }
+    else:
+        label_names, index = _label_space(labels, label_names)
+        splits = {
+            name: _encode_labels(texts, pairs, raw, places, label_names, index, name, source)
+            for name, (texts, pairs, raw, places) in tables.items()
+        }
+    notes = _cut(splits, cfg, seed, source)
+    if task != "regression":
+        warnings += _check_classes(splits, label_names, source, task == "multi_label")
+    if pair_columns:
+        notes.insert(
+            0,
+            f"sentence pairs: {pair_columns[0]!r} + {pair_columns[1]!r}"
+            + ("" if cfg.text_pair_column else " (GLUE's column names, found)"),
+        )
+    return Splits(
+        splits["train"],
+        splits["validation"],
+        splits["test"],
+        label_names,
+        source,
+        notes,
+        warnings,
+        task,
+        task_reason,
+        pair_columns,
+    )
+
+
+def _cut(splits: dict[str, Split], cfg: DataConfig, seed: int, source: str) -> list[str]:
+    """Carve the missing evaluation splits from train and subsample as `cfg` asks, in place;
+    returns what was done, for the report."""
     notes: list[str] = []
     if "train" not in splits:
         raise LiftError(f"dataset {source} has no train split (found {sorted(splits)}): add a train file")
@@ -121,10 +176,7 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
             pick = np.sort(np.random.default_rng(seed).permutation(len(splits[name]))[:limit])
             notes.append(f"{name} subsampled to {limit} of {len(splits[name])} rows (seed {seed})")
             splits[name] = splits[name].subset(pick)
-    warnings += _check_classes(splits, label_names, source, task == "multi_label")
-    return Splits(
-        splits["train"], splits["validation"], splits["test"], label_names, source, notes, warnings, task, task_reason
-    )
+    return notes
 
 
 def _read_source(dataset: str) -> tuple[dict[str, Any], list[str] | None, str]:
@@ -230,29 +282,57 @@ def _read_hub(hub_id: str, config: str | None, why_hub: str) -> tuple[dict[str, 
     return tables, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
 
 
+def _column_names(table: Any) -> list[str]:
+    return list(table.column_names if hasattr(table, "column_names") else table.columns)
+
+
+def _label_column(table: Any, cfg: DataConfig) -> str:
+    """data.label_column; where it is the default ("label") and absent, the first of the usual
+    other names present ("labels" for multi-label sets such as go_emotions, "score" for stsb)."""
+    columns = _column_names(table)
+    if cfg.label_column == "label" and "label" not in columns:
+        return next((name for name in LABEL_FALLBACKS if name in columns), cfg.label_column)
+    return cfg.label_column
+
+
+def _pair_columns(tables: dict[str, Any], cfg: DataConfig, source: str) -> tuple[str, str] | None:
+    """The two text columns of sentence-pair data: data.text_column and data.text_pair_column, or
+    GLUE's names where the text column is the default and absent; None for single texts."""
+    columns = _column_names(next(iter(tables.values())))
+    if cfg.text_pair_column:
+        return cfg.text_column, cfg.text_pair_column
+    if cfg.text_column == "text" and "text" not in columns:
+        return next((pair for pair in PAIR_COLUMNS if set(pair) <= set(columns)), None)
+    return None
+
+
 def _columns(
-    table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str]
-) -> tuple[list[str], list[Any], list[str]]:
-    """Texts, raw labels and each row's place ("line 19" of a JSONL/CSV file, else "row 18",
-    counting from 1) for messages; rows a check drops are gone from all three."""
-    columns = list(table.column_names if hasattr(table, "column_names") else table.columns)
-    label_column = cfg.label_column
-    if label_column == "label" and "label" not in columns and "labels" in columns:
-        label_column = "labels"  # the default name, as multi-label datasets (go_emotions) spell it
-    for role, column in (("text", cfg.text_column), ("label", label_column)):
-        if column not in columns:
+    table: Any, split: str, cfg: DataConfig, source: str, warnings: list[str], pair_columns: tuple[str, str] | None
+) -> tuple[list[str], list[str] | None, list[Any], list[str]]:
+    """Texts, second texts (sentence pairs; else None), raw labels and each row's place ("line 19"
+    of a JSONL/CSV file, else "row 18", counting from 1) for messages; rows a check drops are gone
+    from all four."""
+    columns = _column_names(table)
+    label_column = _label_column(table, cfg)
+    text_column, pair_column = pair_columns or (cfg.text_column, None)
+    wanted = [("text", text_column), ("text-pair", pair_column), ("label", label_column)]
+    for role, column in wanted:
+        if column is not None and column not in columns:
             raise LiftError(
                 f"column {column!r} not found in the {split} split of {source} (columns: {', '.join(map(str, columns))}): "
                 f"pass --{role}-column NAME"
             )
-    texts, labels = list(table[cfg.text_column]), [_as_list(v, cfg.label_separator) for v in table[label_column]]
+    texts, labels = list(table[text_column]), [_as_list(v, cfg.label_separator) for v in table[label_column]]
+    pairs = list(table[pair_column]) if pair_column else None
     first_line = getattr(table, "attrs", {}).get("first_line")
     places = [f"line {i + first_line}" if first_line else f"row {i + 1}" for i in range(len(texts))]
     where = f"the {split} split of {source}"
     for i, label in enumerate(labels):
         if isinstance(label, str) and label.strip() == label_column:
             raise LiftError(f"{places[i]} of {where} looks like a repeated header row (label {label!r}): delete it")
-    for what, values in (("text", texts), ("label", labels)):
+    checked = [("text", texts), *([("second text", pairs)] if pairs is not None else []), ("label", labels)]
+    dropped: set[int] = set()
+    for what, values in checked:
         empty = [i for i, value in enumerate(values) if _is_empty(value)]
         if empty and not cfg.drop_empty:
             raise LiftError(
@@ -260,11 +340,15 @@ def _columns(
             )
         if empty:
             warnings.append(f"dropped {len(empty)} row(s) with empty {what} from {where} (first: {places[empty[0]]})")
-            keep = sorted(set(range(len(texts))) - set(empty))
-            texts, labels, places = [texts[i] for i in keep], [labels[i] for i in keep], [places[i] for i in keep]
+            dropped.update(empty)
+    if dropped:
+        keep = [i for i in range(len(texts)) if i not in dropped]
+        texts, labels, places = [texts[i] for i in keep], [labels[i] for i in keep], [places[i] for i in keep]
+        pairs = [pairs[i] for i in keep] if pairs is not None else None
     if not texts:
         raise LiftError(f"{where} has no rows with text: add rows or remove the file")
-    return [t if isinstance(t, str) else str(t) for t in texts], labels, places
+    as_text = lambda values: [t if isinstance(t, str) else str(t) for t in values]  # noqa: E731
+    return as_text(texts), as_text(pairs) if pairs is not None else None, labels, places
 
 
 def _as_list(value: Any, separator: str | None) -> Any:
@@ -279,15 +363,19 @@ def _as_list(value: Any, separator: str | None) -> Any:
 
 
 def _task(
-    tables: dict[str, tuple[list[str], list[Any], list[str]]], setting: str, cfg: DataConfig, source: str
+    tables: dict[str, tuple[list[Any], list[str]]], setting: str, cfg: DataConfig, source: str
 ) -> tuple[str, str]:
-    """The task the labels call for, and why: lists of labels are multi-label, single values are
-    single-label. A file mixing the two, or labels that contradict a task set by name, stop here."""
+    """The task the labels call for, and why: lists of labels are multi-label, fractional numbers
+    a regression target, other single values single-label. A file mixing lists and single labels,
+    or labels that contradict a task set by name, stop here."""
     rows = [
-        (split, place, value) for split, (_, labels, places) in tables.items() for place, value in zip(places, labels)
+        (split, place, value) for split, (labels, places) in tables.items() for place, value in zip(places, labels)
     ]
     lists = [row for row in rows if isinstance(row[2], list)]
     singles = [row for row in rows if not isinstance(row[2], list)]
+    scores = _scores_task(rows, singles, setting, source)
+    if scores is not None:
+        return scores
     if setting == "single_label" and lists:
         split, place, value = lists[0]
         raise LiftError(
@@ -320,6 +408,50 @@ def _task(
     return "multi_label", f"auto: {how} ({share:.0%} of training rows carry two or more labels)"
 
 
+def _scores_task(rows: list[tuple], singles: list[tuple], setting: str, source: str) -> tuple[str, str] | None:
+    """Regression, and why, where it is set or (auto) the labels are fractional numbers; None
+    where the labels are classes. Labels that contradict the setting stop here."""
+    fractions = [row for row in singles if _is_number(row[2]) and not float(row[2]).is_integer()]
+    if setting == "regression":
+        wrong = next((row for row in rows if not _is_number(row[2])), None)
+        if wrong is not None:
+            split, place, value = wrong
+            raise LiftError(
+                f"{place} of the {split} split of {source} holds {value!r}, not a number, but task.name is regression: "
+                "give every row a numeric score, or use --task auto"
+            )
+        return "regression", "task.name is regression"
+    if setting in ("single_label", "multi_label") and fractions:
+        split, place, value = fractions[0]
+        raise LiftError(
+            f"{place} of the {split} split of {source} holds {value!r}, a fraction, but task.name is {setting}: "
+            "use --task regression (or auto) to predict a score, or give each row a class"
+        )
+    if setting == "auto" and fractions and len(singles) == len(rows) and all(_is_number(v) for _, _, v in singles):
+        split, place, value = fractions[0]
+        why = f"auto: the label column holds fractional numbers ({value!r} in {place} of {split}): a score to predict"
+        return "regression", why
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(float(value))
+    )
+
+
+def _scores(raw: list[Any], places: list[str], split: str, source: str) -> list[float]:
+    """A regression split's targets as floats; anything else stops with the row that holds it."""
+    for place, value in zip(places, raw):
+        if not _is_number(value):
+            raise LiftError(
+                f"{place} of the {split} split of {source} holds {value!r} where a regression target needs a finite number: fix the row"
+            )
+    return [float(value) for value in raw]
+
+
 def _is_empty(value: Any) -> bool:
     """No text or no label: null, NaN (pandas' null), or only white space."""
     return (
@@ -330,7 +462,7 @@ def _is_empty(value: Any) -> bool:
 
 
 def _label_space(
-    tables: dict[str, tuple[list[str], list[Any], list[str]]], names: list[str] | None
+    tables: dict[str, tuple[list[Any], list[str]]], names: list[str] | None
 ) -> tuple[list[str], dict[Any, int]]:
     """Label names, and each raw label value's class id.
 
@@ -340,10 +472,7 @@ def _label_space(
     Text labels sort.
     """
     values = [
-        v
-        for _, labels, _ in tables.values()
-        for label in labels
-        for v in (label if isinstance(label, list) else [label])
+        v for labels, _ in tables.values() for label in labels for v in (label if isinstance(label, list) else [label])
     ]
     if names:
         index: dict[Any, int] = {name: i for i, name in enumerate(names)}
@@ -401,6 +530,7 @@ def _as_int(value: Any) -> int | None:
 
 def _encode_labels(
     texts: list[str],
+    pairs: list[str] | None,
     raw: list[Any],
     places: list[str],
     names: list[str],
@@ -420,14 +550,15 @@ def _encode_labels(
                 )
             ids.append(label)
         labels.append(sorted(set(ids)) if isinstance(value, list) else ids[0])
-    return Split(texts, labels)
+    return Split(texts, labels, pairs)
 
 
 def _carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Seeded, stratified split-off (plain random when a class is too small to stratify)."""
     from sklearn.model_selection import train_test_split
 
-    single = not any(isinstance(label, list) for label in split.labels)  # label sets: plain random
+    # label sets and scores: plain random
+    single = not any(isinstance(label, (list, float)) for label in split.labels)
     counts = np.bincount(split.labels) if single else np.zeros(1)
     stratify = split.labels if single and counts[counts > 0].min() >= 2 else None
     n_out = max(1, round(len(split) * fraction))

@@ -97,16 +97,17 @@ class FrozenBottom:
 
     def cache(self, data: TokenizedSplit, batch_size: int, padding: Padding, device: torch.device) -> CachedSplit:
         """Run the frozen bottom once over `data`; keep every row's hidden states on the host."""
-        offsets = np.concatenate([[0], np.cumsum(data.lengths)])
+        offsets = np.concatenate([[0], np.cumsum(data.sequence_lengths)])
         flat = None
         batches = loader(data, batch_size, padding, shuffle=False)
+        group = data.group  # token sequences per row: a bi-encoder's batch rows are a, b, a, b, ...
         for indices, batch in zip(batches.batch_sampler, batches):
             hidden = self.features({k: v.to(device) for k, v in batch.items()}).float().cpu()
             if flat is None:
                 flat = torch.empty(int(offsets[-1]), hidden.shape[-1])
             mask = batch["attention_mask"].bool()
-            for row, i in enumerate(indices):
-                flat[offsets[i] : offsets[i + 1]] = hidden[row][mask[row]]
+            for row, j in enumerate(group * i + k for i in indices for k in range(group)):
+                flat[offsets[j] : offsets[j + 1]] = hidden[row][mask[row]]
         return CachedSplit(data, flat, offsets)
 
     def hold(self) -> None:
@@ -233,7 +234,7 @@ def plan(
         return None, data
     bottom = FrozenBottom(model, layers, depth, below)
     where = f"embeddings + {depth} of {len(layers)} layers frozen"
-    tokens = sum(int(split.lengths.sum()) for split in data)
+    tokens = sum(int(split.sequence_lengths.sum()) for split in data)
     need_gb = tokens * model.config.hidden_size * 4 / 2**30
     if not cache:
         log(f"frozen-bottom cache: off (train.cache_frozen is false); {where}, recomputed every step")

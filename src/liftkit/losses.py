@@ -63,7 +63,16 @@ def focal_loss(
 
 def criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray, task: Task) -> Criterion:
     """The loss `cfg` asks for in the form `task` needs, its weights resolved against the training targets."""
+    check_loss(cfg, task)
     return globals()[task.criterion](cfg, label_names, train_targets)
+
+
+def check_loss(cfg: TrainConfig, task: Task) -> None:
+    """train.loss must be one the task trains with (cross-entropy means nothing for a score)."""
+    if cfg.loss != "auto" and cfg.loss not in task.losses:
+        raise LiftError(
+            f"train.loss={cfg.loss!r} does not train a {task.name} model: use auto or one of {', '.join(task.losses)}"
+        )
 
 
 def single_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_labels: Sequence[int]) -> Criterion:
@@ -122,3 +131,24 @@ def multi_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_ta
         return F.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=w)
 
     return binary_cross_entropy
+
+
+def regression_criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray) -> Criterion:
+    """Mean squared error (or Huber, train.loss: huber) of standardised scores: the error divided
+    by the training targets' standard deviation, so the gradient's scale, and the learning rate
+    that suits it, do not depend on the target's units. Huber's bend sits at one standard
+    deviation. The value returned is that loss times the variance, in the target's own units
+    (the MSE itself for mse), so the logged training loss and the validation MSE share an axis;
+    the gradient is the standardised loss's."""
+    for name, plain in (("class_weights", "none"), ("label_smoothing", 0.0)):
+        if getattr(cfg, name) != plain:
+            raise LiftError(f"train.{name} applies to classes, and a regression target has none: set it to {plain}")
+    scale = float(max(np.std(np.asarray(train_targets, dtype=np.float64)), 1e-6))
+    huber = cfg.loss == "huber"
+
+    def standardised(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        predicted, wanted = outputs.float().reshape(-1) / scale, targets.float().reshape(-1) / scale
+        loss = F.huber_loss(predicted, wanted, delta=1.0) if huber else F.mse_loss(predicted, wanted)
+        return loss + loss.detach() * (scale**2 - 1)  # reported in the target's units, standardised gradient
+
+    return standardised

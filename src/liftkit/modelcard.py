@@ -14,7 +14,7 @@ import yaml
 
 from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID, is_hub_id
 from liftkit.record import RunRecord
-from liftkit.report import comparison_table, render_markdown_table, summary_lines
+from liftkit.report import comparison_table, metric_label, render_markdown_table, summary_lines
 from liftkit.run_dir import Manifest
 from liftkit.tasks import task_named
 
@@ -57,7 +57,7 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
     hub_dataset = REGISTRY[dataset][0] if dataset in REGISTRY else dataset if is_hub_id(dataset) else None
     if hub_dataset:
         meta["datasets"] = [hub_dataset]
-    meta["metrics"] = ["accuracy", "f1"]
+    meta["metrics"] = sorted({INDEX_METRICS[key][0] for key in INDEX_METRICS if getattr(scores, key) is not None})
     meta["model-index"] = [
         {
             "name": f"{dataset}-{manifest.method}",
@@ -65,32 +65,33 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
                 {
                     "task": {"type": "text-classification", "name": "Text Classification"},
                     "dataset": {"name": dataset, "type": hub_dataset or dataset, "split": "test"},
-                    "metrics": [
-                        {"type": "accuracy", "value": round(scores.accuracy, 4), "name": "Accuracy"},
-                        {
-                            "type": "f1",
-                            "value": round(scores.macro_f1, 4),
-                            "name": "Macro F1",
-                            "args": {"average": "macro"},
-                        },
-                        *(
-                            [
-                                {
-                                    "type": "f1",
-                                    "value": round(scores.micro_f1, 4),
-                                    "name": "Micro F1",
-                                    "args": {"average": "micro"},
-                                }
-                            ]
-                            if scores.micro_f1 is not None
-                            else []
-                        ),
-                    ],
+                    "metrics": _index_metrics(scores),
                 }
             ],
         }
     ]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+# how the hub's model-index names liftkit's scores: key -> (type, name, args)
+INDEX_METRICS = {
+    "accuracy": ("accuracy", "Accuracy", None),
+    "macro_f1": ("f1", "Macro F1", {"average": "macro"}),
+    "micro_f1": ("f1", "Micro F1", {"average": "micro"}),
+    "spearman": ("spearmanr", "Spearman", None),
+    "pearson": ("pearsonr", "Pearson", None),
+    "mse": ("mse", "MSE", None),
+}
+
+
+def _index_metrics(scores: Any) -> list[dict[str, Any]]:
+    """The test scores the run has, as the hub's model-index lists them."""
+    out = []
+    for key, (kind, name, args) in INDEX_METRICS.items():
+        value = getattr(scores, key)
+        if value is not None:
+            out.append({"type": kind, "value": round(value, 4), "name": name, **({"args": args} if args else {})})
+    return out
 
 
 def _title(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None) -> str:
@@ -123,7 +124,7 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
     lines = [
         f"## Results (test split, {rows['test']} rows)",
         "",
-        render_markdown_table(comparison_table(record)[: 1 + 6]),
+        render_markdown_table(comparison_table(record)[: 1 + 7]),
         "",
     ]
     if export:
@@ -133,11 +134,13 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
             "",
             "| | the run's model | this export |",
             "|---|---:|---:|",
-            f"| accuracy | {parity['run']['accuracy']:.4f} | {parity['export']['accuracy']:.4f} |",
-            f"| macro-F1 | {parity['run']['macro_f1']:.4f} | {parity['export']['macro_f1']:.4f} |",
+            *[
+                f"| {metric_label(key, record.data.task)} | {value:.4f} | {parity['export'][key]:.4f} |"
+                for key, value in parity["run"].items()
+            ],
             "",
             f"max |Δ logit| {parity['max_abs_logit_diff']:.2e}, max |Δ probability| {parity['max_abs_prob_diff']:.2e}, "
-            f"same predicted label on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}% of rows; model file {export['model_size_bytes'] / 1e6:.1f} MB.",
+            f"same answer on {parity.get('decision_agreement', parity.get('argmax_agreement', 0.0)) * 100:.2f}% of rows; model file {export['model_size_bytes'] / 1e6:.1f} MB.",
             *[f"\n**Warning:** {w}" for w in export.get("warnings", [])],
             "",
         ]
@@ -170,13 +173,17 @@ def _training(record: RunRecord, manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+PAIR = ("A man is playing a guitar.", "Someone plays the guitar.")  # the usage examples' sentence pair
+
+
 def _labels(labels: list[str]) -> str:
     return "## Labels\n\n" + ", ".join(f"{i}: `{name}`" for i, name in enumerate(labels)) + "\n"
 
 
 def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
     lines = ["## How to use", "", "With liftkit (`pip install liftkit`), from this folder:", "", "```python"]
-    lines += ["import liftkit", "", 'predictor = liftkit.load(".")', 'predictor.predict(["i feel wonderful today"])']
+    example = f"[({PAIR[0]!r}, {PAIR[1]!r})]" if manifest.input_kind == "pair" else '["i feel wonderful today"]'
+    lines += ["import liftkit", "", 'predictor = liftkit.load(".")', f"predictor.predict({example})"]
     lines += ["```", ""]
     if export is None and _library(manifest, None) == "peft":
         lines += _with_peft(manifest)
@@ -228,7 +235,11 @@ def _with_transformers(manifest: Manifest) -> list[str]:
     ]
     lines += [
         f'classify = pipeline("text-classification", model="."{task.card_pipeline})',
-        'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did',
+        (
+            f'classify({{"text": {PAIR[0]!r}, "text_pair": {PAIR[1]!r}}}, truncation=True)  # a sentence pair'
+            if manifest.input_kind == "pair"
+            else 'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did'
+        ),
         "```",
         "",
     ]
@@ -259,8 +270,18 @@ def _with_onnxruntime(manifest: Manifest, export: dict[str, Any]) -> list[str]:
         "tokenizer.no_padding()",
         'tokenizer.enable_truncation(info["max_length"])',
         f'session = ort.InferenceSession("{export["model_file"]}")',
-        'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
-        'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}',
+        *(
+            [
+                f"encoding = tokenizer.encode({PAIR[0]!r}, {PAIR[1]!r})  # a sentence pair",
+                "ids, types = (np.array([x], dtype=np.int64) for x in (encoding.ids, encoding.type_ids))",
+            ]
+            if manifest.input_kind == "pair"
+            else [
+                'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
+                "types = np.zeros_like(ids)",
+            ]
+        ),
+        'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": types}',
         "logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]",
         *task_named(manifest.task).card_onnx,
         "```",

@@ -315,6 +315,28 @@ def load_classifier(
     return model
 
 
+def start_head_at(model: nn.Module, arch: Arch, bias: float, scale: float) -> None:
+    """Start the head's output layer at `bias`, its initial weights times `scale` (a regression
+    head at the training targets' mean and spread, see `liftkit.tasks.regression`): the layer of
+    the head whose outputs are the model's (the last linear one, `num_labels` wide)."""
+    outputs = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and module.out_features == model.config.num_labels
+        and name.split(".")[0] in arch.head
+    ]
+    if not outputs:
+        raise LiftError(
+            f"liftkit found no {model.config.num_labels}-wide output layer in this {arch.model_type} model's head "
+            f"({', '.join(arch.head)}): please report it"
+        )
+    with torch.no_grad():
+        outputs[-1].weight.mul_(scale)
+        if outputs[-1].bias is not None:
+            outputs[-1].bias.fill_(bias)
+
+
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """A digest that changes whenever the tokenizer would split text differently."""
     digest = hashlib.sha256(type(tokenizer).__name__.encode())

@@ -23,7 +23,7 @@ from liftkit import plots, run_dir
 from liftkit.config import NOT_RESULTS
 from liftkit.errors import LiftError, first_line
 from liftkit.record import RunRecord
-from liftkit.report import comparison_table, results_table, summary_lines
+from liftkit.report import comparison_table, metric_label, results_table, summary_lines
 from liftkit.tasks import task_named
 from liftkit.tracking import flatten
 
@@ -109,7 +109,7 @@ def read_history(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
             continue
         if row.get("loss") is not None:
             steps.append(row)
-        elif row.get("val_accuracy") is not None:
+        elif row.get("train_loss") is not None:  # an epoch's line: its training loss and validation scores
             epochs.append(row)
     return steps, epochs
 
@@ -214,6 +214,20 @@ SECTIONS: dict[str, Callable[[RunRecord, dict[str, Any] | None, _Images], str]] 
         "label co-occurrence, true and predicted",
         "Row i, column j: of the test rows carrying label i, the share that also carry label j; left as annotated, right as predicted.",
     ),
+    "scatter": _needs_predictions(
+        "Predicted vs true score (test)",
+        plots.scatter,
+        "scatter",
+        "predicted against true score of every test row",
+        "Each dot a test row; on the dashed line the prediction equals the true score.",
+    ),
+    "residuals": _needs_predictions(
+        "Errors by true score (test)",
+        plots.residuals,
+        "residuals",
+        "errors of the base and fine-tuned models in bins of the true score",
+        "Where on the scale the model is off, and which way: a box above 0 predicts too high.",
+    ),
     "calibration": lambda record, predictions, image: _calibration(record, predictions, image),
     "mistakes": lambda record, predictions, image: _mistakes(record),
     "label_distribution": _label_distribution,
@@ -286,36 +300,42 @@ def _calibration(record: RunRecord, predictions: dict[str, Any] | None, image: _
 
 
 def _mistakes(record: RunRecord) -> str:
+    scores = any(m.error is not None for m in record.mistakes)  # regression: errors, not wrong labels
+    title = "largest errors" if scores else "most confident mistakes"
     if not record.mistakes:
         what = (
             "The fine-tuned model made no mistake on test."
             if record.finetuned.scores.accuracy == 1
             else "This run predates stored mistakes: rerun it to list them."
         )
-        return _section("Most confident mistakes (test)", _note(what))
-    rows = [["#", "text", "true", "predicted", "probability"]]
-    rows += [
-        [str(n), m.text, m.label, m.predicted, f"{m.probability:.3f}"] for n, m in enumerate(record.mistakes, start=1)
-    ]
+        return _section(f"The {title} (test)", _note(what))
+    pairs = any(m.text_pair is not None for m in record.mistakes)
+    texts = ["text", "second text"] if pairs else ["text"]
+    last = ["true score", "predicted", "error"] if scores else ["true", "predicted", "probability"]
+    rows = [["#", *texts, *last]]
+    for n, m in enumerate(record.mistakes, start=1):
+        shown = [m.text, m.text_pair or ""] if pairs else [m.text]
+        how = f"{m.error:+.3f}" if scores else f"{m.probability:.3f}"
+        rows.append([str(n), *shown, m.label, m.predicted, how])
+    note = (
+        "The test rows predicted furthest from their true score: often a pair the annotators scored on a cue the model misses."
+        if scores
+        else "Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."
+    )
     return _section(
-        f"The {len(record.mistakes)} most confident mistakes (test)",
-        _note(
-            "Wrong predictions the fine-tuned model was surest of: often mislabelled rows, or a cue the model over-trusts."
-        ),
-        _table(rows, text_columns=(1, 2, 3)),
+        f"The {len(record.mistakes)} {title} (test)",
+        _note(note),
+        _table(rows, text_columns=tuple(range(1, 1 + len(texts) + (0 if scores else 2)))),
     )
 
 
 def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, Any]) -> list[tuple[str, str]]:
     run, data, params, train = record.run, record.data, record.parameters, record.train
-    loss = train_cfg.get("loss", "cross_entropy") + (
-        f" (gamma {train_cfg.get('focal_gamma')})" if train_cfg.get("loss") == "focal" else ""
-    )
-    loss += (
-        f" ({task_named(record.data.task).loss_name})"
-        if train_cfg.get("loss", "cross_entropy") == "cross_entropy"
-        else ""
-    )
+    task = task_named(record.data.task)
+    name = train_cfg.get("loss", "cross_entropy")
+    name = task.losses[0] if name == "auto" else name  # auto: the task's plain loss
+    loss = name + (f" (gamma {train_cfg.get('focal_gamma')})" if name == "focal" else "")
+    loss += f" ({task.loss_name})" if name == task.losses[0] else ""
     loss += f", class weights {train_cfg.get('class_weights', 'none')}"
     loss += f", label smoothing {train_cfg['label_smoothing']}" if train_cfg.get("label_smoothing") else ""
     rows = ", ".join(f"{split} {count:,}" for split, count in data.rows.items())
@@ -346,7 +366,7 @@ def _run_facts(record: RunRecord, options: dict[str, Any], train_cfg: dict[str, 
             if record.finetuned.timing
             else "-",
         ),
-        ("data", f"{data.source}: {rows} rows, {len(data.labels)} labels"),
+        ("data", f"{data.source}: {rows} rows, {task.target(data.labels)}"),
         ("task", f"{data.task}" + (f" ({data.task_reason})" if data.task_reason else "")),
         *[("data note", note) for note in data.notes],
         *[("data warning", warning) for warning in data.warnings],
@@ -423,17 +443,17 @@ def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
         )
     output = Path(output)
     image = _Images(output)
+    first = next(iter(records.values()))[0]
+    headline = tuple((key, metric_label(key, first.data.task)) for key in task_named(first.data.task).scores[:2])
     points = {
         method: {
             "share": _mean_std([r.parameters.trainable_percent for r in rs]),
             "time": _mean_std([r.train.runtime_s for r in rs]),
-            "accuracy": _mean_std([r.finetuned.scores.accuracy for r in rs]),
-            "macro_f1": _mean_std([r.finetuned.scores.macro_f1 for r in rs]),
+            **{key: _mean_std([getattr(r.finetuned.scores, key) for r in rs]) for key, _ in headline},
         }
         for method, rs in records.items()
     }
     curves = {method: read_history(dirs[0]) for method, dirs in runs.items()}
-    first = next(iter(records.values()))[0]
     sections = [
         _section(
             "Results (test split)",
@@ -444,12 +464,13 @@ def write_compare_report(paths: list[str | Path], output: str | Path) -> Path:
             "Accuracy against cost",
             image(
                 "tradeoffs",
-                plots.tradeoffs(points, seeds),
+                plots.tradeoffs(points, seeds, headline),
                 "accuracy and macro-F1 against trainable share and training time",
             ),
         ),
         _section(
-            "Learning curves", image("learning_curves", plots.overlaid_curves(curves), "learning curves by method")
+            "Learning curves",
+            image("learning_curves", plots.overlaid_curves(curves, headline[0]), "learning curves by method"),
         ),
         _section(
             "Runs",

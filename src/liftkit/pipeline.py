@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import itertools
 import os
 import platform
 import shutil
@@ -25,16 +26,35 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from liftkit import checkpoint, pages, report, run_dir, tracking
-from liftkit.batching import AUTO_PERCENTILE, Padding, TokenizedSplit, auto_max_length, loader, model_inputs, tokenize
+from liftkit import bi_encoder, checkpoint, pages, report, run_dir, tracking
+from liftkit.batching import (
+    AUTO_PERCENTILE,
+    Padding,
+    TokenizedSplit,
+    auto_max_length,
+    loader,
+    model_inputs,
+    pair_separator,
+    tokenize,
+)
+from liftkit.bi_encoder import is_sentence_encoder
 from liftkit.callbacks import Callback, Checkpointer, EarlyStopping, MetricLogging, ProgressBar
 from liftkit.config import RunConfig, portable_name
 from liftkit.data import Splits, load_splits
 from liftkit.errors import LiftError, first_line
 from liftkit.evaluate import evaluate
+from liftkit.losses import check_loss
 from liftkit.methods import METHODS, Method
 from liftkit.modelcard import model_card
-from liftkit.modeling import Arch, arch_of, length_limit, load_classifier, load_tokenizer, resolve_model_source
+from liftkit.modeling import (
+    Arch,
+    arch_of,
+    length_limit,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_source,
+    start_head_at,
+)
 from liftkit.record import RunInfo, RunRecord, TrainSummary
 from liftkit.resources import fork_rng, parameter_counts
 from liftkit.tasks import TASKS, Task
@@ -69,6 +89,8 @@ class _Prepared:
     max_length: int  # data.max_length resolved: tokens per text at most
     task: Task  # what the labels call for (liftkit.tasks), decided with the data
     inputs: tuple[str, ...]  # what the model is fed per batch (batching.model_inputs)
+    pair_separator: str | None  # sentence pairs joined into one text by this (batching.pair_separator)
+    pair_encoding: str | None  # sentence pairs: cross or bi (liftkit.bi_encoder); None for single texts
 
 
 def preflight(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -178,7 +200,7 @@ def _fit(
 def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     splits = load_splits(cfg.data, cfg.train.seed, cfg.task.name)
     log(
-        f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {len(splits.label_names)} labels"
+        f"data: {splits.source} | train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)} | {TASKS[splits.task].target(splits.label_names)}"
     )
     task = TASKS[splits.task]
     log(f"task: {task.name} ({splits.task_reason})")
@@ -186,20 +208,31 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
         raise LiftError(
             f"train.best_metric={cfg.train.best_metric!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
         )
+    check_loss(cfg.train, task)
     for warning in splits.warnings:
         log(f"warning: {warning}")
     tokenizer = load_tokenizer(cfg.model)
     set_seed(cfg.train.seed)  # before the head is initialised: same seed, same run
     model = load_classifier(cfg.model, splits.label_names, tokenizer, task.problem_type)
     arch = arch_of(model)
+    model, encoding, separator = _pairs(cfg, splits, tokenizer, model, arch, log)
+    if task.head_start is not None and encoding != "bi":  # a bi-encoder's head starts once tokens exist
+        start_head_at(model, arch, *task.head_start(splits.targets("train")))
     # virtual tokens (prompt, p-tuning; a decoder's prefix shifts positions too) take positions from the texts
     limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
-    max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log)
+    max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log, encoding)
     inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
     tokens = {
-        name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs)
+        name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs, encoding or "cross")
         for name in ("train", "validation", "test")
     }
+    cut = {name: data.cut for name, data in tokens.items() if data.cut}
+    if cut:
+        shown = ", ".join(f"{name} {n:,} of {len(tokens[name]):,}" for name, n in cut.items())
+        how = "each text cut alone" if encoding == "bi" else "the longer text first (longest_first)"
+        log(f"pairs longer than {max_length} tokens cut, {how}: {shown}")
+    if task.head_start is not None and encoding == "bi":
+        _start_bi_head(cfg, model, tokens["train"], Padding.of(tokenizer), task.head_start(splits.targets("train")))
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
@@ -209,10 +242,66 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     padding = Padding.of(
         tokenizer, left=tokenizer.padding_side == "left" or (arch.decoder and method.feeds_embeddings)
     )
-    return _Prepared(splits, tokens, tokenizer, model, arch, method, padding, accelerator, max_length, task, inputs)
+    return _Prepared(
+        splits,
+        tokens,
+        tokenizer,
+        model,
+        arch,
+        method,
+        padding,
+        accelerator,
+        max_length,
+        task,
+        inputs,
+        separator,
+        encoding,
+    )
 
 
-def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, log: Callable[[str], None]) -> int:
+def _start_bi_head(
+    cfg: RunConfig, model: torch.nn.Module, train: TokenizedSplit, padding: Padding, start: tuple[float, float]
+) -> None:
+    """A bi-encoder's regression head, started on the cosines of about 512 random training pairs
+    (liftkit.bi_encoder.start_head); the global RNG forked, so the run is the same with or without."""
+    batch_size = 64
+    batches = loader(train, batch_size, padding, shuffle=True, seed=cfg.train.seed)
+    with fork_rng(torch.device("cpu")):
+        bi_encoder.start_head(model, itertools.islice(batches, max(1, 512 // batch_size)), *start)
+
+
+def _pairs(
+    cfg: RunConfig, splits: Splits, tokenizer: Any, model: torch.nn.Module, arch: Arch, log: Callable[[str], None]
+) -> tuple[torch.nn.Module, str | None, str | None]:
+    """Sentence pairs: how they are encoded (data.pair_encoding, `auto` decided from the base
+    model), the model for it (a bi-encoder wraps the classifier's body) and the text joining a
+    pair the tokenizer does not separate (cross-encoded decoders). None, None for single texts."""
+    if not splits.pair_columns:
+        return model, None, None
+    a, b = splits.pair_columns
+    found = "data.text_pair_column" if cfg.data.text_pair_column else "found: GLUE column names"
+    encoding = cfg.data.pair_encoding
+    if encoding == "auto":
+        sentence = is_sentence_encoder(resolve_model_source(cfg.model.name))
+        encoding = "bi" if sentence else "cross"
+        why = "a sentence-transformers model" if sentence else "not a sentence-transformers model"
+        encoding_reason = f"{encoding} (auto: the base is {why})"
+    else:
+        encoding_reason = f"{encoding} (data.pair_encoding)"
+    separator = pair_separator(tokenizer) if encoding == "cross" else None
+    how = {
+        "bi": "each text encoded alone, mean-pooled, a head on the pair",
+        "cross": f"in one sequence, joined by {separator!r}"
+        if separator
+        else "in one sequence, as the tokenizer's pair template says",
+    }[encoding]
+    log(f"sentence pairs: {a!r} + {b!r} ({found}); encoding {encoding_reason}: {how}")
+    return (bi_encoder.wrap(model, arch) if encoding == "bi" else model), encoding, separator
+
+
+def _max_length(
+    setting: int | str, splits: Splits, tokenizer: Any, limit: int, log: Callable[[str], None], encoding: str | None
+) -> int:
     """data.max_length as a number of tokens: as set, or (auto) from the training texts; at most `limit`."""
     if setting != "auto":
         if setting > limit:
@@ -220,7 +309,7 @@ def _max_length(setting: int | str, splits: Splits, tokenizer: Any, limit: int, 
                 f"warning: data.max_length={setting} is more than this model takes with this method ({limit} tokens): texts are cut at {limit}"
             )
         return min(int(setting), limit)  # int: a numpy integer built in Python would not go into JSON
-    chosen = auto_max_length(splits.train, tokenizer, limit)
+    chosen = auto_max_length(splits.train, tokenizer, limit, encoding or "cross")
     log(
         f"max length: {chosen} tokens (auto: {AUTO_PERCENTILE}th percentile of the training texts' lengths; this model takes {limit} with this method)"
     )
@@ -271,11 +360,21 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             base=base.metrics if base else None,
             finetuned=tuned.metrics,
             train=trained,
-            mistakes=p.task.mistakes(tuned.probabilities, tuned.labels, p.splits.test.texts, labels, thresholds, 20),
+            mistakes=_mistakes(p, tuned, thresholds),
         )
         if main:
             _finish(out, cfg, p, model, record, thresholds, (tuned, base), trackers, log)
     return record
+
+
+def _mistakes(p: _Prepared, tuned: Any, thresholds: list[float] | None) -> list[Any]:
+    """The fine-tuned model's 20 surest mistakes on test (largest errors, for a score), pairs with
+    their second text."""
+    test = p.splits.test
+    found = p.task.mistakes(tuned.probabilities, tuned.labels, test.texts, p.splits.label_names, thresholds, 20)
+    for mistake in found if test.pairs is not None else ():
+        mistake.text_pair = test.pairs[mistake.row][:2000]
+    return found
 
 
 def _finish(
@@ -389,6 +488,9 @@ def _save(
         task=p.task.name,
         thresholds=thresholds,
         inputs=list(p.inputs),
+        input_kind="pair" if p.splits.pair_columns else "text",
+        pair_separator=p.pair_separator,
+        pair_encoding=p.pair_encoding,
     )
     # plain transformers users should load the side that was trained; save_pretrained writes only
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too

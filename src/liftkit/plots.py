@@ -415,13 +415,16 @@ class _PlainLog(LogFormatter):
 
 
 @_drawing
-def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> Figure:
-    """Accuracy and macro-F1 of each method against its trainable-parameter share (log axis) and
-    its training time; each point a mean over seeds with ± one standard deviation as error bars.
-    `points[method][name]` = (mean, std) for name in share, time, accuracy, macro_f1."""
+def tradeoffs(
+    points: dict[str, dict[str, tuple[float, float]]], seeds: int, metrics: tuple[tuple[str, str], ...]
+) -> Figure:
+    """The task's two headline scores (`metrics`: (key, label), e.g. accuracy and macro-F1) of
+    each method against its trainable-parameter share (log axis) and its training time; each
+    point a mean over seeds with ± one standard deviation as error bars. `points[method][name]` =
+    (mean, std) for name in share, time and the metrics' keys."""
     figure = _figure(12, 8.4)
     axes = figure.subplots(2, 2)
-    for row, (metric, metric_label) in enumerate((("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"))):
+    for row, (metric, metric_label) in enumerate((key, f"test {label}") for key, label in metrics):
         for column, (x_key, x_label) in enumerate(
             (("share", "trainable parameters (% of the model, log scale)"), ("time", "training time (s)"))
         ):
@@ -470,9 +473,13 @@ def tradeoffs(points: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
 
 
 @_drawing
-def overlaid_curves(curves: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> Figure:
+def overlaid_curves(
+    curves: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    metric: tuple[str, str] = ("accuracy", "accuracy"),
+) -> Figure:
     """Learning curves of several methods on shared axes: smoothed training loss per step, and
-    validation accuracy per epoch. `curves[method]` = (step lines, epoch lines) of one run."""
+    the task's headline validation score per epoch (`metric`: key and label; accuracy unless the
+    task leads with another). `curves[method]` = (step lines, epoch lines) of one run."""
     figure = _figure(12, 4.2)
     loss_ax, score_ax = figure.subplots(1, 2)
     for n, (method, (steps, epochs)) in enumerate(curves.items()):
@@ -484,18 +491,82 @@ def overlaid_curves(curves: dict[str, tuple[list[dict[str, Any]], list[dict[str,
         if epochs:
             score_ax.plot(
                 [e["epoch"] for e in epochs],
-                [e["val_accuracy"] for e in epochs],
+                [e.get(f"val_{metric[0]}") for e in epochs],
                 "o-",
                 color=color,
                 lw=2,
                 label=method,
             )
     loss_ax.set(xlabel="optimizer step", ylabel="training loss (smoothed)", title="Training loss per step")
-    score_ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
+    score_ax.set(xlabel="epoch", ylabel=f"validation {metric[1]}", title=f"Validation {metric[1]} per epoch")
     score_ax.xaxis.get_major_locator().set_params(integer=True)
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=8)
     figure.suptitle("Learning curves by method (first seed of each)", fontsize=12)
+    return figure
+
+
+@_drawing
+def scatter(predictions: dict[str, np.ndarray], record: RunRecord) -> Figure:
+    """Regression: each test row's predicted score against its true score, with the identity line
+    (a perfect model's points all sit on it) and the fine-tuned model's Spearman and R²."""
+    y, predicted = np.asarray(predictions["labels"], dtype=float), np.asarray(predictions["finetuned"])[:, 0]
+    name = display_name(record.data.labels[0])
+    figure = _figure(6.4, 6.0)
+    ax = figure.subplots()
+    low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+    low, high = low - 0.03 * (high - low), high + 0.03 * (high - low)  # points on the edges stay whole
+    ax.plot([low, high], [low, high], color="#57606a", lw=1, ls="--", label="identity: predicted = true")
+    ax.scatter(y, predicted, s=9, alpha=0.45, color=TUNED_COLOR, linewidths=0, label=f"test rows ({len(y):,})")
+    s = record.finetuned.scores
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", xlim=(low, high), ylim=(low, high), aspect="equal")
+    ax.set_title(f"fine-tuned: Spearman {s.spearman:.3f}, R² {s.r2:.3f}", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    return figure
+
+
+@_drawing
+def residuals(predictions: dict[str, np.ndarray], record: RunRecord, bins: int = 5) -> Figure:
+    """Regression: the error (predicted - true) of the test rows in equal-width bins of the true
+    score, as box plots, base model beside fine-tuned: where on the scale the model is off, and
+    which way (a box above 0 over-predicts)."""
+    y = np.asarray(predictions["labels"], dtype=float)
+    edges = np.linspace(y.min(), y.max(), bins + 1)
+    which = np.clip(np.digitize(y, edges[1:-1], right=True), 0, bins - 1)
+    name = display_name(record.data.labels[0])
+    figure = _figure(9.0, 4.8)
+    ax = figure.subplots()
+    models = [("finetuned", "fine-tuned", TUNED_COLOR)]
+    if predictions.get("base") is not None:
+        models.insert(0, ("base", "base (untrained head)", BASE_COLOR))
+    width = 0.8 / len(models)
+    for n, (key, label, color) in enumerate(models):
+        error = np.asarray(predictions[key])[:, 0] - y
+        groups = [error[which == b] for b in range(bins)]
+        places = [b + (n - (len(models) - 1) / 2) * width for b in range(bins)]
+        kept = [(g, p) for g, p in zip(groups, places) if len(g)]
+        boxes = ax.boxplot(
+            [g for g, _ in kept],
+            positions=[p for _, p in kept],
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=False,
+        )
+        for box in boxes["boxes"]:
+            box.set(facecolor=color, alpha=0.6, edgecolor=color)
+        for median in boxes["medians"]:
+            median.set(color="#24292f")
+        ax.plot([], [], "s", color=color, alpha=0.6, label=label)
+    counts = np.bincount(which, minlength=bins)
+    ax.set_xticks(
+        range(bins), [f"{edges[b]:.2g}-{edges[b + 1]:.2g}\n({counts[b]:,} rows)" for b in range(bins)], fontsize=8.5
+    )
+    ax.axhline(0, color="#57606a", lw=1, ls="--")
+    ax.set(xlabel=f"true {name} (bins)", ylabel="error: predicted - true")
+    ax.set_title("Residuals by true score (boxes: quartiles; whiskers: 1.5 IQR; outliers not drawn)", fontsize=11)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=9)
     return figure

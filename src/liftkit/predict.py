@@ -32,20 +32,59 @@ Backend = Callable[[dict[str, np.ndarray]], np.ndarray]  # {input name: int64 ar
 PLAIN_INPUTS = ("input_ids", "attention_mask")  # what runs and exports older than `inputs` feed
 
 
+Text = str | tuple[str, str]  # one input: a text, or a sentence pair (text, text_pair)
+
+
+class Tokens(list):
+    """One row's token ids (a list, as it always was), with its token type ids where they are not
+    all zero: the second text of a pair is type 1 for models that take token types (BERT)."""
+
+    type_ids: list[int] | None = None
+
+
+@dataclass
+class PairTokens:
+    """A bi-encoder row: the tokens of its two texts, encoded alone. Its length is its longer
+    text's: what batches are grouped and padded by."""
+
+    first: list[int]
+    second: list[int]
+
+    def __len__(self) -> int:
+        return max(len(self.first), len(self.second))
+
+
+def _sequences(rows: list[Any]) -> list[list[int]]:
+    """One token sequence per batch row: a bi-encoder row gives two, one after the other."""
+    return [part for row in rows for part in ((row.first, row.second) if isinstance(row, PairTokens) else (row,))]
+
+
 @dataclass
 class Encoder:
-    """Texts -> padded input arrays, exactly as training tokenized and padded them: the saved
-    tokenizer.json, truncated at the run's max_length, padded with its pad id on its side, and
-    every input the model takes (`inputs`: ids, mask, BERT's token type ids)."""
+    """Texts (or sentence pairs) -> padded input arrays, exactly as training tokenized and padded
+    them: the saved tokenizer.json, truncated at the run's max_length (a pair's longer text first),
+    padded with its pad id on its side, and every input the model takes (`inputs`: ids, mask,
+    BERT's token type ids)."""
 
     tokenizer: Any  # tokenizers.Tokenizer
     pad_id: int | None  # None: the tokenizer has no pad token (predict never pads; Encoder.pad then refuses)
     left: bool = False
     inputs: tuple[str, ...] = PLAIN_INPUTS
+    pairs: bool = False  # the model reads sentence pairs (input_kind "pair")
+    separator: str | None = None  # pairs the tokenizer does not separate: joined into one text by this
+    bi: bool = False  # pairs as a bi-encoder reads them: each text encoded alone (liftkit.bi_encoder)
 
     @classmethod
     def from_folder(
-        cls, folder: Path, max_length: int, left: bool, pad_id: int | None = None, inputs: Iterable[str] = PLAIN_INPUTS
+        cls,
+        folder: Path,
+        max_length: int,
+        left: bool,
+        pad_id: int | None = None,
+        inputs: Iterable[str] = PLAIN_INPUTS,
+        input_kind: str = "text",
+        separator: str | None = None,
+        pair_encoding: str | None = None,
     ) -> Encoder:
         from tokenizers import Tokenizer
 
@@ -59,28 +98,57 @@ class Encoder:
         except Exception as exc:  # the Rust tokenizer raises its own exception type
             raise damaged(folder, f"its tokenizer.json cannot be read ({first_line(exc)[:160]})") from None
         tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length, direction=settings.get("truncation_side") or "right")
+        # longest_first: a pair's longer text loses tokens first, as transformers' truncation=True
+        tokenizer.enable_truncation(
+            max_length, strategy="longest_first", direction=settings.get("truncation_side") or "right"
+        )
         if pad_id is None:  # older manifests: the pad token by name
             pad = settings.get("pad_token")
             pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
-        return cls(tokenizer, pad_id, left, tuple(inputs))
+        return cls(tokenizer, pad_id, left, tuple(inputs), input_kind == "pair", separator, pair_encoding == "bi")
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
+    def encode(self, texts: list[Text]) -> list[list[int]]:
+        """Token ids of each text or pair (`Tokens`, carrying a pair's token types; `PairTokens`
+        for a bi-encoder)."""
+        if self.bi:
+            flat = self._encode([text for pair in texts for text in pair])
+            return [PairTokens(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        if self.separator is not None:
+            texts = [f"{t[0]}{self.separator}{t[1]}" if isinstance(t, tuple) else t for t in texts]
+        return self._encode(texts)
+
+    def _encode(self, texts: list[Text]) -> list[list[int]]:
         if len(texts) == 1:  # encode_batch's thread pool costs more than it saves on one text
-            return [self.tokenizer.encode(texts[0]).ids]
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+            encodings = [
+                self.tokenizer.encode(*texts[0]) if isinstance(texts[0], tuple) else self.tokenizer.encode(texts[0])
+            ]
+        else:
+            encodings = self.tokenizer.encode_batch(texts)
+        return [self._tokens(e) for e in encodings]
+
+    @staticmethod
+    def _tokens(encoding: Any) -> list[int]:
+        tokens = Tokens(encoding.ids)
+        if any(encoding.type_ids):
+            tokens.type_ids = encoding.type_ids
+        return tokens
 
     def pad(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        """The batch a backend takes: ids and mask, and zeros for the token types of single texts."""
+        """The batch a backend takes: ids, mask, and token types (zeros for single texts); a
+        bi-encoder's pairs as two rows each (a, b, a, b, ...)."""
+        rows = _sequences(rows)
         width = max(len(row) for row in rows)
         if self.pad_id is None and any(len(row) < width for row in rows):
             raise LiftError("this tokenizer has no pad token, so rows of different lengths cannot share a batch")
         ids = np.full((len(rows), width), self.pad_id if self.pad_id is not None else 0, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
             span = slice(width - len(row), width) if self.left else slice(0, len(row))
             ids[i, span], mask[i, span] = row, 1
-        batch = {"input_ids": ids, "attention_mask": mask}
+            if getattr(row, "type_ids", None) is not None:
+                types[i, span] = row.type_ids
+        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {name: batch.get(name, np.zeros_like(ids)) for name in self.inputs}
 
 
@@ -106,18 +174,25 @@ class Predictor:
         self.info = {
             **info,
             "task": self.task.name,
+            "input": "pair" if encoder.pairs else "text",
             **({"thresholds": dict(zip(labels, thresholds))} if thresholds else {}),
         }
 
-    def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Raw class scores, one row per text, columns in `self.labels` order."""
-        texts = _check_texts(texts, batch_size)
+    @property
+    def pairs(self) -> bool:
+        """Whether the model reads sentence pairs (two texts in, one prediction out)."""
+        return self.encoder.pairs
+
+    def logits(self, texts: list[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Raw scores, one row per text (or pair), columns in `self.labels` order."""
+        texts = inputs_of(texts, self.pairs)
+        _check_batch_size(batch_size)
         return self.logits_of(self.encode(texts), batch_size, progress=progress)
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, as the run tokenized; a text that gives no token is refused."""
+    def encode(self, texts: list[Text]) -> list[list[int]]:
+        """Token ids of each text or pair, as the run tokenized; a text that gives no token is refused."""
         rows = self.encoder.encode(texts) if texts else []
-        empty = [i for i, row in enumerate(rows) if not row]
+        empty = [i for i, row in enumerate(rows) if not all(_sequences([row]))]
         if empty:
             which = ", ".join(f"texts[{i}]" for i in empty[:5])
             raise LiftError(
@@ -139,14 +214,16 @@ class Predictor:
             logits[chunk] = self.backend(self.encoder.pad([rows[i] for i in chunk]))
         return logits
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def predict_proba(self, texts: list[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Probabilities, one row per text, columns in `self.labels` order: over the classes
-        (softmax, single-label), or each label's own (sigmoid, multi-label)."""
+        (softmax, single-label), or each label's own (sigmoid, multi-label); the score itself
+        (regression, one column)."""
         return self.task.probabilities(self.logits(texts, batch_size, progress))
 
-    def predict(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
-        """For each text, the label (single-label) or the label set (multi-label, `"labels"`, at
-        the run's thresholds) and every label's probability."""
+    def predict(self, texts: list[Any], batch_size: int = 64, progress: bool = False) -> list[dict[str, Any]]:
+        """For each text (or sentence pair: `("a", "b")` or `{"text": "a", "text_pair": "b"}` for a
+        model trained on pairs), the label (single-label), the label set (multi-label, `"labels"`,
+        at the run's thresholds) and every label's probability; or the score (regression)."""
         return self.answers(self.predict_proba(texts, batch_size, progress))
 
     def answers(self, probs: np.ndarray) -> list[dict[str, Any]]:
@@ -175,17 +252,48 @@ def _batches(rows: list[list[int]], batch_size: int, pad: bool = False) -> list[
     return batches
 
 
-def _check_texts(texts: Any, batch_size: Any) -> list[str]:
-    if isinstance(texts, str):
+def inputs_of(texts: Any, pairs: bool) -> list[Text]:
+    """What to classify as a list of texts, or of (text, text_pair) pairs for a model trained on
+    pairs; a lone text (or pair) becomes a list of one. Anything else is refused in one line that
+    names the item and what the model takes."""
+    if isinstance(texts, str) or (pairs and _pair(texts) is not None and isinstance(texts, tuple)):
         texts = [texts]
-    texts = list(texts)
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    items = list(texts)
+    bad = [i for i, item in enumerate(items) if not isinstance(item, str) and _pair(item) is None]
     if bad:
-        kinds = ", ".join(f"texts[{i}] is {type(texts[i]).__name__}" for i in bad[:5])
-        raise LiftError(f"{len(bad)} item(s) to classify are not text ({kinds}): pass strings")
+        kinds = ", ".join(f"texts[{i}] is {type(items[i]).__name__}" for i in bad[:5])
+        what = "pairs of texts" if pairs else "text"
+        raise LiftError(
+            f"{len(bad)} item(s) to classify are not {what} ({kinds}): pass {'pairs of strings' if pairs else 'strings'}"
+        )
+    out: list[Text] = []
+    for i, item in enumerate(items):
+        pair = _pair(item)
+        if pair is not None and not pairs:
+            raise LiftError(
+                f"texts[{i}] is a sentence pair, but this model was trained on single texts: pass one string per text"
+            )
+        if isinstance(item, str) and pairs:
+            raise LiftError(
+                f"texts[{i}] is one text, but this model was trained on sentence pairs: pass (text, text_pair) "
+                'tuples or {"text": ..., "text_pair": ...}'
+            )
+        out.append(pair if pair is not None else item)
+    return out
+
+
+def _pair(item: Any) -> tuple[str, str] | None:
+    """A sentence pair given as ("a", "b"), ["a", "b"] or {"text": "a", "text_pair": "b"}; else None."""
+    if isinstance(item, dict) and set(item) == {"text", "text_pair"}:
+        item = (item["text"], item["text_pair"])
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+        return (item[0], item[1])
+    return None
+
+
+def _check_batch_size(batch_size: Any) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise LiftError(f"batch_size={batch_size!r} must be a whole number of at least 1")
-    return texts
 
 
 def _progress(chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
@@ -210,7 +318,14 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
 
     manifest = read_manifest(path)
     encoder = Encoder.from_folder(
-        path, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs
+        path,
+        manifest.max_length,
+        manifest.padding_side == "left",
+        manifest.pad_id,
+        manifest.inputs,
+        manifest.input_kind,
+        manifest.pair_separator,
+        manifest.pair_encoding,
     )
     run_backend = _torch_or_onnx(
         torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs
@@ -244,6 +359,9 @@ def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool)
         export["padding_side"] == "left",
         export["pad_id"],
         export.get("inputs", PLAIN_INPUTS),
+        export.get("input_kind", "text"),
+        export.get("pair_separator"),
+        export.get("pair_encoding"),
     )
     if export["format"] == "onnx":
         if backend == "torch":
@@ -309,34 +427,60 @@ def check_files(path: Path, files: list[str]) -> None:
         raise damaged(path, "its tokenizer cannot be loaded (tokenizer.json is missing)")
 
 
-def write_predictions(path: Path, texts: list[str], predictions: list[dict[str, Any]], labels: list[str]) -> None:
-    """`.csv`: text, label, score and one probability column per label (spreadsheets read it; a
-    multi-label run: text, the predicted set as "a|b", then the columns); anything else: JSON
-    lines ({"text", "label" or "labels", "probabilities"}). Written atomically."""
+def write_predictions(path: Path, texts: list[Text], predictions: list[dict[str, Any]], labels: list[str]) -> None:
+    """`.csv`: text (and text_pair for pairs), then the answer: label, score and one probability
+    column per label (a multi-label run: the predicted set as "a|b", then the columns; a
+    regression run: the score); anything else: JSON lines ({"text"(, "text_pair"), then what
+    predict returned}). Written atomically."""
+    pairs = bool(texts) and isinstance(texts[0], tuple)
+    given = [list(t) if isinstance(t, tuple) else [t] for t in texts]
     if path.suffix.lower() == ".csv":
         out = io.StringIO(newline="")
         writer = csv.writer(out)
-        multi = bool(predictions) and "labels" in predictions[0]
-        writer.writerow(["text", "labels" if multi else "label", *([] if multi else ["score"]), *labels])
-        for text, pred in zip(texts, predictions):
-            probs = pred["probabilities"]
-            decided = ["|".join(pred["labels"])] if multi else [pred["label"], f"{probs[pred['label']]:.6f}"]
-            writer.writerow([text, *decided, *(f"{probs[n]:.6f}" for n in labels)])
+        kind = (
+            "score"
+            if predictions and "score" in predictions[0]
+            else "labels"
+            if predictions and "labels" in predictions[0]
+            else "label"
+        )
+        answer = {"score": ["score"], "labels": ["labels", *labels], "label": ["label", "score", *labels]}[kind]
+        writer.writerow(["text", *(["text_pair"] if pairs else []), *answer])
+        for text, pred in zip(given, predictions):
+            probs = pred.get("probabilities", {})
+            decided = {
+                "score": lambda: [f"{pred['score']:.6f}"],
+                "labels": lambda: ["|".join(pred["labels"])],
+                "label": lambda: [pred["label"], f"{probs[pred['label']]:.6f}"],
+            }[kind]()
+            writer.writerow([*text, *decided, *(f"{probs[n]:.6f}" for n in labels if probs)])
         content = out.getvalue()
     else:
+        fields = ["text", "text_pair"]
         content = "".join(
-            json.dumps({"text": t, **pred}, ensure_ascii=False) + "\n" for t, pred in zip(texts, predictions)
+            json.dumps({**dict(zip(fields, text)), **pred}, ensure_ascii=False) + "\n"
+            for text, pred in zip(given, predictions)
         )
     write_text(path, content)
 
 
-def read_texts(path: Path, text_column: str = "text") -> list[str]:
-    """Texts from a .txt (one per line), .jsonl or .csv file (UTF-8, a byte-order mark allowed)."""
+def check_input(path: Path) -> None:
+    """An input file that exists and has a format `read_texts` reads (checked before a model loads)."""
     if not path.is_file():
         raise LiftError(f"input file {str(path)!r} not found: check the path")
-    name = path.name.lower()
-    if not name.endswith((".txt", ".jsonl", ".csv")):
+    if not path.name.lower().endswith((".txt", ".jsonl", ".csv")):
         raise LiftError(f"input file {str(path)!r} has an unknown format: use .txt, .jsonl or .csv")
+
+
+def read_texts(
+    path: Path, text_column: str = "text", pair_column: str | None = None, pairs: bool = False
+) -> list[Text]:
+    """Texts from a .txt (one per line), .jsonl or .csv file (UTF-8, a byte-order mark allowed).
+    `pairs` (a model trained on sentence pairs): (text, text_pair) pairs, from two tab-separated
+    texts per .txt line, or two columns of .jsonl/.csv: `text_column` and `pair_column` (default
+    "text_pair", or GLUE's names such as sentence1/sentence2 where the file has those)."""
+    check_input(path)
+    name = path.name.lower()
     try:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -347,14 +491,56 @@ def read_texts(path: Path, text_column: str = "text") -> list[str]:
     lines = [line.removesuffix("\r") for line in content.split("\n")]  # only newlines end a line, not U+2028 & co.
     if name.endswith(".txt"):
         texts = [line for line in lines if line.strip()]
-    elif name.endswith(".jsonl"):
-        texts = _column(_json_lines(lines, path), text_column, path)
-    else:
-        reader = csv.DictReader(io.StringIO(content, newline=""))
-        texts = _column(((reader.line_num, row) for row in reader), text_column, path)
+        return _tab_pairs(texts, path) if pairs else _some(texts, path)
+    rows = (
+        list(_json_lines(lines, path))
+        if name.endswith(".jsonl")
+        else [
+            (reader.line_num, row) for reader in [csv.DictReader(io.StringIO(content, newline=""))] for row in reader
+        ]
+    )
+    if not pairs:
+        return _some(_column(rows, text_column, path), path)
+    first, second = _input_pair_columns(rows, text_column, pair_column, path)
+    return _some(list(zip(_column(rows, first, path), _column(rows, second, path, "--text-pair-column"))), path)
+
+
+def _some(texts: list[Any], path: Path) -> list[Any]:
     if not texts:
         raise LiftError(f"input file {str(path)!r} holds no texts: add some")
     return texts
+
+
+def _tab_pairs(lines: list[str], path: Path) -> list[Text]:
+    """Sentence pairs from a .txt file: each line's two texts separated by a tab."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise LiftError(
+                f"line {number} of {str(path)!r} holds {len(parts)} tab-separated text(s): this model reads pairs, "
+                "so give each line two texts separated by one tab (or use .jsonl/.csv with two columns)"
+            )
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def _input_pair_columns(
+    rows: list[tuple[int, Any]], text_column: str, pair_column: str | None, path: Path
+) -> tuple[str, str]:
+    """The two text columns of an input file of pairs: as given, else text/text_pair, else GLUE's."""
+    from liftkit.data import PAIR_COLUMNS
+
+    if pair_column:
+        return text_column, pair_column
+    keys = set(rows[0][1]) if rows and isinstance(rows[0][1], dict) else set()
+    for pair in ((text_column, "text_pair"), *PAIR_COLUMNS):
+        if set(pair) <= keys:
+            return pair
+    raise LiftError(
+        f"input file {str(path)!r} has no second text column (looked for 'text_pair' and GLUE's names): "
+        "this model reads sentence pairs, pass --text-column A --text-pair-column B"
+    )
 
 
 def _json_lines(lines: list[str], path: Path) -> Iterator[tuple[int, Any]]:
@@ -368,12 +554,12 @@ def _json_lines(lines: list[str], path: Path) -> Iterator[tuple[int, Any]]:
                 ) from None
 
 
-def _column(rows: Iterable[tuple[int, Any]], column: str, path: Path) -> list[str]:
+def _column(rows: Iterable[tuple[int, Any]], column: str, path: Path, option: str = "--text-column") -> list[str]:
     """The `column` of every (line number, row) pair."""
     texts = []
     for number, row in rows:
         if not isinstance(row, dict) or column not in row:
-            raise LiftError(f"line {number} of {str(path)!r} has no {column!r} field: pass --text-column NAME")
+            raise LiftError(f"line {number} of {str(path)!r} has no {column!r} field: pass {option} NAME")
         text = row[column]
         if not isinstance(text, str):
             what = "null" if text is None else f"{type(text).__name__} {text!r}"

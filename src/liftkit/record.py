@@ -19,22 +19,32 @@ from typing import Any
 class Scores:
     """How good a model's predictions are on one split: the scalar metrics every table shows."""
 
-    accuracy: float
-    macro_f1: float
-    macro_precision: float
-    macro_recall: float
-    weighted_f1: float
-    loss: float  # mean cross-entropy of the predicted probabilities (binary, per label, for multi-label)
+    # classification (single- and multi-label); None, and absent from metrics.json, for regression
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    macro_precision: float | None = None
+    macro_recall: float | None = None
+    weighted_f1: float | None = None
+    f1: float | None = None  # two classes only: F1 of the second (id 1, the positive class, as GLUE's MRPC F1)
+    # the training objective's plain form on this split: mean cross-entropy of the predicted
+    # probabilities (binary, per label, for multi-label); mean squared error for regression
+    loss: float | None = None
     # multi-label only (liftkit.tasks.multi_label); None, and absent from metrics.json, elsewhere
     micro_f1: float | None = None  # F1 over every (row, label) decision pooled
     samples_f1: float | None = None  # F1 of each row's predicted label set, averaged over rows
     hamming_loss: float | None = None  # share of (row, label) decisions that are wrong
     label_ranking_ap: float | None = None  # label-ranking average precision: true labels ranked above the others
     macro_roc_auc: float | None = None  # ROC-AUC per label (those with both outcomes in the split), averaged
+    # regression only (liftkit.tasks.regression)
+    spearman: float | None = None  # rank correlation of predicted and true scores
+    pearson: float | None = None  # linear correlation of predicted and true scores
+    mse: float | None = None  # mean squared error, in the target's units squared
+    mae: float | None = None  # mean absolute error, in the target's units
+    r2: float | None = None  # coefficient of determination: 1 - MSE / the targets' variance
 
 
 METRICS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Scores))  # the one list of metric names
-LOWER_IS_BETTER = frozenset({"loss", "hamming_loss"})  # the metrics a better model makes smaller
+LOWER_IS_BETTER = frozenset({"loss", "hamming_loss", "mse", "mae"})  # the metrics a better model makes smaller
 
 
 @dataclass
@@ -92,12 +102,8 @@ class SplitMetrics:
 def _set(obj: Any) -> dict[str, Any]:
     """A dataclass's fields without the optional ones left unset (None): a single-label run's
     metrics.json keeps exactly the keys it has always had."""
-    return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None or k in _REQUIRED}
-
-
-_REQUIRED = {
-    f.name for kind in (Scores, ClassScores) for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING
-}
+    required = {f.name for f in dataclasses.fields(obj) if f.default is dataclasses.MISSING}
+    return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None or k in required}
 
 
 @dataclass
@@ -198,9 +204,12 @@ class Mistake:
     """A test row the fine-tuned model got wrong, and how sure it was."""
 
     text: str
-    label: str  # the true label
-    predicted: str
-    probability: float  # of the predicted label
+    label: str  # the true label (regression: the true score)
+    predicted: str  # (regression: the predicted score)
+    probability: float | None = None  # of the predicted label (regression: None)
+    text_pair: str | None = None  # the row's second text (sentence pairs)
+    error: float | None = None  # regression: predicted - true
+    row: int | None = None  # its place in the test split, counting from 0
 
 
 @dataclass
@@ -225,7 +234,7 @@ class RunRecord:
             "base": self.base.to_dict() if self.base else None,
             "finetuned": self.finetuned.to_dict(),
             "train": self.train.to_dict(),
-            "mistakes": [dataclasses.asdict(m) for m in self.mistakes],
+            "mistakes": [_set(m) for m in self.mistakes],
         }
 
     @classmethod

@@ -18,12 +18,18 @@ LABELS = {  # how each metric of `record.METRICS` is named in tables
     "macro_precision": "macro precision",
     "macro_recall": "macro recall",
     "weighted_f1": "weighted-F1",
+    "f1": "F1 (positive class)",
     "loss": "loss",
     "micro_f1": "micro-F1",
     "samples_f1": "samples-F1",
     "hamming_loss": "Hamming loss",
     "label_ranking_ap": "label-ranking AP",
     "macro_roc_auc": "macro ROC-AUC",
+    "spearman": "Spearman",
+    "pearson": "Pearson",
+    "mse": "MSE",
+    "mae": "MAE",
+    "r2": "R²",
 }
 TIMING_ROWS = [
     ("eval runtime (s)", "runtime_s", "{:.1f}"),
@@ -40,6 +46,12 @@ def _score(metrics: SplitMetrics | None, key: str) -> str:
 def metric_label(key: str, task: str) -> str:
     """How tables name a metric of a run of `task`."""
     return task_named(task).accuracy_name if key == "accuracy" else LABELS[key]
+
+
+def headline(scores: Any, task: str) -> str:
+    """The task's two headline scores, as logs show them: "Spearman 0.8412, Pearson 0.8390"."""
+    keys = task_named(task).scores[:2]
+    return ", ".join(f"{metric_label(key, task)} {getattr(scores, key):.4f}" for key in keys)
 
 
 def _timing(metrics: SplitMetrics | None, key: str, fmt: str) -> str:
@@ -59,7 +71,7 @@ def comparison_table(record: RunRecord) -> list[list[str]]:
             "change vs base",
         ]
     ]
-    for key in task.scores:
+    for key in (key for key in task.scores if getattr(tuned.scores, key) is not None):
         both = base is not None and None not in (getattr(tuned.scores, key), getattr(base.scores, key))
         delta = f"{getattr(tuned.scores, key) - getattr(base.scores, key):+.4f}" if both else "-"
         table.append(
@@ -145,8 +157,12 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], float], str]] = [  # (header, get
     ("accuracy", lambda r: r.finetuned.scores.accuracy, "{:.4f}"),
     ("macro-F1", lambda r: r.finetuned.scores.macro_f1, "{:.4f}"),
     ("micro-F1", lambda r: r.finetuned.scores.micro_f1, "{:.4f}"),  # multi-label runs only
+    ("F1 (positive)", lambda r: r.finetuned.scores.f1, "{:.4f}"),  # two-class runs only
     ("precision", lambda r: r.finetuned.scores.macro_precision, "{:.4f}"),
     ("recall", lambda r: r.finetuned.scores.macro_recall, "{:.4f}"),
+    ("Spearman", lambda r: r.finetuned.scores.spearman, "{:.4f}"),  # regression runs only
+    ("Pearson", lambda r: r.finetuned.scores.pearson, "{:.4f}"),
+    ("MSE", lambda r: r.finetuned.scores.mse, "{:.4f}"),
     ("train time (s)", lambda r: r.train.runtime_s, "{:.1f}"),
     ("eval time (s)", lambda r: r.finetuned.timing.runtime_s, "{:.1f}"),
     ("train samples/s", lambda r: r.train.samples_per_s, "{:.1f}"),
@@ -160,12 +176,27 @@ REFERENCE_COLUMNS = {
     "micro-F1": "micro_f1",
     "precision": "macro_precision",
     "recall": "macro_recall",
+    "F1 (positive)": "f1",
+    "Spearman": "spearman",
+    "Pearson": "pearson",
+    "MSE": "mse",
 }
-OPTIONAL_COLUMNS = {"micro-F1"}  # shown where some run has the figure
+# shown where some run has the figure (classification and regression runs share no score)
+OPTIONAL_COLUMNS = {
+    "accuracy",
+    "macro-F1",
+    "micro-F1",
+    "F1 (positive)",
+    "precision",
+    "recall",
+    "Spearman",
+    "Pearson",
+    "MSE",
+}
 
 
 def _cell(values: list[float], fmt: str) -> str:
-    if not values:
+    if not values or None in values:
         return "-"
     if len(values) == 1:
         return fmt.format(values[0])

@@ -256,6 +256,10 @@ class Manifest:
     thresholds: list[float] | None = None  # multi-label: each label's decision threshold, in labels' order
     # what the model is fed (input_ids, attention_mask, BERT's token_type_ids); older manifests: the first two
     inputs: list[str] = field(default_factory=lambda: ["input_ids", "attention_mask"])
+    # what one input is: "text", or "pair" (sentence pairs: two texts in, one prediction out)
+    input_kind: str = "text"
+    pair_separator: str | None = None  # pairs the tokenizer does not separate (decoders): joined by this
+    pair_encoding: str | None = None  # pairs: cross (one sequence) or bi (liftkit.bi_encoder); None for texts
 
 
 def save_model(
@@ -353,12 +357,17 @@ def read_record(run_dir: str | Path) -> RunRecord:
 
 
 def write_predictions(run_dir: Path, labels: Any, finetuned: Any, base: Any | None) -> None:
-    """Test-split class probabilities (rows in the split's order) and true labels (class ids, or
-    multi-hot rows), as safetensors (no pickle): what the report's plots are redrawn from."""
+    """Test-split class probabilities (rows in the split's order) and true labels (class ids,
+    multi-hot rows, or scores), as safetensors (no pickle): what the report's plots are redrawn from."""
     import numpy as np
     from safetensors.numpy import save
 
-    arrays = {"labels": np.asarray(labels, dtype=np.int64), "finetuned": np.asarray(finetuned, dtype=np.float32)}
+    labels = np.asarray(labels)
+    scores = labels.dtype.kind == "f" and not np.all(labels == np.round(labels))  # regression targets stay numbers
+    arrays = {
+        "labels": labels.astype(np.float32 if scores else np.int64),
+        "finetuned": np.asarray(finetuned, dtype=np.float32),
+    }
     if base is not None:
         arrays["base"] = np.asarray(base, dtype=np.float32)
     write_bytes(run_dir / PREDICTIONS, save(arrays))

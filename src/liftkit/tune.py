@@ -417,7 +417,7 @@ def _final_run(best_cfg: RunConfig, number: int, out: Path, log: Callable[[str],
     s, task = child.record.finetuned.scores, child.record.data.task
     shown = ", ".join(
         f"{metric_label(key, task)} {getattr(s, key):.4f}"
-        for key in ("accuracy", "macro_f1", "micro_f1")
+        for key in ("accuracy", "macro_f1", "micro_f1", "spearman", "pearson")
         if getattr(s, key) is not None
     )
     log(f"test {shown}, training {child.record.train.runtime_s:.0f} s")

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from liftkit import bi_encoder
 from liftkit.backends.onnx_backend import OnnxBackend
 from liftkit.config import ModelConfig, build_options
 from liftkit.errors import LiftError, first_line
@@ -56,9 +57,12 @@ def load_run_model(
             name=manifest.base_model, trust_remote_code=trust_remote_code, revision=manifest.revision
         )
         base = load_classifier(base_cfg, manifest.labels, tokenizer, task_named(manifest.task).problem_type)
+        arch = arch_of(base)
+        if manifest.pair_encoding == "bi":  # the body under a pair head, as the run trained it
+            base = bi_encoder.wrap(base, arch)
         method = METHODS[manifest.method]
         try:
-            model = method.load(base, build_options(manifest.method, manifest.method_options), arch_of(base), path)
+            model = method.load(base, build_options(manifest.method, manifest.method_options), arch, path)
         except (OSError, RuntimeError, ValueError, SafetensorError, LiftError) as exc:
             if "size mismatch" in str(exc) or "other shapes" in str(exc):
                 raise damaged(

@@ -80,6 +80,11 @@ def check_request(run: Path, fmt: str, quantize: str | None, output: Path, force
             f"the {manifest.method} method adds modules that a plain {manifest.model_type} classifier has no place for, "
             "so its weights cannot be merged into a transformers folder: use --format onnx, which traces them into the graph"
         )
+    if manifest.pair_encoding == "bi" and fmt == "hf":
+        raise LiftError(
+            "a bi-encoder (data.pair_encoding bi) pairs a transformers body with liftkit's own pair head, which no "
+            "transformers classifier class holds: use --format onnx (one graph that embeds and scores a pair)"
+        )
     out, here = output.resolve(), run.resolve()
     if out == here or here in out.parents:
         raise LiftError(f"--output {str(output)!r} is inside the run folder: pick a folder outside it")
@@ -125,7 +130,14 @@ def export(
     model = load_run_model(run, manifest, trust_remote_code, merge=False)
     log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
     encoder = Encoder.from_folder(
-        run, manifest.max_length, manifest.padding_side == "left", manifest.pad_id, manifest.inputs
+        run,
+        manifest.max_length,
+        manifest.padding_side == "left",
+        manifest.pad_id,
+        manifest.inputs,
+        manifest.input_kind,
+        manifest.pair_separator,
+        manifest.pair_encoding,
     )
     reference = Predictor(manifest.labels, encoder, TorchBackend(model, "cpu"), {}).logits(texts)
     method = METHODS[manifest.method]
@@ -162,7 +174,7 @@ def _test_texts(run: Path, max_samples: int | None, task: Task) -> tuple[list[st
         splits = load_splits(cfg.data, cfg.train.seed, task.name)
     except LiftError as exc:
         raise LiftError(f"every export is verified on the run's test split, which cannot be read: {exc}") from None
-    texts, labels = list(splits.test.texts), splits.targets("test")
+    texts, labels = splits.test.rows(), splits.targets("test")
     if max_samples is not None and max_samples < len(texts):
         if max_samples < 1:
             raise LiftError(f"--max-samples {max_samples} must be at least 1")
@@ -213,6 +225,9 @@ def _info(
         "task": manifest.task,
         "thresholds": manifest.thresholds,
         "inputs": list(manifest.inputs),
+        "input_kind": manifest.input_kind,
+        "pair_separator": manifest.pair_separator,
+        "pair_encoding": manifest.pair_encoding,
     }
 
 
@@ -231,7 +246,10 @@ def _parity(
     ref_scores = task.metrics(reference, labels, manifest.labels, manifest.thresholds).scores
     exp_scores = task.metrics(exported, labels, manifest.labels, manifest.thresholds).scores
     ref_p, exp_p = task.probabilities(reference), task.probabilities(exported)
-    headline = task.scores[:2] if "accuracy" in task.scores[:2] else (*task.scores[:2], "accuracy")
+    headline = task.scores[:2]
+    if "accuracy" in task.scores and "accuracy" not in headline:
+        headline = (*headline, "accuracy")
+    lead = "accuracy" if "accuracy" in task.scores else task.headline  # what the change is reported in
     agreement = task.agreement(ref_p, exp_p, manifest.thresholds)
     parity = {
         "split": "test",
@@ -245,13 +263,13 @@ def _parity(
         ),  # argmax decisions: the key older readers know
         "run": {key: getattr(ref_scores, key) for key in headline},
         "export": {key: getattr(exp_scores, key) for key in headline},
-        "accuracy_change_points": round((exp_scores.accuracy - ref_scores.accuracy) * 100, 4),
+        f"{lead}_change_points": round((getattr(exp_scores, lead) - getattr(ref_scores, lead)) * 100, 4),
     }
     warnings = []
-    if quantize and -parity["accuracy_change_points"] > INT8_POINTS:
+    if quantize and -parity[f"{lead}_change_points"] > INT8_POINTS:
         warnings.append(
-            f"{quantize} quantization lost {-parity['accuracy_change_points']:.2f} accuracy points against the run's model "
-            f"({ref_scores.accuracy:.4f} -> {exp_scores.accuracy:.4f}): ship the unquantized export if that matters"
+            f"{quantize} quantization lost {-parity[f'{lead}_change_points']:.2f} {lead} points against the run's model "
+            f"({getattr(ref_scores, lead):.4f} -> {getattr(exp_scores, lead):.4f}): ship the unquantized export if that matters"
         )
     if not quantize and parity["max_abs_prob_diff"] > PARITY_PROB:
         warnings.append(

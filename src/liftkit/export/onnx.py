@@ -56,7 +56,9 @@ def to_onnx(
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.long)
     feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
     feed = {name: feed[name] for name in inputs}
-    axes = {**{name: {0: "batch", 1: "sequence"} for name in feed}, "logits": {0: "batch"}}
+    # a bi-encoder's rows are a pair's two texts: its logits have half as many rows, named apart
+    rows = "pairs" if getattr(model, "texts_per_pair", 1) == 2 else "batch"
+    axes = {**{name: {0: "batch", 1: "sequence"} for name in feed}, "logits": {0: rows}}
     buffer = io.BytesIO()
     with (
         _eager_attention(model),

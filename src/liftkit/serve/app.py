@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from liftkit.errors import LiftError, first_line
-from liftkit.predict import Predictor, load
+from liftkit.predict import Predictor, inputs_of, load
 from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
 from liftkit.serve.batcher import Batcher, QueueFull
 from liftkit.serve.metrics import Metrics
@@ -91,17 +91,52 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 
 
 class PredictRequest(BaseModel):
-    """TEI's classification request."""
+    """TEI's classification request. `inputs` as TEI reads it (router/src/http/types.rs): a string
+    is one text; a list of strings is one sequence, a text ["a"] or a pair ["a", "b"]; a list of
+    lists is a batch of such sequences, texts and pairs mixed."""
 
-    inputs: str | list[str]
+    inputs: str | list[str] | list[list[str]]
     raw_scores: bool = False
     truncate: bool = False
 
 
 class ClassifyRequest(BaseModel):
-    texts: list[str]
+    """liftkit's batch form: texts, or pairs for a model of sentence pairs."""
+
+    texts: list[str] | None = None
+    pairs: list[list[str]] | None = None
     top_k: int | None = Field(default=None, ge=1)
     truncate: bool = False
+
+
+class RerankRequest(BaseModel):
+    """TEI's rerank request: `texts` ranked by how well each goes with `query`."""
+
+    query: str
+    texts: list[str]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool = False
+
+
+def sequences(inputs: str | list[str] | list[list[str]]) -> tuple[list[Any], bool]:
+    """TEI's `inputs` -> (texts and pairs, whether it was a batch). A sequence holds one or two
+    strings; anything longer is refused as TEI refuses it."""
+    if isinstance(inputs, str):
+        return [inputs], False
+    batch = bool(inputs) and isinstance(inputs[0], list)
+    out = []
+    for i, sequence in enumerate(inputs if batch else [inputs]):
+        if not 1 <= len(sequence) <= 2:
+            where = f"inputs[{i}]" if batch else "inputs"
+            raise ApiError(
+                422,
+                f"{where} holds {len(sequence)} strings: a sequence is one text [text] or one pair [text, text_pair]; "
+                'send a batch as [["text"], ["text", "text_pair"], ...]',
+                "validation",
+            )
+        out.append(sequence[0] if len(sequence) == 1 else (sequence[0], sequence[1]))
+    return out, batch
 
 
 class Server:
@@ -131,7 +166,8 @@ class Server:
                 device=self.settings.device,
                 trust_remote_code=self.settings.trust_remote_code,
             )
-            predictor.predict(["warm-up"])  # the first forward allocates; /health says ready after it
+            # the first forward allocates; /health says ready after it
+            predictor.predict([("warm-up", "warm-up")] if predictor.pairs else ["warm-up"])
             self.facts = {
                 "model": self.name,
                 "liftkit": __version__,
@@ -154,9 +190,10 @@ class Server:
             raise ApiError(503, "the model is still loading: retry in a moment", "unavailable", {"Retry-After": "1"})
         return self.predictor
 
-    def checked(self, texts: list[str], truncate: bool) -> list[str]:
-        """The request's texts within the limits (cut to --max-input-chars when it asks to truncate)."""
-        limit = self.settings.max_client_batch_size
+    def checked(self, texts: list[Any], truncate: bool) -> list[Any]:
+        """The request's texts (or pairs) within the limits, cut to --max-input-chars when it asks
+        to truncate (a pair counts the characters of both texts, as TEI counts them)."""
+        limit, most = self.settings.max_client_batch_size, self.settings.max_input_chars
         if len(texts) > limit:
             raise ApiError(
                 413,
@@ -166,19 +203,32 @@ class Server:
         if not texts:
             raise ApiError(422, "no texts in the request: send at least one", "validation")
         for i, text in enumerate(texts):
-            if not text.strip():
+            parts = text if isinstance(text, tuple) else (text,)
+            if not all(part.strip() for part in parts):
                 raise ApiError(422, f"text {i} is empty: send some text", "validation")
-            if len(text) > self.settings.max_input_chars and not truncate:
+            chars = sum(len(part) for part in parts)
+            if chars > most and not truncate:
                 raise ApiError(
                     413,
-                    f"text {i} has {len(text)} characters, more than --max-input-chars {self.settings.max_input_chars}: "
+                    f"text {i} has {chars} characters, more than --max-input-chars {most}: "
                     'shorten it, or send "truncate": true',
                     "payload_too_large",
                 )
-        return [text[: self.settings.max_input_chars] for text in texts]
+        return [
+            tuple(part[: most // 2] for part in text)
+            if isinstance(text, tuple) and sum(map(len, text)) > most
+            else text[:most]
+            if isinstance(text, str)
+            else text
+            for text in texts
+        ]
 
-    async def logits(self, texts: list[str], truncate: bool) -> np.ndarray:
+    async def logits(self, texts: list[Any], truncate: bool) -> np.ndarray:
         predictor = self.ready()
+        try:
+            texts = inputs_of(texts, predictor.pairs)  # a pair for a model of single texts, or the reverse: 422
+        except LiftError as exc:
+            raise ApiError(422, str(exc).replace("texts[", "input ["), "validation") from None
         texts = self.checked(texts, truncate)
         try:
             rows = predictor.encode(texts)
@@ -349,27 +399,20 @@ def _ranked(labels: list[str], row: np.ndarray, k: int | None = None) -> list[di
 
 def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
     async def predict(body: PredictRequest) -> JSONResponse:
-        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        texts, batch = sequences(body.inputs)
         logits = await server.logits(texts, body.truncate)
         # TEI's answer: every label's score, as the model's task gives them (softmax over the
-        # classes; a sigmoid per label for multi-label, as TEI does for such models)
+        # classes; a sigmoid per label for multi-label, as TEI does for such models; the score
+        # itself for regression)
         scores = logits if body.raw_scores else server.predictor.task.probabilities(logits)
         answers = [_ranked(server.predictor.labels, row) for row in scores]
         # plain JSON: FastAPI's generic encoder would walk every dict again, per request
-        return JSONResponse(answers[0] if isinstance(body.inputs, str) else answers)
+        return JSONResponse(answers if batch else answers[0])
 
     app.post("/predict", summary="TEI-compatible classification")(predict)
     app.post("/", include_in_schema=False)(predict)
 
-    @app.post("/v1/classify", summary="liftkit's classification: the label (or label set), probabilities, model")
-    async def classify(body: ClassifyRequest) -> JSONResponse:
-        predictor = server.predictor
-        probs = predictor.task.probabilities(await server.logits(body.texts, body.truncate))
-        results = [
-            {**answer, "probabilities": _ranked(predictor.labels, row, body.top_k)}
-            for answer, row in zip(predictor.answers(probs), probs)
-        ]
-        return JSONResponse({"model": server.name, "version": __version__, "results": results})
+    _classify_routes(app, server)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -392,6 +435,64 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:  # browsers ask; "nothing" beats a 404 in their console
         return Response(status_code=204)
+
+
+def _classify_routes(app: FastAPI, server: Server) -> None:
+    """liftkit's own classification route, and TEI's rerank for models of sentence pairs."""
+
+    @app.post(
+        "/v1/classify", summary="liftkit's classification: the label (or label set, or score), probabilities, model"
+    )
+    async def classify(body: ClassifyRequest) -> JSONResponse:
+        if (body.texts is None) == (body.pairs is None):
+            raise ApiError(
+                422,
+                'send either "texts": [...] or, for a model of sentence pairs, "pairs": [[a, b], ...]',
+                "validation",
+            )
+        if body.pairs is not None and any(len(pair) != 2 for pair in body.pairs):
+            bad = next(i for i, pair in enumerate(body.pairs) if len(pair) != 2)
+            raise ApiError(
+                422, f"pairs[{bad}] holds {len(body.pairs[bad])} strings: a pair is [text, text_pair]", "validation"
+            )
+        texts = body.texts if body.texts is not None else [tuple(pair) for pair in body.pairs]
+        logits = await server.logits(texts, body.truncate)
+        predictor = server.predictor
+        probs = predictor.task.probabilities(logits)
+        results = [
+            {
+                **answer,
+                **({"probabilities": _ranked(predictor.labels, row, body.top_k)} if "score" not in answer else {}),
+            }
+            for answer, row in zip(predictor.answers(probs), probs)
+        ]
+        return JSONResponse({"model": server.name, "version": __version__, "results": results})
+
+    @app.post("/rerank", summary="TEI-compatible reranking, for a model of sentence pairs")
+    async def rerank(body: RerankRequest) -> JSONResponse:
+        predictor = server.ready()
+        if not predictor.pairs:
+            raise ApiError(
+                422,
+                "this model was trained on single texts: /rerank scores (query, text) pairs, so serve a model trained on pairs",
+                "validation",
+            )
+        logits = await server.logits([(body.query, text) for text in body.texts], body.truncate)
+        relevance = predictor.task.relevance
+        scores = relevance(logits, body.raw_scores) if relevance is not None else None
+        if scores is None:
+            raise ApiError(
+                422,
+                f"this {predictor.task.name} model with {len(predictor.labels)} labels has no single relevance score: "
+                "/rerank needs a model of pairs with two classes (the second one's probability) or a score",
+                "validation",
+            )
+        order = np.argsort(-scores, kind="stable")
+        ranked = [
+            {"index": int(i), "score": float(scores[i]), **({"text": body.texts[i]} if body.return_text else {})}
+            for i in order
+        ]
+        return JSONResponse(ranked)
 
 
 def app_from_env() -> FastAPI:

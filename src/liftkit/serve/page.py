@@ -1,5 +1,5 @@
-"""The playground at `GET /`: type a text, see the label probabilities as bars, and the model's
-facts. One inline page, nothing from a CDN (it must work offline); text from the model or the
+"""The playground at `GET /`: type a text (two, for a model of sentence pairs), see the label
+probabilities as bars (or the score, for regression), and the model's facts. One inline page, nothing from a CDN (it must work offline); text from the model or the
 user is set with textContent, never as HTML."""
 
 PLAYGROUND = """<!doctype html>
@@ -37,8 +37,12 @@ PLAYGROUND = """<!doctype html>
 <main>
   <h1>liftkit playground</h1>
   <p class="sub" id="subtitle">loading the model's facts ...</p>
-  <label for="text">Text to classify</label>
+  <label for="text" id="text-label">Text to classify</label>
   <textarea id="text" placeholder="i feel wonderful today"></textarea>
+  <div id="pair-row" hidden>
+    <label for="text-pair">Second text of the pair</label>
+    <textarea id="text-pair" placeholder="today i feel great"></textarea>
+  </div>
   <div id="key-row"><label>API key <input id="key" type="password" autocomplete="off"></label></div>
   <button id="go" type="button">Classify</button>
   <div id="error" role="alert"></div>
@@ -55,6 +59,7 @@ PLAYGROUND = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
+let pairs = false;  // the model reads sentence pairs (/info says so)
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -88,8 +93,19 @@ async function loadFacts() {
     fact("method", info.method);
     fact("format / backend", info.format + (info.quantize ? " " + info.quantize : "") + " / " + (info.backend === "onnx" ? "onnxruntime" : info.backend));
     fact("task", info.task + (info.thresholds ? " (a label applies at or above its own threshold)" : ""));
-    fact("labels", info.labels.join(", "));
+    fact("input", info.input === "pair" ? "a sentence pair: two texts in, one prediction out" : "one text");
+    fact(info.task === "regression" ? "predicts" : "labels", info.labels.join(", "));
+    if (info.input === "pair") {
+      pairs = true;
+      $("pair-row").hidden = false;
+      $("text-label").textContent = "First text of the pair";
+    }
     const m = info.test_metrics || {};
+    if (m.spearman !== undefined) {  // regression's headline
+      fact("test Spearman", m.spearman.toFixed(4) + " (" + m.rows + " rows, measured by " + m.measured_by + ")");
+      fact("test Pearson", m.pearson.toFixed(4));
+      fact("test MAE", m.mae.toFixed(4));
+    }
     if (m.accuracy !== undefined) {
       const measured = " (" + m.rows + " rows, measured by " + m.measured_by + ")";
       if (m.micro_f1 !== undefined) fact("test micro-F1", m.micro_f1.toFixed(4) + measured);  // multi-label's headline
@@ -104,6 +120,12 @@ async function loadFacts() {
 }
 
 function draw(result) {
+  if (result.score !== undefined) {  // regression: the score itself, no bars
+    $("top").textContent = "score " + result.score.toFixed(3);
+    $("bars").replaceChildren();
+    $("result").hidden = false;
+    return;
+  }
   // one label (single-label), or the predicted set (multi-label: every label at or above its threshold)
   const chosen = result.labels || [result.label];
   $("top").textContent = result.labels ? (chosen.length ? chosen.join(", ") : "(no label applies)") : result.label;
@@ -133,11 +155,13 @@ function draw(result) {
 
 async function classify() {
   const text = $("text").value;
+  const second = $("text-pair").value;
   $("error").textContent = "";
-  if (!text.trim()) { $("error").textContent = "type some text first"; return; }
+  if (!text.trim() || (pairs && !second.trim())) { $("error").textContent = pairs ? "type both texts first" : "type some text first"; return; }
   $("go").disabled = true;
   try {
-    const body = await call("/v1/classify", { method: "POST", body: JSON.stringify({ texts: [text], truncate: true }) });
+    const request = pairs ? { pairs: [[text, second]], truncate: true } : { texts: [text], truncate: true };
+    const body = await call("/v1/classify", { method: "POST", body: JSON.stringify(request) });
     draw(body.results[0]);
     if (!$("facts").children.length) loadFacts();
   } catch (err) {

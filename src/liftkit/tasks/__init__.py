@@ -17,7 +17,7 @@ No torch here: `liftkit.predict` (which runs ONNX exports without torch) reads t
 
 from __future__ import annotations
 
-from liftkit.tasks import multi_label, single_label
+from liftkit.tasks import multi_label, regression, single_label
 from liftkit.tasks.base import PROBLEM_TYPES, TASKS, Task, Thresholds, register, task_named, task_of
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "task_of",
     "single_label",
     "multi_label",
+    "regression",
 ]

@@ -38,8 +38,9 @@ class Task:
     metrics: Callable[[np.ndarray, np.ndarray, list[str] | None, Thresholds], SplitMetrics]
     # training targets, evaluation targets, label names -> the row a trained model must beat
     reference: Callable[[np.ndarray, np.ndarray, list[str]], SplitMetrics]
-    # probabilities, targets -> (confidence, correct) of every decision, for calibration
-    reliability: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    # probabilities, targets -> (confidence, correct) of every decision, for calibration (None: the
+    # task states no confidence, regression)
+    reliability: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     # probabilities, targets, texts, label names, thresholds, k -> the surest wrong answers
     mistakes: Callable[[np.ndarray, np.ndarray, list[str], list[str], Thresholds, int], list[Mistake]]
     # probabilities, label names, thresholds -> what `predict` returns for each text
@@ -53,6 +54,21 @@ class Task:
     report: tuple[str, ...]  # report.html's sections after the tables and curves, in order (liftkit.pages.SECTIONS)
     card_pipeline: str  # what else the model card's transformers pipeline call needs (multi-label: every score)
     card_onnx: tuple[str, ...]  # the model card's onnxruntime example: lines from `logits` and `info` to the answer
+    # label names -> what a model of this task predicts, as the run log says it ("6 labels", "a score")
+    target: Callable[[list[str]], str] = lambda names: f"{len(names)} labels"
+    # logits, raw -> one relevance score per row, what /rerank sorts by (raw: before any activation);
+    # returns None where the model has no single score (more than two classes); None: never
+    relevance: Callable[[np.ndarray, bool], np.ndarray | None] | None = None
+    # the train.loss values it takes (liftkit.losses), the first being what `auto` means
+    losses: tuple[str, ...] = ("cross_entropy", "focal")
+    # training targets -> (bias, scale) the output layer starts from (regression: the targets' mean
+    # and standard deviation); None: the head's own initialisation
+    head_start: Callable[[np.ndarray], tuple[float, float]] | None = None
+
+    @property
+    def headline(self) -> str:
+        """The score tables and logs lead with."""
+        return self.scores[0]
 
 
 TASKS: dict[str, Task] = {}

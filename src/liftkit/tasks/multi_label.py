@@ -128,7 +128,9 @@ def mistakes(
     wrong = np.flatnonzero(wrong_cells.any(axis=1))
     top = wrong[np.argsort(-sure[wrong], kind="stable")[:k]]
     return [
-        Mistake(texts[i][:2000], _names(y[i] > 0.5, names), _names(preds[i], names), round(float(sure[i]), 4))
+        Mistake(
+            texts[i][:2000], _names(y[i] > 0.5, names), _names(preds[i], names), round(float(sure[i]), 4), row=int(i)
+        )
         for i in top
     ]
 

@@ -58,6 +58,7 @@ def metrics(
         macro_recall=float(recall),
         weighted_f1=float(f1_score(labels, preds, labels=classes, average="weighted", zero_division=0)),
         loss=float(loss),
+        f1=float(each[2][1]) if len(classes) == 2 else None,
     )
     per_class = {name: ClassScores(float(p), float(r), float(f), int(s)) for name, p, r, f, s in zip(names, *each)}
     matrix = confusion_matrix(labels, preds, labels=classes).tolist()
@@ -109,7 +110,9 @@ def mistakes(
     wrong = np.flatnonzero(predicted != labels)
     top = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")[:k]]
     return [
-        Mistake(texts[i][:2000], names[labels[i]], names[predicted[i]], round(float(probs[i, predicted[i]]), 4))
+        Mistake(
+            texts[i][:2000], names[labels[i]], names[predicted[i]], round(float(probs[i, predicted[i]]), 4), row=int(i)
+        )
         for i in top
     ]
 
@@ -133,13 +136,21 @@ def agreement(a: np.ndarray, b: np.ndarray, thresholds: Thresholds = None) -> fl
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
 
+def relevance(logits: np.ndarray, raw: bool = False) -> np.ndarray | None:
+    """Two classes: the second's probability (a paraphrase's, a relevant document's), or its
+    log-odds when `raw`; more classes have no single score (None)."""
+    if logits.shape[-1] != 2:
+        return None
+    return logits[:, 1] - logits[:, 0] if raw else probabilities(logits)[:, 1]
+
+
 SINGLE_LABEL = register(
     Task(
         name="single_label",
         problem_type="single_label_classification",
         criterion="single_label_criterion",
         best_metric="accuracy",
-        scores=("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss"),
+        scores=("accuracy", "macro_f1", "f1", "macro_precision", "macro_recall", "weighted_f1", "loss"),
         targets=targets,
         probabilities=probabilities,
         decide=decide,
@@ -158,5 +169,6 @@ SINGLE_LABEL = register(
         report=("confusion_matrices", "per_class", "calibration", "mistakes", "label_distribution"),
         card_pipeline="",
         card_onnx=('print(info["labels"][int(logits.argmax())])',),
+        relevance=relevance,
     )
 )

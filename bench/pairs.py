@@ -1,0 +1,244 @@
+"""Sentence pairs (mrpc) and scores (stsb): liftkit's default runs, cross- and bi-encoded, against
+the peer a user would write.
+
+The peer is plain HF Trainer + peft as the reference projects write it: LoRA r=8 on query/value
+in every layer, lr 5e-4, 3 epochs, the pair in one sequence (a cross-encoder) cut at 128 tokens,
+the epoch with the best validation accuracy (mrpc) or Spearman (stsb) kept; stsb trains a
+one-output `problem_type="regression"` head on the raw 0-5 scores (the model's own MSE). liftkit's
+rows are its default runs with `data.pair_encoding` set to `cross` and to `bi`, one per seed,
+reused from `--output-dir` when finished there (bench/common.py). Each system trains in its own
+child process, one after the other. Prints a Markdown table per dataset (test accuracy and
+positive-class F1, or Spearman and Pearson; train time) and one JSON line with every figure.
+
+    LIFT_DATA_DIR=../shared/data python bench/pairs.py --output-dir runs/pairs
+    LIFT_DATA_DIR=../shared/data python bench/pairs.py --quick      # 600 train rows, 1 epoch
+
+Not a test: the full comparison takes well over an hour on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
+
+HERE = Path(__file__).resolve()
+DATASETS = ("mrpc", "stsb")
+ENCODINGS = ("cross", "bi")
+# what each dataset's table shows: (key in a row, column header)
+COLUMNS = {
+    "mrpc": (("accuracy", "test accuracy"), ("f1", "test F1")),
+    "stsb": (("spearman", "test Spearman"), ("pearson", "test Pearson")),
+}
+
+
+def peer(args: argparse.Namespace) -> dict:
+    """HF Trainer + peft LoRA on the pair in one sequence."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType, get_peft_model
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from liftkit.config import DataConfig
+    from liftkit.data import load_splits
+    from liftkit.modeling import resolve_model_source
+
+    regression = args.dataset == "stsb"
+    splits = load_splits(
+        DataConfig(dataset=args.dataset, max_train_samples=args.max_train, max_eval_samples=args.max_eval), args.seed
+    )
+    source = resolve_model_source("all-MiniLM-L6-v2")
+    tok = AutoTokenizer.from_pretrained(source)
+    data = {
+        name: Dataset.from_dict(
+            {
+                "a": getattr(splits, name).texts,
+                "b": getattr(splits, name).pairs,
+                "labels": [float(y) for y in getattr(splits, name).labels]
+                if regression
+                else getattr(splits, name).labels,
+            }
+        ).map(lambda x: tok(x["a"], x["b"], truncation=True, max_length=128), batched=True, remove_columns=["a", "b"])
+        for name in ("train", "validation", "test")
+    }
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=1 if regression else 2, **({"problem_type": "regression"} if regression else {})
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
+        ),
+    )
+
+    def metrics(pred):
+        if regression:
+            predicted = pred.predictions.reshape(-1)
+            return {
+                "spearman": float(spearmanr(predicted, pred.label_ids).statistic),
+                "pearson": float(pearsonr(predicted, pred.label_ids).statistic),
+            }
+        decided = np.asarray(pred.predictions).argmax(-1)
+        return {"accuracy": accuracy_score(pred.label_ids, decided), "f1": f1_score(pred.label_ids, decided)}
+
+    targs = TrainingArguments(
+        output_dir=str(Path(args.output_dir) / "peer-work"),
+        learning_rate=5e-4,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs,
+        weight_decay=0.01,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="spearman" if regression else "accuracy",
+        seed=args.seed,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=metrics,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    test = trainer.evaluate(data["test"], metric_key_prefix="test")
+    keys = [key for key, _ in COLUMNS[args.dataset]]
+    return {
+        "dataset": args.dataset,
+        "system": "peer (HF Trainer + peft LoRA, cross-encoded)",
+        "seed": args.seed,
+        "train_s": round(wall, 1),
+        **{key: round(test[f"test_{key}"], 4) for key in keys},
+        "train_rows": len(splits.train),
+        "epochs": args.epochs,
+    }
+
+
+def liftkit_run(args: argparse.Namespace, dataset: str, encoding: str, seed: int) -> dict:
+    """liftkit's default run with the pair encoding set (and, with --quick, the subset)."""
+    folder = Path(args.output_dir) / f"{dataset}-{encoding}-seed{seed}"
+    overrides = {"data.dataset": dataset, "data.pair_encoding": encoding, "train.seed": seed}
+    if args.quick:
+        overrides.update(
+            {"data.max_train_samples": args.max_train, "data.max_eval_samples": args.max_eval, "train.epochs": 1}
+        )
+    record = reused_run(folder, overrides)
+    s = record.finetuned.scores
+    row = {
+        "dataset": dataset,
+        "system": f"liftkit default, {encoding}-encoded",
+        "seed": seed,
+        "train_s": round(record.train.runtime_s, 1),
+        **{key: round(getattr(s, key), 4) for key, _ in COLUMNS[dataset]},
+        "train_rows": record.data.rows["train"],
+        "epochs": record.train.epochs_run,
+        "run": str(folder),
+    }
+    if record.base is not None:  # the untrained head: for a bi-encoder on stsb, the base model's own cosine
+        row["base"] = {key: round(getattr(record.base.scores, key), 4) for key, _ in COLUMNS[dataset]}
+    return row
+
+
+def table(dataset: str, rows: list[dict]) -> str:
+    (first, first_name), (second, second_name) = COLUMNS[dataset]
+    lines = [f"| {dataset} | seeds | {first_name} | {second_name} | train time (s) |", "|---|---:|---:|---:|---:|"]
+    mine = [r for r in rows if r["dataset"] == dataset]
+    for system in dict.fromkeys(r["system"] for r in mine):
+        these = [r for r in mine if r["system"] == system]
+        lines.append(
+            f"| {system} | {len(these)} | {mean_std([r[first] for r in these])} | {mean_std([r[second] for r in these])} "
+            f"| {mean_std([r['train_s'] for r in these], 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--output-dir", default="runs/pairs", help="liftkit's runs (reused when finished), the peer's work"
+    )
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--encodings", default=",".join(ENCODINGS), help="liftkit's pair encodings to run")
+    parser.add_argument("--seeds", default="0,1,2", help="liftkit's seeds; the peer trains once, with the first")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="the peer's epochs (liftkit's runs keep their default 3)"
+    )
+    parser.add_argument("--quick", action="store_true", help="600 train / 300 eval rows, 1 epoch")
+    parser.add_argument("--no-peer", action="store_true", help="liftkit's rows only")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", default="mrpc", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.max_train, args.max_eval = (600, 300) if args.quick else (None, None)
+    if args.quick:
+        args.epochs = 1
+    if args.child:
+        print(json.dumps(peer(args)))
+        return
+    started = time.perf_counter()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    for dataset in args.datasets.split(","):
+        rows += [liftkit_run(args, dataset, e, s) for e in args.encodings.split(",") for s in seeds]
+        if not args.no_peer:
+            cmd = [sys.executable, str(HERE), "--child", "--dataset", dataset, "--seed", str(seeds[0])]
+            cmd += [
+                "--epochs",
+                str(args.epochs),
+                "--output-dir",
+                args.output_dir,
+                *(["--quick"] if args.quick else []),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the peer failed on {dataset}:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for row in rows:
+        shown = ", ".join(f"{name} {row[key]:.4f}" for key, name in COLUMNS[row["dataset"]])
+        print(f"{row['dataset']}, {row['system']}, seed {row['seed']}: {shown}, train {row['train_s']:.0f} s")
+    for dataset in args.datasets.split(","):
+        print(table(dataset, rows))
+        peer_rows = [r for r in rows if r["dataset"] == dataset and r["system"].startswith("peer")]
+        for encoding in args.encodings.split(","):
+            ours = [
+                r for r in rows if r["dataset"] == dataset and r["system"] == f"liftkit default, {encoding}-encoded"
+            ]
+            if ours and peer_rows:
+                ratio = (peer_rows[0]["train_s"] / peer_rows[0]["epochs"]) / (ours[0]["train_s"] / ours[0]["epochs"])
+                print(f"{dataset}: train time per epoch, peer / liftkit {encoding} (seed {seeds[0]}): {ratio:.2f}x")
+    print(
+        json.dumps(
+            {
+                "bench": "pairs",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "wall_s": round(time.perf_counter() - started),
+                "runs": rows,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
