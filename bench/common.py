@@ -41,3 +41,60 @@ def mean_std(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def lora_peer(model: Any) -> Any:
+    """The peer's adapter, as the reference projects write it: peft LoRA r=8 on query/value."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
+    )
+    return get_peft_model(model, config)
+
+
+def peer_trainer(
+    model: Any, tokenizer: Any, data: dict, metrics: Any, *, workdir: Path, epochs: int, seed: int, best: str
+) -> Any:
+    """Plain HF Trainer as the peer runs it: lr 5e-4, batch 16, an evaluation per epoch on
+    validation, the epoch with the best `best` metric kept, dynamic padding."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    targs = TrainingArguments(
+        output_dir=str(workdir),
+        learning_rate=5e-4,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=epochs,
+        weight_decay=0.01,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model=best,
+        seed=seed,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    return Trainer(
+        model=model,
+        args=targs,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics,
+    )
+
+
+def child_row(cmd: list[str], what: str) -> dict:
+    """Run a benchmark's own child process (a peer trains alone in its memory); its last stdout
+    line is its JSON row."""
+    import json
+    import subprocess
+
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

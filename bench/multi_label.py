@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
+from common import child_row, lora_peer, mean_std, peer_trainer, reused_run  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
 
@@ -32,16 +31,11 @@ HERE = Path(__file__).resolve()
 def peer(args: argparse.Namespace) -> dict:
     """HF Trainer + peft LoRA with the multi-label problem type, thresholds 0.5."""
     import numpy as np
-    import torch
     from datasets import Dataset, Features, Sequence, Value
-    from peft import LoraConfig, TaskType, get_peft_model
     from sklearn.metrics import f1_score
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
     )
 
     from liftkit.config import DataConfig
@@ -63,12 +57,7 @@ def peer(args: argparse.Namespace) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=len(splits.label_names), problem_type="multi_label_classification"
     )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
-        ),
-    )
+    model = lora_peer(model)
 
     def metrics(pred):
         decided = (1 / (1 + np.exp(-pred.predictions)) >= 0.5).astype(int)
@@ -79,30 +68,15 @@ def peer(args: argparse.Namespace) -> dict:
             "subset_accuracy": float((decided == truth).all(axis=1).mean()),
         }
 
-    targs = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / "peer-work"),
-        learning_rate=5e-4,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        num_train_epochs=args.epochs,
-        weight_decay=0.01,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="micro_f1",
+    trainer = peer_trainer(
+        model,
+        tok,
+        data,
+        metrics,
+        workdir=Path(args.output_dir) / "peer-work",
+        epochs=args.epochs,
         seed=args.seed,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = Trainer(
-        model=model,
-        args=targs,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=DataCollatorWithPadding(tok),
-        compute_metrics=metrics,
+        best="micro_f1",
     )
     start = time.perf_counter()
     trainer.train()
@@ -199,10 +173,7 @@ def main() -> None:
             args.output_dir,
             *(["--quick"] if args.quick else []),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"the peer failed:\n{done.stderr[-3000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(child_row(cmd, "the peer"))
     for row in rows:
         print(
             f"{row['system']}, seed {row['seed']}: micro-F1 {row['micro_f1']:.4f}, macro-F1 {row['macro_f1']:.4f}, train {row['train_s']:.0f} s"

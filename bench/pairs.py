@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
+from common import child_row, lora_peer, mean_std, peer_trainer, reused_run  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
 DATASETS = ("mrpc", "stsb")
@@ -40,17 +39,12 @@ COLUMNS = {
 def peer(args: argparse.Namespace) -> dict:
     """HF Trainer + peft LoRA on the pair in one sequence."""
     import numpy as np
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig, TaskType, get_peft_model
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
     )
 
     from liftkit.config import DataConfig
@@ -78,12 +72,7 @@ def peer(args: argparse.Namespace) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=1 if regression else 2, **({"problem_type": "regression"} if regression else {})
     )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]
-        ),
-    )
+    model = lora_peer(model)
 
     def metrics(pred):
         if regression:
@@ -95,30 +84,15 @@ def peer(args: argparse.Namespace) -> dict:
         decided = np.asarray(pred.predictions).argmax(-1)
         return {"accuracy": accuracy_score(pred.label_ids, decided), "f1": f1_score(pred.label_ids, decided)}
 
-    targs = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / "peer-work"),
-        learning_rate=5e-4,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        num_train_epochs=args.epochs,
-        weight_decay=0.01,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="spearman" if regression else "accuracy",
+    trainer = peer_trainer(
+        model,
+        tok,
+        data,
+        metrics,
+        workdir=Path(args.output_dir) / "peer-work",
+        epochs=args.epochs,
         seed=args.seed,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = Trainer(
-        model=model,
-        args=targs,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=DataCollatorWithPadding(tok),
-        compute_metrics=metrics,
+        best="spearman" if regression else "accuracy",
     )
     start = time.perf_counter()
     trainer.train()
@@ -211,10 +185,7 @@ def main() -> None:
                 args.output_dir,
                 *(["--quick"] if args.quick else []),
             ]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"the peer failed on {dataset}:\n{done.stderr[-3000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(child_row(cmd, f"the peer on {dataset}"))
     for row in rows:
         shown = ", ".join(f"{name} {row[key]:.4f}" for key, name in COLUMNS[row["dataset"]])
         print(f"{row['dataset']}, {row['system']}, seed {row['seed']}: {shown}, train {row['train_s']:.0f} s")

@@ -136,6 +136,23 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {kind: _build(kind, root / kind) for kind in ("bert", "distilbert", "gpt2", "llama")}
 
 
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory: pytest.TempPathFactory, tiny_models):
+    """tiny_cli_run(name, "--dataset mrpc --epochs 1 ..."): `lift run` on the tiny BERT, into a
+    fresh folder it returns; it must succeed. For module-scoped fixtures, which run before a test's
+    own environment (`_env`) is set up: the session's cache folder is set here."""
+    from liftkit.cli import main
+
+    def run(name: str, args: str) -> Path:
+        out = tmp_path_factory.mktemp(name) / "run"
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+            assert main(["run", "--model", str(tiny_models["bert"]), *args.split(), "--output-dir", str(out)]) == 0
+        return out
+
+    return run
+
+
 @pytest.fixture
 def tiny_run_config(tiny_models, tmp_path):
     """A config for a fast end-to-end run on a slice of emotion with the tiny BERT."""

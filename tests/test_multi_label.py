@@ -27,41 +27,10 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def run(tiny_models, tmp_path_factory) -> Path:
-    from conftest import DATA_DIR
-
-    out = tmp_path_factory.mktemp("multi") / "run"
-    with pytest.MonkeyPatch.context() as env:  # conftest's per-test environment is not set up yet
-        env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
-        env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        # every label with a validation positive gets its own threshold (min_positives 1), so leaks would show
-        assert (
-            main(
-                [
-                    "run",
-                    "--model",
-                    str(tiny_models["bert"]),
-                    "--dataset",
-                    "go_emotions",
-                    "--max-train-samples",
-                    "160",
-                    "--max-eval-samples",
-                    "120",
-                    "--epochs",
-                    "2",
-                    "--max-length",
-                    "32",
-                    "--lr",
-                    "0.02",
-                    "--set",
-                    "task.min_positives=1",
-                    "--output-dir",
-                    str(out),
-                ]
-            )
-            == 0
-        )
-    return out
+def run(tiny_cli_run) -> Path:
+    # every label with a validation positive gets its own threshold (min_positives 1), so leaks would show
+    args = "--dataset go_emotions --max-train-samples 160 --max-eval-samples 120 --epochs 2 --max-length 32 --lr 0.02"
+    return tiny_cli_run("multi", args + " --set task.min_positives=1")
 
 
 def test_a_go_emotions_run_decides_multi_label_and_reports_its_metrics(run):

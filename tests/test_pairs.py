@@ -28,17 +28,10 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def run(tiny_models, tmp_path_factory) -> Path:
-    from conftest import DATA_DIR
-
-    out = tmp_path_factory.mktemp("pairs") / "run"
-    with pytest.MonkeyPatch.context() as env:  # conftest's per-test environment is not set up yet
-        env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
-        env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        args = ["--dataset", "mrpc", "--max-train-samples", "120", "--max-eval-samples", "60", "--epochs", "2"]
-        args += ["--max-length", "40", "--lr", "0.02", "--output-dir", str(out)]
-        assert main(["run", "--model", str(tiny_models["bert"]), *args]) == 0
-    return out
+def run(tiny_cli_run) -> Path:
+    return tiny_cli_run(
+        "pairs", "--dataset mrpc --max-train-samples 120 --max-eval-samples 60 --epochs 2 --max-length 40 --lr 0.02"
+    )
 
 
 def test_an_mrpc_run_finds_the_pair_columns_and_feeds_token_types(run):
@@ -167,8 +160,11 @@ def test_the_server_reads_every_tei_input_form_and_reranks(run):
         batch = httpx.post(url + "/predict", json={"inputs": [list(p) for p in PAIRS]}).json()
         assert len(batch) == 3 and [b[0]["label"] for b in batch] == [a["label"] for a in predictor.predict(PAIRS)]
         for body, fragment in (
-            ({"inputs": "one text"}, "is one text, but this model was trained on sentence pairs"),
-            ({"inputs": [["one text"]]}, "is one text, but this model was trained on sentence pairs"),
+            (
+                {"inputs": "one text"},
+                'inputs[0] is one text, but this model reads sentence pairs: send each as ["text"',
+            ),
+            ({"inputs": [["one text"]]}, "inputs[0] is one text, but this model reads sentence pairs"),
         ):
             response = httpx.post(url + "/predict", json=body)
             assert response.status_code == 422 and fragment in response.json()["error"]
@@ -233,17 +229,11 @@ def test_frozen_bottom_caching_gives_the_same_losses_on_pairs(encoding, tiny_run
 
 
 @pytest.fixture(scope="module")
-def bi_run(tiny_models, tmp_path_factory) -> Path:
-    from conftest import DATA_DIR
-
-    out = tmp_path_factory.mktemp("bi") / "run"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
-        env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        args = ["--dataset", "stsb", "--pair-encoding", "bi", "--max-train-samples", "120", "--max-eval-samples", "60"]
-        args += ["--epochs", "1", "--max-length", "32", "--output-dir", str(out)]
-        assert main(["run", "--model", str(tiny_models["bert"]), *args]) == 0
-    return out
+def bi_run(tiny_cli_run) -> Path:
+    return tiny_cli_run(
+        "bi",
+        "--dataset stsb --pair-encoding bi --max-train-samples 120 --max-eval-samples 60 --epochs 1 --max-length 32",
+    )
 
 
 def test_a_bi_encoder_scores_each_text_alone_and_exports_one_onnx_graph(bi_run, tmp_path):

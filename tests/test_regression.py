@@ -28,17 +28,11 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def run(tiny_models, tmp_path_factory) -> Path:
-    from conftest import DATA_DIR
-
-    out = tmp_path_factory.mktemp("regression") / "run"
-    with pytest.MonkeyPatch.context() as env:  # conftest's per-test environment is not set up yet
-        env.setenv("LIFT_DATA_DIR", str(DATA_DIR))
-        env.setenv("LIFT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        args = ["--dataset", "stsb", "--max-train-samples", "160", "--max-eval-samples", "80", "--epochs", "2"]
-        args += ["--max-length", "40", "--lr", "0.02", "--output-dir", str(out)]
-        assert main(["run", "--model", str(tiny_models["bert"]), *args]) == 0
-    return out
+def run(tiny_cli_run) -> Path:
+    return tiny_cli_run(
+        "regression",
+        "--dataset stsb --max-train-samples 160 --max-eval-samples 80 --epochs 2 --max-length 40 --lr 0.02",
+    )
 
 
 def test_metrics_by_hand():

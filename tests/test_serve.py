@@ -140,6 +140,21 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
     assert "<title>liftkit playground</title>" in httpx.get(server + "/").text
 
 
+def test_huggingface_hubs_inference_client_classifies_against_lift_serve(server, run_dir, monkeypatch):
+    """TEI clients work unchanged: huggingface_hub's InferenceClient pointed at the server's URL."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    # the session is offline (no hub); this client talks to 127.0.0.1 only
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    got = InferenceClient(model=server, timeout=30).text_classification("i feel great")
+    top = got[0] if isinstance(got, list) else got  # the client keeps the first (top) of TEI's sorted answer
+    probs = liftkit.load(run_dir).predict_proba(["i feel great"])[0]
+    assert top.label == liftkit.load(run_dir).labels[int(probs.argmax())]
+    assert top.score == pytest.approx(float(probs.max()), abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "body, status, fragment",
     [
@@ -153,11 +168,15 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
             "5 texts in one request, more than --max-client-batch-size 4",
         ),
         # TEI reads ["a", "b"] as one sentence pair, which a model of single texts cannot take
-        ({"inputs": ["a", "b"]}, 422, "input [0] is a sentence pair, but this model was trained on single texts"),
+        ({"inputs": ["a", "b"]}, 422, "inputs[0] is a sentence pair, but this model reads single texts: send one"),
         ({"inputs": ["a", "b", "c"]}, 422, "inputs holds 3 strings: a sequence is one text [text] or one pair"),
         ({"inputs": [["a"], ["b", "c", "d"]]}, 422, "inputs[1] holds 3 strings"),
-        ({"inputs": [["a"], ["b", "c"]]}, 422, "input [1] is a sentence pair"),
-        ({"pairs": [["a", "b"]]}, 422, "input [0] is a sentence pair"),
+        ({"inputs": [["a"], ["b", "c"]]}, 422, "inputs[1] is a sentence pair"),
+        (
+            {"pairs": [["a", "b"]]},
+            422,
+            'pairs[0] is a sentence pair, but this model reads single texts: send them as "texts"',
+        ),
         ({"texts": ["a"], "pairs": [["a", "b"]]}, 422, 'send either "texts"'),
         ({"inputs": "x" * 201}, 413, 'more than --max-input-chars 200: shorten it, or send "truncate": true'),
         ({"texts": []}, 422, "no texts"),

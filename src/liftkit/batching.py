@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from liftkit.data import Split
+from liftkit.data import Split, joined
 from liftkit.modeling import tokenizer_fingerprint
 from liftkit.resources import cache_dir
 
@@ -89,7 +89,7 @@ class TokenizedSplit(torch.utils.data.Dataset):
         digest.update(self.sequence_lengths.tobytes())
         digest.update(bytes([self.group]))
         labels = np.asarray(self.labels)
-        digest.update(labels.astype(np.int64 if labels.ndim == 1 else np.float32).tobytes())
+        digest.update(labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64).tobytes())
         for ids in self.ids:
             digest.update(np.asarray(ids).tobytes())
         for name, rows in sorted(self.extra.items()):
@@ -108,14 +108,6 @@ def pair_separator(tokenizer: PreTrainedTokenizerBase) -> str | None:
     if tokenizer.num_special_tokens_to_add(pair=True) > tokenizer.num_special_tokens_to_add(pair=False):
         return None
     return tokenizer.sep_token or tokenizer.eos_token or "\n"
-
-
-def joined(rows: list[Any], separator: str | None) -> list[Any]:
-    """Pairs as the model reads them: joined into one text by `separator` (see `pair_separator`),
-    or left as pairs for the tokenizer's own template."""
-    if separator is None:
-        return rows
-    return [f"{row[0]}{separator}{row[1]}" if isinstance(row, tuple) else row for row in rows]
 
 
 def tokenize(

@@ -93,7 +93,7 @@ class BiEncoder(nn.Module):
         feed.update({"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds})
         if token_type_ids is not None:
             feed["token_type_ids"] = token_type_ids
-        hidden = self.body(**feed, **{k: v for k, v in kwargs.items() if k == "use_cache"})[0]
+        hidden = self.body(**feed, **kwargs)[0]  # peft's decoder prefixes come as past_key_values
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
         u, v = pooled[0::2], pooled[1::2]
@@ -131,19 +131,20 @@ def wrap(classifier: nn.Module, arch: Arch) -> BiEncoder:
     return BiEncoder(classifier, arch)
 
 
-def is_sentence_encoder(source: str) -> bool:
-    """Whether a model folder (or a hub id in the local hub cache) is a sentence-transformers
-    model, which `data.pair_encoding: auto` encodes as a bi-encoder: its modules.json or
-    config_sentence_transformers.json say how it pools."""
+def is_sentence_encoder(source: str, revision: str | None = None) -> bool:
+    """Whether a model folder or hub id is a sentence-transformers model, which
+    `data.pair_encoding: auto` encodes as a bi-encoder: its modules.json says how it pools. A hub
+    id is looked up in the local hub cache, then on the hub (offline and not cached: not known to
+    be one, and the run log says which encoding was chosen)."""
     from pathlib import Path
 
     folder = Path(source)
-    names = ("modules.json", "config_sentence_transformers.json")
     if folder.is_dir():
-        return any((folder / name).is_file() for name in names)
+        return (folder / "modules.json").is_file()
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import file_exists, try_to_load_from_cache
 
-        return any(isinstance(try_to_load_from_cache(source, name), str) for name in names)
-    except Exception:  # noqa: BLE001 - no cache, a malformed id: not known to be one
+        cached = try_to_load_from_cache(source, "modules.json", revision=revision)
+        return isinstance(cached, str) or file_exists(source, "modules.json", revision=revision)
+    except Exception:  # noqa: BLE001 - offline, a malformed id, no access: not known to be one
         return False

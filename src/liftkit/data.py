@@ -87,7 +87,7 @@ class Splits:
         rows = {name: len(split) for name, split in splits.items()}
         counts = (
             {name: _label_counts(split.labels, len(self.label_names)).tolist() for name, split in splits.items()}
-            if self.task != "regression"
+            if TASKS[self.task].classes
             else {}
         )
         return DataSummary(
@@ -105,6 +105,14 @@ def _label_counts(labels: list[Label], num_labels: int) -> np.ndarray:
     return np.bincount(flat, minlength=num_labels)
 
 
+def joined(rows: list[Any], separator: str | None) -> list[Any]:
+    """Pairs as the model reads them: joined into one text by `separator` (see `pair_separator`),
+    or left as pairs for the tokenizer's own template."""
+    if separator is None:
+        return rows
+    return [f"{row[0]}{separator}{row[1]}" if isinstance(row, tuple) else row for row in rows]
+
+
 def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
     """Resolve, read, check and cut the dataset named in `cfg`; `task` (task.name) is auto,
     single_label or multi_label.
@@ -120,7 +128,7 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
     tables = {name: _columns(table, name, cfg, source, warnings, pair_columns) for name, table in tables.items()}
     labels = {name: (raw, places) for name, (_, _, raw, places) in tables.items()}
     task, task_reason = _task(labels, task, cfg, source)
-    if task == "regression":
+    if not TASKS[task].classes:
         label_names = [label_column]  # the one output is named after what it predicts
         splits = {
             name: Split(texts, _scores(raw, places, name, source), pairs)
@@ -133,7 +141,7 @@ def load_splits(cfg: DataConfig, seed: int = 0, task: str = "auto") -> Splits:
             for name, (texts, pairs, raw, places) in tables.items()
         }
     notes = _cut(splits, cfg, seed, source)
-    if task != "regression":
+    if TASKS[task].classes:
         warnings += _check_classes(splits, label_names, source, task == "multi_label")
     if pair_columns:
         notes.insert(

@@ -14,7 +14,7 @@ import yaml
 
 from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID, is_hub_id
 from liftkit.record import RunRecord
-from liftkit.report import comparison_table, metric_label, render_markdown_table, summary_lines
+from liftkit.report import TIMING_ROWS, comparison_table, metric_label, render_markdown_table, summary_lines
 from liftkit.run_dir import Manifest
 from liftkit.tasks import task_named
 
@@ -124,7 +124,7 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
     lines = [
         f"## Results (test split, {rows['test']} rows)",
         "",
-        render_markdown_table(comparison_table(record)[: 1 + 7]),
+        render_markdown_table(comparison_table(record)[: -len(TIMING_ROWS)]),  # the scores, not the timings
         "",
     ]
     if export:
@@ -176,6 +176,41 @@ def _training(record: RunRecord, manifest: Manifest) -> str:
 PAIR = ("A man is playing a guitar.", "Someone plays the guitar.")  # the usage examples' sentence pair
 
 
+def _pipeline_call(manifest: Manifest) -> str:
+    """The model card's call of a plain transformers pipeline on one example input."""
+    if manifest.input_kind != "pair":
+        return 'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did'
+    if manifest.pair_separator is not None:  # a decoder reads the pair joined, as it trained
+        return f"classify({PAIR[0]!r} + {manifest.pair_separator!r} + {PAIR[1]!r}, truncation=True)  # a sentence pair"
+    return f'classify({{"text": {PAIR[0]!r}, "text_pair": {PAIR[1]!r}}}, truncation=True)  # a sentence pair'
+
+
+def _onnx_inputs(manifest: Manifest) -> list[str]:
+    """The onnxruntime example's lines from one example input to `ids`, `mask` and `types`."""
+    if manifest.pair_encoding == "bi":  # two rows, one per text, padded alike
+        return [
+            'tokenizer.enable_padding(pad_id=info["pad_id"])',
+            f"encodings = tokenizer.encode_batch([{PAIR[0]!r}, {PAIR[1]!r}])  # a sentence pair: one row per text",
+            "ids, mask = (np.array([getattr(e, k) for e in encodings], dtype=np.int64) for k in ('ids', 'attention_mask'))",
+            "types = np.zeros_like(ids)",
+        ]
+    if manifest.input_kind == "pair":
+        call = (
+            f"tokenizer.encode({PAIR[0]!r} + {manifest.pair_separator!r} + {PAIR[1]!r})"
+            if manifest.pair_separator is not None
+            else f"tokenizer.encode({PAIR[0]!r}, {PAIR[1]!r})"
+        )
+        return [
+            f"encoding = {call}  # a sentence pair",
+            "ids, types = (np.array([x], dtype=np.int64) for x in (encoding.ids, encoding.type_ids))",
+            "mask = np.ones_like(ids)",
+        ]
+    return [
+        'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
+        "types, mask = np.zeros_like(ids), np.ones_like(ids)",
+    ]
+
+
 def _labels(labels: list[str]) -> str:
     return "## Labels\n\n" + ", ".join(f"{i}: `{name}`" for i, name in enumerate(labels)) + "\n"
 
@@ -185,7 +220,13 @@ def _usage(manifest: Manifest, export: dict[str, Any] | None) -> str:
     example = f"[({PAIR[0]!r}, {PAIR[1]!r})]" if manifest.input_kind == "pair" else '["i feel wonderful today"]'
     lines += ["import liftkit", "", 'predictor = liftkit.load(".")', f"predictor.predict({example})"]
     lines += ["```", ""]
-    if export is None and _library(manifest, None) == "peft":
+    if export is None and manifest.pair_encoding == "bi":
+        lines += [
+            "A bi-encoder (liftkit's pair head over the model's body, each text encoded alone): load it with "
+            "liftkit, or `lift export . --format onnx` for one graph that embeds and scores a pair.",
+            "",
+        ]
+    elif export is None and _library(manifest, None) == "peft":
         lines += _with_peft(manifest)
     elif export is None:
         lines += [
@@ -235,11 +276,7 @@ def _with_transformers(manifest: Manifest) -> list[str]:
     ]
     lines += [
         f'classify = pipeline("text-classification", model="."{task.card_pipeline})',
-        (
-            f'classify({{"text": {PAIR[0]!r}, "text_pair": {PAIR[1]!r}}}, truncation=True)  # a sentence pair'
-            if manifest.input_kind == "pair"
-            else 'classify("i feel wonderful today", truncation=True)  # truncation: cut where training did'
-        ),
+        _pipeline_call(manifest),
         "```",
         "",
     ]
@@ -270,18 +307,8 @@ def _with_onnxruntime(manifest: Manifest, export: dict[str, Any]) -> list[str]:
         "tokenizer.no_padding()",
         'tokenizer.enable_truncation(info["max_length"])',
         f'session = ort.InferenceSession("{export["model_file"]}")',
-        *(
-            [
-                f"encoding = tokenizer.encode({PAIR[0]!r}, {PAIR[1]!r})  # a sentence pair",
-                "ids, types = (np.array([x], dtype=np.int64) for x in (encoding.ids, encoding.type_ids))",
-            ]
-            if manifest.input_kind == "pair"
-            else [
-                'ids = np.array([tokenizer.encode("i feel wonderful today").ids], dtype=np.int64)',
-                "types = np.zeros_like(ids)",
-            ]
-        ),
-        'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": types}',
+        *_onnx_inputs(manifest),
+        'feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}',
         "logits = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]",
         *task_named(manifest.task).card_onnx,
         "```",

@@ -305,7 +305,7 @@ def _mistakes(record: RunRecord) -> str:
     if not record.mistakes:
         what = (
             "The fine-tuned model made no mistake on test."
-            if record.finetuned.scores.accuracy == 1
+            if record.finetuned.scores.accuracy == 1 or record.finetuned.scores.mse == 0
             else "This run predates stored mistakes: rerun it to list them."
         )
         return _section(f"The {title} (test)", _note(what))

@@ -57,7 +57,7 @@ from liftkit.modeling import (
 )
 from liftkit.record import RunInfo, RunRecord, TrainSummary
 from liftkit.resources import fork_rng, parameter_counts
-from liftkit.tasks import TASKS, Task
+from liftkit.tasks import TASKS, Task, check_best_metric
 from liftkit.tracking import JsonlLogger
 from liftkit.train import fit, make_accelerator
 from liftkit.version import __version__
@@ -204,10 +204,7 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     )
     task = TASKS[splits.task]
     log(f"task: {task.name} ({splits.task_reason})")
-    if cfg.train.best_metric not in ("auto", *task.scores):
-        raise LiftError(
-            f"train.best_metric={cfg.train.best_metric!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
-        )
+    check_best_metric(cfg.train.best_metric, task, len(splits.label_names))
     check_loss(cfg.train, task)
     for warning in splits.warnings:
         log(f"warning: {warning}")
@@ -282,7 +279,7 @@ def _pairs(
     found = "data.text_pair_column" if cfg.data.text_pair_column else "found: GLUE column names"
     encoding = cfg.data.pair_encoding
     if encoding == "auto":
-        sentence = is_sentence_encoder(resolve_model_source(cfg.model.name))
+        sentence = is_sentence_encoder(resolve_model_source(cfg.model.name), cfg.model.revision)
         encoding = "bi" if sentence else "cross"
         why = "a sentence-transformers model" if sentence else "not a sentence-transformers model"
         encoding_reason = f"{encoding} (auto: the base is {why})"

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from liftkit.data import joined
 from liftkit.errors import LiftError, first_line
 from liftkit.run_dir import EXPORT_INFO, MANIFEST, WEIGHTS, damaged, read_export_info, read_manifest, write_text
 from liftkit.tasks import Task, task_named
@@ -54,7 +55,7 @@ class PairTokens:
         return max(len(self.first), len(self.second))
 
 
-def _sequences(rows: list[Any]) -> list[list[int]]:
+def sequences(rows: list[Any]) -> list[list[int]]:
     """One token sequence per batch row: a bi-encoder row gives two, one after the other."""
     return [part for row in rows for part in ((row.first, row.second) if isinstance(row, PairTokens) else (row,))]
 
@@ -107,15 +108,27 @@ class Encoder:
             pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
         return cls(tokenizer, pad_id, left, tuple(inputs), input_kind == "pair", separator, pair_encoding == "bi")
 
+    @classmethod
+    def of_run(cls, folder: Path, manifest: Any) -> Encoder:
+        """The encoder of a run folder, as its manifest (`run_dir.Manifest`) describes its inputs."""
+        return cls.from_folder(
+            folder,
+            manifest.max_length,
+            manifest.padding_side == "left",
+            manifest.pad_id,
+            manifest.inputs,
+            manifest.input_kind,
+            manifest.pair_separator,
+            manifest.pair_encoding,
+        )
+
     def encode(self, texts: list[Text]) -> list[list[int]]:
         """Token ids of each text or pair (`Tokens`, carrying a pair's token types; `PairTokens`
         for a bi-encoder)."""
         if self.bi:
             flat = self._encode([text for pair in texts for text in pair])
             return [PairTokens(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-        if self.separator is not None:
-            texts = [f"{t[0]}{self.separator}{t[1]}" if isinstance(t, tuple) else t for t in texts]
-        return self._encode(texts)
+        return self._encode(joined(texts, self.separator))
 
     def _encode(self, texts: list[Text]) -> list[list[int]]:
         if len(texts) == 1:  # encode_batch's thread pool costs more than it saves on one text
@@ -136,7 +149,7 @@ class Encoder:
     def pad(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
         """The batch a backend takes: ids, mask, and token types (zeros for single texts); a
         bi-encoder's pairs as two rows each (a, b, a, b, ...)."""
-        rows = _sequences(rows)
+        rows = sequences(rows)
         width = max(len(row) for row in rows)
         if self.pad_id is None and any(len(row) < width for row in rows):
             raise LiftError("this tokenizer has no pad token, so rows of different lengths cannot share a batch")
@@ -192,7 +205,7 @@ class Predictor:
     def encode(self, texts: list[Text]) -> list[list[int]]:
         """Token ids of each text or pair, as the run tokenized; a text that gives no token is refused."""
         rows = self.encoder.encode(texts) if texts else []
-        empty = [i for i, row in enumerate(rows) if not all(_sequences([row]))]
+        empty = [i for i, row in enumerate(rows) if not all(sequences([row]))]
         if empty:
             which = ", ".join(f"texts[{i}]" for i in empty[:5])
             raise LiftError(
@@ -256,7 +269,7 @@ def inputs_of(texts: Any, pairs: bool) -> list[Text]:
     """What to classify as a list of texts, or of (text, text_pair) pairs for a model trained on
     pairs; a lone text (or pair) becomes a list of one. Anything else is refused in one line that
     names the item and what the model takes."""
-    if isinstance(texts, str) or (pairs and _pair(texts) is not None and isinstance(texts, tuple)):
+    if isinstance(texts, str) or (pairs and _pair(texts) is not None and isinstance(texts, (tuple, dict))):
         texts = [texts]
     items = list(texts)
     bad = [i for i, item in enumerate(items) if not isinstance(item, str) and _pair(item) is None]
@@ -317,16 +330,7 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
     from liftkit.backends import torch_backend
 
     manifest = read_manifest(path)
-    encoder = Encoder.from_folder(
-        path,
-        manifest.max_length,
-        manifest.padding_side == "left",
-        manifest.pad_id,
-        manifest.inputs,
-        manifest.input_kind,
-        manifest.pair_separator,
-        manifest.pair_encoding,
-    )
+    encoder = Encoder.of_run(path, manifest)
     run_backend = _torch_or_onnx(
         torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs
     )
@@ -490,8 +494,9 @@ def read_texts(
         ) from None
     lines = [line.removesuffix("\r") for line in content.split("\n")]  # only newlines end a line, not U+2028 & co.
     if name.endswith(".txt"):
-        texts = [line for line in lines if line.strip()]
-        return _tab_pairs(texts, path) if pairs else _some(texts, path)
+        if pairs:
+            return _some(_tab_pairs(lines, path), path)
+        return _some([line for line in lines if line.strip()], path)
     rows = (
         list(_json_lines(lines, path))
         if name.endswith(".jsonl")
@@ -512,9 +517,11 @@ def _some(texts: list[Any], path: Path) -> list[Any]:
 
 
 def _tab_pairs(lines: list[str], path: Path) -> list[Text]:
-    """Sentence pairs from a .txt file: each line's two texts separated by a tab."""
+    """Sentence pairs from a .txt file: each line's two texts separated by a tab (blank lines skipped)."""
     out = []
     for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         parts = line.split("\t")
         if len(parts) != 2:
             raise LiftError(

@@ -125,7 +125,7 @@ def render_markdown(record: RunRecord) -> str:
         "",
         f"Run on {run.date} on {run.device} (torch {run.torch}, liftkit {run.liftkit}), seed {run.seed}.",
         f"Data: {data.source}; rows train {data.rows['train']}, validation {data.rows['validation']}, "
-        f"test {data.rows['test']}; {len(data.labels)} labels; task {data.task}"
+        f"test {data.rows['test']}; {task_named(data.task).target(data.labels)}; task {data.task}"
         + (f" ({data.task_reason})." if data.task_reason else "."),
         *[f"- {note}" for note in data.notes],
         *[f"- **warning:** {warning}" for warning in data.warnings],

@@ -363,9 +363,8 @@ def write_predictions(run_dir: Path, labels: Any, finetuned: Any, base: Any | No
     from safetensors.numpy import save
 
     labels = np.asarray(labels)
-    scores = labels.dtype.kind == "f" and not np.all(labels == np.round(labels))  # regression targets stay numbers
-    arrays = {
-        "labels": labels.astype(np.float32 if scores else np.int64),
+    arrays = {  # class ids stay integers; multi-hot rows and scores stay floats
+        "labels": labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64),
         "finetuned": np.asarray(finetuned, dtype=np.float32),
     }
     if base is not None:

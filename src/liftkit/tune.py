@@ -150,14 +150,12 @@ def objective_metric(cfg: RunConfig) -> tuple[str, str]:
     """(the validation score a study maximises, the task): train.best_metric where it names a
     score to maximise, else the task's search metric (the data are read once to know the task)."""
     from liftkit.data import load_splits
-    from liftkit.tasks import TASKS
+    from liftkit.tasks import TASKS, check_best_metric
 
-    task = TASKS[load_splits(cfg.data, cfg.train.seed, cfg.task.name).task]
+    splits = load_splits(cfg.data, cfg.train.seed, cfg.task.name)
+    task = TASKS[splits.task]
     chosen = cfg.train.best_metric
-    if chosen != "auto" and chosen not in task.scores:
-        raise LiftError(
-            f"train.best_metric={chosen!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
-        )
+    check_best_metric(chosen, task, len(splits.label_names))
     return (task.search_metric if chosen == "auto" or chosen in LOWER_IS_BETTER else chosen), task.name
 
 

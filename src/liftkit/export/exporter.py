@@ -129,16 +129,7 @@ def export(
     texts, labels, sample = _test_texts(run, max_samples, task)
     model = load_run_model(run, manifest, trust_remote_code, merge=False)
     log(f"running the run's model ({manifest.method} on {manifest.base_model}) on {len(texts)} test rows ...")
-    encoder = Encoder.from_folder(
-        run,
-        manifest.max_length,
-        manifest.padding_side == "left",
-        manifest.pad_id,
-        manifest.inputs,
-        manifest.input_kind,
-        manifest.pair_separator,
-        manifest.pair_encoding,
-    )
+    encoder = Encoder.of_run(run, manifest)
     reference = Predictor(manifest.labels, encoder, TorchBackend(model, "cpu"), {}).logits(texts)
     method = METHODS[manifest.method]
     if method.merge is not None:

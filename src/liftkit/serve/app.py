@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from liftkit.errors import LiftError, first_line
-from liftkit.predict import Predictor, inputs_of, load
+from liftkit.predict import Predictor, load
 from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
 from liftkit.serve.batcher import Batcher, QueueFull
 from liftkit.serve.metrics import Metrics
@@ -139,6 +139,11 @@ def sequences(inputs: str | list[str] | list[list[str]]) -> tuple[list[Any], boo
     return out, batch
 
 
+# what to send instead, on TEI's routes: (to a model of single texts, to a model of pairs)
+TEI_FIXES = ('send one string per text (a batch: [["a"], ["b"]])', 'send each as ["text", "text_pair"]')
+CLASSIFY_FIXES = ('send them as "texts": ["a", "b"]', 'send "pairs": [["a", "b"], ...]')
+
+
 class Server:
     """The loaded model, its batcher and the request checks, shared by the routes."""
 
@@ -175,6 +180,7 @@ class Server:
                 "labels": predictor.labels,
                 "test_metrics": measured_scores(Path(self.settings.path)),
                 "accuracy_name": predictor.task.accuracy_name,  # what test_metrics.accuracy means for this task
+                "predicts": predictor.task.target(predictor.labels),  # "6 labels", "a score ('score')"
                 "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
             }
             self.batcher.predictor = predictor
@@ -214,21 +220,21 @@ class Server:
                     'shorten it, or send "truncate": true',
                     "payload_too_large",
                 )
-        return [
-            tuple(part[: most // 2] for part in text)
-            if isinstance(text, tuple) and sum(map(len, text)) > most
-            else text[:most]
-            if isinstance(text, str)
-            else text
-            for text in texts
-        ]
+        return [_cut(text, most) for text in texts]
 
-    async def logits(self, texts: list[Any], truncate: bool) -> np.ndarray:
+    async def logits(
+        self, texts: list[Any], truncate: bool, field: str = "inputs", fixes: tuple[str, str] = TEI_FIXES
+    ) -> np.ndarray:
+        """Logits of the request's texts or pairs. A pair sent to a model of single texts, or the
+        reverse, is a 422 naming the item (`field`[i]) and the route's own fix (`fixes`: for a
+        model of single texts, for a model of pairs)."""
         predictor = self.ready()
-        try:
-            texts = inputs_of(texts, predictor.pairs)  # a pair for a model of single texts, or the reverse: 422
-        except LiftError as exc:
-            raise ApiError(422, str(exc).replace("texts[", "input ["), "validation") from None
+        for i, text in enumerate(texts):
+            if isinstance(text, tuple) != predictor.pairs:
+                what = "a sentence pair" if isinstance(text, tuple) else "one text"
+                reads = "sentence pairs" if predictor.pairs else "single texts"
+                fix = fixes[predictor.pairs]
+                raise ApiError(422, f"{field}[{i}] is {what}, but this model reads {reads}: {fix}", "validation")
         texts = self.checked(texts, truncate)
         try:
             rows = predictor.encode(texts)
@@ -249,6 +255,18 @@ class Server:
     def info(self) -> dict[str, Any]:
         self.ready()
         return self.facts
+
+
+def _cut(text: str | tuple[str, str], most: int) -> str | tuple[str, str]:
+    """A text cut to `most` characters; a pair's longer text cut first, so that a short query
+    keeps all of itself and the document the rest (TEI counts a pair's characters together)."""
+    if isinstance(text, str):
+        return text[:most]
+    a, b = text
+    if len(a) + len(b) <= most:
+        return text
+    short = min(len(a), len(b), most // 2)
+    return (a[:short], b[: most - short]) if len(a) <= len(b) else (a[: most - short], b[:short])
 
 
 def measured_scores(path: Path) -> dict[str, Any]:
@@ -456,7 +474,8 @@ def _classify_routes(app: FastAPI, server: Server) -> None:
                 422, f"pairs[{bad}] holds {len(body.pairs[bad])} strings: a pair is [text, text_pair]", "validation"
             )
         texts = body.texts if body.texts is not None else [tuple(pair) for pair in body.pairs]
-        logits = await server.logits(texts, body.truncate)
+        field = "texts" if body.texts is not None else "pairs"
+        logits = await server.logits(texts, body.truncate, field, CLASSIFY_FIXES)
         predictor = server.predictor
         probs = predictor.task.probabilities(logits)
         results = [
@@ -477,7 +496,9 @@ def _classify_routes(app: FastAPI, server: Server) -> None:
                 "this model was trained on single texts: /rerank scores (query, text) pairs, so serve a model trained on pairs",
                 "validation",
             )
-        logits = await server.logits([(body.query, text) for text in body.texts], body.truncate)
+        if not body.query.strip():
+            raise ApiError(422, "query is empty: send the text to rank the others against", "validation")
+        logits = await server.logits([(body.query, text) for text in body.texts], body.truncate, "texts")
         relevance = predictor.task.relevance
         scores = relevance(logits, body.raw_scores) if relevance is not None else None
         if scores is None:

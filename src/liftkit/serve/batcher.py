@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from liftkit.predict import Predictor
+from liftkit.predict import Predictor, sequences
 
 
 class QueueFull(Exception):
@@ -33,6 +33,11 @@ class _Job:
     @property
     def width(self) -> int:
         return max(len(row) for row in self.rows)
+
+    @property
+    def size(self) -> int:
+        """Rows the model computes for this job: a bi-encoder's pair is two."""
+        return len(sequences(self.rows))
 
 
 class Batcher:
@@ -93,7 +98,7 @@ class Batcher:
         """Add waiting jobs to `jobs` within the limits; return the first that did not fit."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        texts, width = len(jobs[0].rows), jobs[0].width
+        texts, width = jobs[0].size, jobs[0].width
         while texts < self.max_batch_size:
             try:
                 wait = deadline - loop.time()
@@ -105,10 +110,10 @@ class Batcher:
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 return None
             grown = max(width, job.width)
-            if texts + len(job.rows) > self.max_batch_size or (texts + len(job.rows)) * grown > self.max_batch_tokens:
+            if texts + job.size > self.max_batch_size or (texts + job.size) * grown > self.max_batch_tokens:
                 return job
             jobs.append(job)
-            texts, width = texts + len(job.rows), grown
+            texts, width = texts + job.size, grown
         return None
 
     async def _run(self, jobs: list[_Job]) -> None:
@@ -116,7 +121,8 @@ class Batcher:
         if not jobs:
             return
         rows = [row for job in jobs for row in job.rows]
-        self.on_batch(len(rows), len(rows) * max(job.width for job in jobs))
+        size = sum(job.size for job in jobs)
+        self.on_batch(size, size * max(job.width for job in jobs))
         try:
             logits = await self._forward(rows)
         except Exception as exc:

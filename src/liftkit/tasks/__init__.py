@@ -18,13 +18,23 @@ No torch here: `liftkit.predict` (which runs ONNX exports without torch) reads t
 from __future__ import annotations
 
 from liftkit.tasks import multi_label, regression, single_label
-from liftkit.tasks.base import PROBLEM_TYPES, TASKS, Task, Thresholds, register, task_named, task_of
+from liftkit.tasks.base import (
+    PROBLEM_TYPES,
+    TASKS,
+    Task,
+    Thresholds,
+    check_best_metric,
+    register,
+    task_named,
+    task_of,
+)
 
 __all__ = [
     "TASKS",
     "PROBLEM_TYPES",
     "Task",
     "Thresholds",
+    "check_best_metric",
     "register",
     "task_named",
     "task_of",

@@ -54,6 +54,7 @@ class Task:
     report: tuple[str, ...]  # report.html's sections after the tables and curves, in order (liftkit.pages.SECTIONS)
     card_pipeline: str  # what else the model card's transformers pipeline call needs (multi-label: every score)
     card_onnx: tuple[str, ...]  # the model card's onnxruntime example: lines from `logits` and `info` to the answer
+    classes: bool = True  # whether its labels are classes (a label space, class counts); False: a score
     # label names -> what a model of this task predicts, as the run log says it ("6 labels", "a score")
     target: Callable[[list[str]], str] = lambda names: f"{len(names)} labels"
     # logits, raw -> one relevance score per row, what /rerank sorts by (raw: before any activation);
@@ -79,6 +80,20 @@ def register(task: Task) -> Task:
     TASKS[task.name] = task
     PROBLEM_TYPES[task.problem_type] = task
     return task
+
+
+def check_best_metric(name: str, task: Task, num_labels: int) -> None:
+    """train.best_metric must be a score the task fills for this data (`f1`, the positive class's,
+    exists only where there are two classes)."""
+    if name != "auto" and name not in task.scores:
+        raise LiftError(
+            f"train.best_metric={name!r} is not a {task.name} metric: use auto or one of {', '.join(task.scores)}"
+        )
+    if name == "f1" and num_labels != 2:
+        raise LiftError(
+            f"train.best_metric=f1 is the positive class's F1 of two-class data, and this data has {num_labels} "
+            "classes: use macro_f1"
+        )
 
 
 def task_named(name: str | None) -> Task:

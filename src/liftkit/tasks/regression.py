@@ -135,6 +135,7 @@ REGRESSION = register(
         losses=("mse", "huber"),
         head_start=head_start,
         target=lambda names: f"a score ({names[0]!r})",
+        classes=False,
         relevance=lambda values, raw=False: decide(values),
     )
 )
