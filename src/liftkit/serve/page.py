@@ -94,7 +94,7 @@ async function loadFacts() {
     fact("format / backend", info.format + (info.quantize ? " " + info.quantize : "") + " / " + (info.backend === "onnx" ? "onnxruntime" : info.backend));
     fact("task", info.task + (info.thresholds ? " (a label applies at or above its own threshold)" : ""));
     fact("input", info.input === "pair" ? "a sentence pair: two texts in, one prediction out" : "one text");
-    fact("predicts", info.predicts + ": " + info.labels.join(", "));
+    fact("predicts", info.predicts + (info.labels.length > 1 ? ": " + info.labels.join(", ") : ""));
     if (info.input === "pair") {
       pairs = true;
       $("pair-row").hidden = false;
