@@ -52,18 +52,32 @@ class TokenizedSplit(torch.utils.data.Dataset):
         labels: np.ndarray,
         extra: dict[str, list[np.ndarray]] | None = None,
         group: int = 1,
+        documents: np.ndarray | None = None,
+        pool: str = "mean",
     ):
         self.ids = ids
-        self.labels = labels
+        self.labels = labels  # one per row: a window carries its document's target
         self.extra = extra or {}  # input name -> one array per sequence, as long as its ids
         self.group = group  # token sequences per row
         self.sequence_lengths = np.array([len(x) for x in ids], dtype=np.int64)
         # a row's length, what batches are bucketed by: its longest sequence
         self.lengths = self.sequence_lengths.reshape(-1, group).max(axis=1) if group > 1 else self.sequence_lengths
         self.cut = 0  # rows truncation shortened (counted for sentence pairs, see `tokenize`)
+        # long texts chunked (data.long_texts chunk): each row's document; a document's rows share
+        # one document's weight in the loss, and their logits are pooled (`pool`) into its prediction
+        self.documents = documents
+        self.pool = pool
+        self.chunk: tuple[int, str] | None = None  # (stride, pool) it was windowed with
+        self.weights = None if documents is None else (1.0 / np.bincount(documents)[documents]).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def document_targets(self) -> np.ndarray:
+        """The targets once per text: the rows' own, or each chunked document's."""
+        if self.documents is None:
+            return self.labels
+        return self.labels[np.unique(self.documents, return_index=True)[1]]
 
     def __getitem__(self, i: int) -> Row:
         if self.group == 1:
@@ -71,6 +85,7 @@ class TokenizedSplit(torch.utils.data.Dataset):
                 "input_ids": self.ids[i],
                 **{name: rows[i] for name, rows in self.extra.items()},
                 "labels": self.labels[i],
+                **({"weights": self.weights[i]} if self.weights is not None else {}),
             }
         span = range(self.group * i, self.group * (i + 1))
         return {
@@ -88,6 +103,8 @@ class TokenizedSplit(torch.utils.data.Dataset):
         digest = hashlib.blake2b(digest_size=16)
         digest.update(self.sequence_lengths.tobytes())
         digest.update(bytes([self.group]))
+        if self.documents is not None:
+            digest.update(self.documents.tobytes())
         labels = np.asarray(self.labels)
         digest.update(labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64).tobytes())
         for ids in self.ids:
@@ -117,18 +134,21 @@ def tokenize(
     targets: np.ndarray | None = None,
     inputs: tuple[str, ...] | None = None,
     encoding: str = "cross",
+    chunk: tuple[int, str] | None = None,
 ) -> TokenizedSplit:
     """Tokenize once; later runs with the same tokenizer, texts, max_length and inputs read the cache.
     `targets`: the task's target array (`Splits.targets`); default the split's labels as class ids.
     `inputs`: what the model is fed (`model_inputs`); default what the tokenizer produces.
     Sentence pairs are encoded as the tokenizer's pair template says, cut longest side first
     (`longest_first`), or joined (`pair_separator`); with `encoding` "bi", each text of a pair
-    alone, each cut at `max_length` (liftkit.bi_encoder). `TokenizedSplit.cut` counts the pairs cut."""
+    alone, each cut at `max_length` (liftkit.bi_encoder). `TokenizedSplit.cut` counts the pairs cut.
+    `chunk` (stride, pool): each text becomes windows of `max_length` tokens, consecutive windows
+    sharing `stride` tokens, one row each (`TokenizedSplit.documents` says whose)."""
     bi = encoding == "bi" and split.pairs is not None
     inputs = inputs or model_inputs(tokenizer)
     extra = [name for name in inputs if name not in ("input_ids", MASK)]
     separator = pair_separator(tokenizer) if split.pairs is not None and not bi else None
-    how = "bi" if bi else separator
+    how = f"chunk{chunk[0]}" if chunk else "bi" if bi else separator
     key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|{','.join(extra)}|{how}|".encode())
     for text in split.texts:
         key.update(text.encode())
@@ -141,11 +161,14 @@ def tokenize(
         with np.load(path, allow_pickle=False) as cached:
             flats, offsets = {name: cached[f"flat_{name}"] for name in ["input_ids", *extra]}, cached["offsets"]
             cut = int(cached["cut"]) if "cut" in cached else 0
+            documents = cached["documents"] if chunk else None
     else:
         rows = [text for pair in split.rows() for text in pair] if bi else joined(split.rows(), separator)
         texts = [row[0] if isinstance(row, tuple) else row for row in rows]
         pairs = [row[1] for row in rows] if rows and isinstance(rows[0], tuple) else None
-        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        windows = {"stride": chunk[0], "return_overflowing_tokens": True} if chunk else {}
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, **windows)
+        documents = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64) if chunk else None
         offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
         flats = {
             name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1]))
@@ -158,14 +181,19 @@ def tokenize(
             if split.pairs is not None
             else 0
         )
-        _save_atomic(
-            path, offsets=offsets, cut=np.int64(cut), **{f"flat_{name}": flat for name, flat in flats.items()}
-        )
+        arrays = {f"flat_{name}": flat for name, flat in flats.items()}
+        if documents is not None:
+            arrays["documents"] = documents
+        _save_atomic(path, offsets=offsets, cut=np.int64(cut), **arrays)
     rows = {name: [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)] for name, flat in flats.items()}
     ids = rows.pop("input_ids")
     labels = np.asarray(split.labels, dtype=np.int64) if targets is None else targets
-    data = TokenizedSplit(ids, labels, rows, group=2 if bi else 1)
+    if documents is not None:  # a window's target is its document's
+        labels = labels[documents]
+    pool = chunk[1] if chunk else "mean"
+    data = TokenizedSplit(ids, labels, rows, group=2 if bi else 1, documents=documents, pool=pool)
     data.cut = cut
+    data.chunk = chunk
     return data
 
 
@@ -289,9 +317,10 @@ class PadCollator:
         labels = torch.from_numpy(
             np.stack([np.asarray(row["labels"]) for row in rows])
         )  # class ids (long), multi-hot rows or scores (float)
+        weights = torch.tensor([row["weights"] for row in rows]) if "weights" in rows[0] else None
         rows = sequences(rows)
         width = max(len(row["input_ids"]) for row in rows)
-        per_token = [name for name in rows[0] if name not in ("labels", "hidden")]
+        per_token = [name for name in rows[0] if name not in ("labels", "hidden", "weights")]
         batch = {
             name: torch.full((len(rows), width), self.pad_id if name == "input_ids" else 0, dtype=torch.long)
             for name in per_token
@@ -302,7 +331,8 @@ class PadCollator:
             for name in per_token:
                 batch[name][i, cols] = torch.from_numpy(row[name])
             mask[i, cols] = 1
-        return {"input_ids": batch.pop("input_ids"), MASK: mask, **batch, "labels": labels}
+        out = {"input_ids": batch.pop("input_ids"), MASK: mask, **batch, "labels": labels}
+        return out if weights is None else {**out, "weights": weights}
 
     def span(self, width: int, length: int) -> slice:
         """Where a row of `length` tokens sits in a batch padded to `width`."""
@@ -314,7 +344,7 @@ def sequences(rows: list[Row]) -> list[Row]:
     row's two sequences one after the other (a, b, a, b, ...)."""
     if not isinstance(rows[0]["input_ids"], list):
         return rows
-    names = [name for name in rows[0] if name != "labels"]
+    names = [name for name in rows[0] if name not in ("labels", "weights")]
     return [{name: row[name][k] for name in names} for row in rows for k in range(len(row["input_ids"]))]
 
 
@@ -323,7 +353,7 @@ class CachedSplit(TokenizedSplit):
     `liftkit.frozen`)."""
 
     def __init__(self, data: TokenizedSplit, flat: torch.Tensor, offsets: np.ndarray):
-        super().__init__(data.ids, data.labels, data.extra, data.group)
+        super().__init__(data.ids, data.labels, data.extra, data.group, data.documents, data.pool)
         self.flat = flat  # (total tokens, hidden)
         self.offsets = offsets  # per token sequence
 

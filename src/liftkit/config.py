@@ -51,6 +51,12 @@ class DataConfig:
     # texts' lengths, capped by the model (batches hold one length each, so a long cap costs only
     # the long texts, while a short fixed cap cuts most of a review)
     max_length: int | str = field(default="auto", metadata={"expects": "auto or a whole number of tokens (8 or more)"})
+    # texts longer than max_length: truncate (cut, as always), or chunk: windows of max_length tokens
+    # overlapping by chunk_stride, every window trained with its document's target (weighted so a
+    # document counts once), a document's prediction pooled over its windows (chunk_pool)
+    long_texts: str = "truncate"
+    chunk_stride: int = 32  # tokens two consecutive windows share
+    chunk_pool: str = "mean"  # mean or max of the windows' logits
     max_train_samples: int | None = None  # seeded random subset of train, as the reference projects
     max_eval_samples: int | None = None  # seeded random subset of validation and of test
     validation_fraction: float = 0.1  # carved from train (stratified) when there is no validation split
@@ -77,6 +83,12 @@ class DataConfig:
             value = getattr(self, name)
             if not 0 < value < 1:
                 out.append(f"data.{name}={value} must lie between 0 and 1")
+        if self.long_texts not in ("truncate", "chunk"):
+            out.append(f"data.long_texts={self.long_texts!r}: use truncate or chunk")
+        if self.chunk_pool not in ("mean", "max"):
+            out.append(f"data.chunk_pool={self.chunk_pool!r}: use mean or max")
+        if self.chunk_stride < 0:
+            out.append(f"data.chunk_stride={self.chunk_stride} must not be negative")
         if self.pair_encoding not in PAIR_ENCODINGS:
             out.append(f"data.pair_encoding={self.pair_encoding!r}: use {', '.join(PAIR_ENCODINGS)}")
         if self.label_separator is not None and not self.label_separator:

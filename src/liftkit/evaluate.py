@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from liftkit.predict import pool_windows
 from liftkit.record import SplitMetrics, Timing
 from liftkit.resources import peak_memory_mb
 from liftkit.tasks import Task, Thresholds, task_of
@@ -60,18 +61,25 @@ def calibration(
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, loader: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels for every row of `loader`, in dataset order."""
+    """Logits and labels for every row of `loader`, in dataset order; for long texts in windows,
+    for every document, its windows pooled."""
     was_training = model.training
     model.eval()
     order, chunks, labels = [], [], []
     for indices, batch in zip(loader.batch_sampler, loader):
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(device) for k, v in batch.items() if k != "weights"}
         labels.append(batch.pop("labels").cpu())
         chunks.append(model(**batch).logits.float().cpu())
         order += indices
     model.train(was_training)
     inverse = np.argsort(np.asarray(order))
-    return torch.cat(chunks).numpy()[inverse], torch.cat(labels).numpy()[inverse]
+    logits, targets = torch.cat(chunks).numpy()[inverse], torch.cat(labels).numpy()[inverse]
+    documents = getattr(loader.dataset, "documents", None)
+    if documents is None:
+        return logits, targets
+    # long texts in windows: one row per document, its windows' logits pooled, its target once
+    first = np.unique(documents, return_index=True)[1]
+    return pool_windows(logits, documents, loader.dataset.pool), targets[first]
 
 
 def evaluate(

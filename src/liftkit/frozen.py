@@ -56,7 +56,7 @@ class _Inject(nn.Module):
 def model_feed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What of a batch the model itself takes: every input (ids, mask, token type ids), not the
     targets nor the cached states."""
-    return {name: value for name, value in batch.items() if name not in ("labels", "hidden")}
+    return {name: value for name, value in batch.items() if name not in ("labels", "hidden", "weights")}
 
 
 class _Stop(Exception):

@@ -25,7 +25,18 @@ from liftkit.config import TrainConfig
 from liftkit.errors import LiftError
 from liftkit.tasks import Task
 
-Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> mean loss
+# (logits, labels[, row weights]) -> the loss: a mean over the rows, or, given row weights (a long
+# document's windows share one document's weight, see liftkit.batching), their weighted mean
+Criterion = Callable[..., torch.Tensor]
+
+
+def weighted_mean(per_row: torch.Tensor, norm: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """sum(r * loss) / sum(r * norm) over a batch's rows: the mean torch's losses take (`norm`:
+    each row's class weight where the loss has some, else 1), each row counted `rows` times."""
+    if rows is None:
+        return per_row.sum() / norm.sum()
+    r = rows.to(per_row.device, per_row.dtype)
+    return (r * per_row).sum() / (r * norm).sum()
 
 
 def class_weights(
@@ -48,17 +59,19 @@ def class_weights(
 
 
 def focal_loss(
-    logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    gamma: float,
+    weight: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss (Lin et al., 2017): -w_y (1 - p_y)^gamma log p_y, averaged as cross-entropy is
     (divided by the summed weights of the batch's rows). gamma 0 is weighted cross-entropy."""
     log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
     # 1 - p, kept off 0: for 0 < gamma < 1 the gradient of x**gamma at x = 0 is infinite (NaN downstream)
     loss = -((-torch.expm1(log_p)).clamp_min(1e-12) ** gamma) * log_p
-    if weight is None:
-        return loss.mean()
-    w = weight.to(logits.device)[labels]
-    return (w * loss).sum() / w.sum()
+    w = weight.to(logits.device)[labels] if weight is not None else torch.ones_like(loss)
+    return weighted_mean(w * loss, w, rows)
 
 
 def criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray, task: Task) -> Criterion:
@@ -79,12 +92,13 @@ def single_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_l
     """Cross-entropy or focal loss over the classes, with class weights."""
     weight = class_weights(cfg.class_weights, label_names, train_labels)
     if cfg.loss == "focal":
-        return lambda logits, labels: focal_loss(logits, labels, cfg.focal_gamma, weight)
+        return lambda logits, labels, rows=None: focal_loss(logits, labels, cfg.focal_gamma, weight, rows)
     smoothing = cfg.label_smoothing
 
-    def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         w = weight.to(logits.device) if weight is not None else None
-        return F.cross_entropy(logits.float(), labels, weight=w, label_smoothing=smoothing)
+        per_row = F.cross_entropy(logits.float(), labels, weight=w, label_smoothing=smoothing, reduction="none")
+        return weighted_mean(per_row, w[labels] if w is not None else torch.ones_like(per_row), rows)
 
     return cross_entropy
 
@@ -104,7 +118,11 @@ def pos_weights(
 
 
 def sigmoid_focal_loss(
-    logits: torch.Tensor, targets: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma: float,
+    pos_weight: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss per label (Lin et al., 2017, binary form): each decision's cross-entropy times
     (1 - p_t)^gamma, its positive term times `pos_weight`; the mean over rows and labels."""
@@ -114,7 +132,8 @@ def sigmoid_focal_loss(
     negative = -(1 - targets) * log_not_p * (-torch.expm1(log_not_p)).clamp_min(1e-12) ** gamma
     if pos_weight is not None:
         positive = positive * pos_weight.to(x.device)
-    return (positive + negative).mean()
+    per_row = (positive + negative).mean(dim=1)
+    return weighted_mean(per_row, torch.ones_like(per_row), rows)
 
 
 def multi_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_targets: np.ndarray) -> Criterion:
@@ -122,13 +141,16 @@ def multi_label_criterion(cfg: TrainConfig, label_names: Sequence[str], train_ta
     train.class_weights; label smoothing pulls each 0/1 target that share towards 0.5."""
     weight = pos_weights(cfg.class_weights, label_names, train_targets)
     if cfg.loss == "focal":
-        return lambda logits, targets: sigmoid_focal_loss(logits, targets, cfg.focal_gamma, weight)
+        return lambda logits, targets, rows=None: sigmoid_focal_loss(logits, targets, cfg.focal_gamma, weight, rows)
     smoothing = cfg.label_smoothing
 
-    def binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def binary_cross_entropy(
+        logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         w = weight.to(logits.device) if weight is not None else None
         soft = targets * (1 - smoothing) + smoothing / 2
-        return F.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=w)
+        per_row = F.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=w, reduction="none").mean(dim=1)
+        return weighted_mean(per_row, torch.ones_like(per_row), rows)
 
     return binary_cross_entropy
 
@@ -146,9 +168,11 @@ def regression_criterion(cfg: TrainConfig, label_names: Sequence[str], train_tar
     scale = float(max(np.std(np.asarray(train_targets, dtype=np.float64)), 1e-6))
     huber = cfg.loss == "huber"
 
-    def standardised(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def standardised(outputs: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         predicted, wanted = outputs.float().reshape(-1) / scale, targets.float().reshape(-1) / scale
-        loss = F.huber_loss(predicted, wanted, delta=1.0) if huber else F.mse_loss(predicted, wanted)
+        each = F.huber_loss if huber else F.mse_loss
+        per_row = each(predicted, wanted, reduction="none", **({"delta": 1.0} if huber else {}))
+        loss = weighted_mean(per_row, torch.ones_like(per_row), rows)
         return loss + loss.detach() * (scale**2 - 1)  # reported in the target's units, standardised gradient
 
     return standardised

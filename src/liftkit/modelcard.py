@@ -270,6 +270,16 @@ def _with_transformers(manifest: Manifest) -> list[str]:
     lines = [
         "With plain transformers (no peft, no liftkit):",
         "",
+        *(
+            [
+                f"This model read long texts in windows of {manifest.max_length} tokens sharing {manifest.chunk[0]}, "
+                f"{manifest.chunk[1]}-pooled (export.json `chunk`); a plain pipeline cuts a text at the first window, "
+                "liftkit.load pools them all.",
+                "",
+            ]
+            if manifest.chunk
+            else []
+        ),
         "```python",
         "from transformers import pipeline",
         "",

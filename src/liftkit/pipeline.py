@@ -219,10 +219,18 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
     max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log, encoding)
     inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
+    chunk = _chunking(cfg, splits, tokenizer, max_length)
     tokens = {
-        name: tokenize(getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs, encoding or "cross")
+        name: tokenize(
+            getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs, encoding or "cross", chunk
+        )
         for name in ("train", "validation", "test")
     }
+    if chunk:
+        shown = ", ".join(f"{name} {len(getattr(splits, name)):,} -> {len(data):,}" for name, data in tokens.items())
+        log(
+            f"long texts: windows of {max_length} tokens sharing {chunk[0]}, {chunk[1]}-pooled per text ({shown} rows)"
+        )
     cut = {name: data.cut for name, data in tokens.items() if data.cut}
     if cut:
         shown = ", ".join(f"{name} {n:,} of {len(tokens[name]):,}" for name, n in cut.items())
@@ -254,6 +262,21 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
         separator,
         encoding,
     )
+
+
+def _chunking(cfg: RunConfig, splits: Splits, tokenizer: Any, max_length: int) -> tuple[int, str] | None:
+    """data.long_texts chunk as (stride, pool), checked against the data and the window; None: truncate."""
+    if cfg.data.long_texts != "chunk":
+        return None
+    if splits.pair_columns:
+        raise LiftError("data.long_texts=chunk windows single texts, and this data holds sentence pairs: use truncate")
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if cfg.data.chunk_stride >= room:
+        raise LiftError(
+            f"data.chunk_stride={cfg.data.chunk_stride} leaves windows of {max_length} tokens ({room} of text) nothing new: "
+            f"use less than {room}, or a larger data.max_length"
+        )
+    return cfg.data.chunk_stride, cfg.data.chunk_pool
 
 
 def _start_bi_head(
@@ -353,7 +376,7 @@ def _run(cfg: RunConfig, out: Path, resume: bool, log: Callable[[str], None]) ->
             run=_run_info(cfg, device),
             data=p.splits.summary(),
             parameters=params,
-            majority=p.task.reference(train.labels, p.tokens["test"].labels, labels),
+            majority=p.task.reference(p.splits.targets("train"), p.splits.targets("test"), labels),
             base=base.metrics if base else None,
             finetuned=tuned.metrics,
             train=trained,
@@ -488,6 +511,7 @@ def _save(
         input_kind="pair" if p.splits.pair_columns else "text",
         pair_separator=p.pair_separator,
         pair_encoding=p.pair_encoding,
+        chunk=list(p.tokens["train"].chunk) if p.tokens["train"].chunk else None,
     )
     # plain transformers users should load the side that was trained; save_pretrained writes only
     # attributes the tokenizer was constructed with, so the side goes into its init kwargs too

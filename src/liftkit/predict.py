@@ -55,9 +55,30 @@ class PairTokens:
         return max(len(self.first), len(self.second))
 
 
+@dataclass
+class Windows:
+    """A long text in windows (data.long_texts chunk): each window's tokens. Its length is its
+    longest window's."""
+
+    parts: list[list[int]]
+
+    def __len__(self) -> int:
+        return max(len(part) for part in self.parts)
+
+
 def sequences(rows: list[Any]) -> list[list[int]]:
-    """One token sequence per batch row: a bi-encoder row gives two, one after the other."""
-    return [part for row in rows for part in ((row.first, row.second) if isinstance(row, PairTokens) else (row,))]
+    """The token sequences the model runs for `rows`: a bi-encoder row gives two, one after the
+    other; a long text, each of its windows."""
+    out: list[list[int]] = []
+    for row in rows:
+        out += (
+            [row.first, row.second]
+            if isinstance(row, PairTokens)
+            else row.parts
+            if isinstance(row, Windows)
+            else [row]
+        )
+    return out
 
 
 @dataclass
@@ -74,6 +95,7 @@ class Encoder:
     pairs: bool = False  # the model reads sentence pairs (input_kind "pair")
     separator: str | None = None  # pairs the tokenizer does not separate: joined into one text by this
     bi: bool = False  # pairs as a bi-encoder reads them: each text encoded alone (liftkit.bi_encoder)
+    chunk: tuple[int, str] | None = None  # long texts in windows: (stride, pool); None: cut at max_length
 
     @classmethod
     def from_folder(
@@ -86,6 +108,7 @@ class Encoder:
         input_kind: str = "text",
         separator: str | None = None,
         pair_encoding: str | None = None,
+        chunk: Iterable[Any] | None = None,
     ) -> Encoder:
         from tokenizers import Tokenizer
 
@@ -100,13 +123,19 @@ class Encoder:
             raise damaged(folder, f"its tokenizer.json cannot be read ({first_line(exc)[:160]})") from None
         tokenizer.no_padding()
         # longest_first: a pair's longer text loses tokens first, as transformers' truncation=True
+        chunk = tuple(chunk) if chunk else None
         tokenizer.enable_truncation(
-            max_length, strategy="longest_first", direction=settings.get("truncation_side") or "right"
+            max_length,
+            stride=chunk[0] if chunk else 0,  # a chunked text's windows overlap as in training
+            strategy="longest_first",
+            direction=settings.get("truncation_side") or "right",
         )
         if pad_id is None:  # older manifests: the pad token by name
             pad = settings.get("pad_token")
             pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
-        return cls(tokenizer, pad_id, left, tuple(inputs), input_kind == "pair", separator, pair_encoding == "bi")
+        return cls(
+            tokenizer, pad_id, left, tuple(inputs), input_kind == "pair", separator, pair_encoding == "bi", chunk
+        )
 
     @classmethod
     def of_run(cls, folder: Path, manifest: Any) -> Encoder:
@@ -120,6 +149,7 @@ class Encoder:
             manifest.input_kind,
             manifest.pair_separator,
             manifest.pair_encoding,
+            manifest.chunk,
         )
 
     def encode(self, texts: list[Text]) -> list[list[int]]:
@@ -137,6 +167,8 @@ class Encoder:
             ]
         else:
             encodings = self.tokenizer.encode_batch(texts)
+        if self.chunk:  # every window of each text, as training saw them
+            return [Windows([self._tokens(w) for w in (e, *e.overflowing)]) for e in encodings]
         return [self._tokens(e) for e in encodings]
 
     @staticmethod
@@ -221,11 +253,19 @@ class Predictor:
         padding cannot change a score (right padding; on the left a decoder's positions shift)."""
         logits = np.empty((len(rows), len(self.labels)), dtype=np.float32)
         if len(rows) == 1:  # a lone text: straight to the model
-            return self.backend(self.encoder.pad(rows))
+            return self._forward(rows)
         batches = _batches(rows, batch_size, pad and not self.encoder.left and self.encoder.pad_id is not None)
         for chunk in _progress(batches) if progress else batches:
-            logits[chunk] = self.backend(self.encoder.pad([rows[i] for i in chunk]))
+            logits[chunk] = self._forward([rows[i] for i in chunk])
         return logits
+
+    def _forward(self, rows: list[Any]) -> np.ndarray:
+        """One model call for `rows`; a long text's windows go in the same call and are pooled."""
+        logits = self.backend(self.encoder.pad(rows))
+        if self.encoder.chunk is None:
+            return logits
+        documents = np.repeat(np.arange(len(rows)), [len(row.parts) for row in rows])
+        return pool_windows(logits, documents, self.encoder.chunk[1])
 
     def predict_proba(self, texts: list[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Probabilities, one row per text, columns in `self.labels` order: over the classes
@@ -263,6 +303,19 @@ def _batches(rows: list[list[int]], batch_size: int, pad: bool = False) -> list[
             start, real = end, lengths[i]
     batches.append(order[start:])
     return batches
+
+
+def pool_windows(logits: np.ndarray, documents: np.ndarray, pool: str) -> np.ndarray:
+    """One row of logits per document from its windows' rows (`documents[i]`: row i's document,
+    0..n-1): their mean, or their elementwise max."""
+    count = int(documents.max()) + 1 if len(documents) else 0
+    if pool == "max":
+        out = np.full((count, logits.shape[-1]), -np.inf, dtype=logits.dtype)
+        np.maximum.at(out, documents, logits)
+        return out
+    out = np.zeros((count, logits.shape[-1]), dtype=np.float64)
+    np.add.at(out, documents, logits)
+    return (out / np.bincount(documents, minlength=count)[:, None]).astype(logits.dtype)
 
 
 def inputs_of(texts: Any, pairs: bool) -> list[Text]:
@@ -366,6 +419,7 @@ def _load_export(path: Path, backend: str, device: str, trust_remote_code: bool)
         export.get("input_kind", "text"),
         export.get("pair_separator"),
         export.get("pair_encoding"),
+        export.get("chunk"),
     )
     if export["format"] == "onnx":
         if backend == "torch":

@@ -260,6 +260,8 @@ class Manifest:
     input_kind: str = "text"
     pair_separator: str | None = None  # pairs the tokenizer does not separate (decoders): joined by this
     pair_encoding: str | None = None  # pairs: cross (one sequence) or bi (liftkit.bi_encoder); None for texts
+    # long texts in windows (data.long_texts chunk): [stride, pool]; None: cut at max_length
+    chunk: list | None = None
 
 
 def save_model(

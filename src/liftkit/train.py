@@ -90,7 +90,7 @@ def _setup(
     id2label = trainee.model.config.id2label
     labels = [id2label[i] for i in range(len(id2label))]
     task = task_of(trainee.model)
-    criterion = losses.criterion(cfg, labels, train_data.labels, task)
+    criterion = losses.criterion(cfg, labels, train_data.document_targets(), task)  # class weights per text
     best = task.best_metric if cfg.best_metric == "auto" else cfg.best_metric
     trainable = [p for p in model.parameters() if p.requires_grad]
     return _Setup(model, state, train_loader, sampler, val_loader, trainable, labels, criterion, best)
@@ -102,7 +102,8 @@ def _step(
     """One micro-batch forward and backward; the optimizer steps when accumulation is complete."""
     with accelerator.accumulate(setup.model):
         labels = batch.pop("labels")  # the model computes no loss of its own: the criterion does
-        loss = setup.criterion(run(**batch).logits, labels)
+        rows = batch.pop("weights", None)  # a long document's windows share its weight
+        loss = setup.criterion(run(**batch).logits, labels, rows)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm:
             accelerator.clip_grad_norm_(setup.trainable, max_grad_norm)

@@ -219,6 +219,7 @@ def _info(
         "input_kind": manifest.input_kind,
         "pair_separator": manifest.pair_separator,
         "pair_encoding": manifest.pair_encoding,
+        "chunk": manifest.chunk,
     }
 
 
