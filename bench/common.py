@@ -98,3 +98,18 @@ def child_row(cmd: list[str], what: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_peer_options(parser: Any, quick: str) -> None:
+    """The options a bench with liftkit's seeded runs and one peer run shares (`quick`: what
+    --quick cuts the data to, for its help)."""
+    import argparse
+
+    parser.add_argument("--seeds", default="0,1,2", help="liftkit's seeds; the peer trains once, with the first")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="the peer's epochs (liftkit's runs keep their default 3)"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{quick}, 1 epoch")
+    parser.add_argument("--no-peer", action="store_true", help="liftkit's rows only")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)

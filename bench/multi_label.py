@@ -23,7 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import child_row, lora_peer, mean_std, peer_trainer, reused_run  # bench/common.py, beside this script
+from common import (
+    add_peer_options,
+    child_row,
+    lora_peer,
+    mean_std,
+    peer_trainer,
+    reused_run,
+)  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
 
@@ -142,14 +149,7 @@ def main() -> None:
         default="runs/multi_label",
         help="liftkit's runs (reused when finished) and the peer's work folder",
     )
-    parser.add_argument("--seeds", default="0,1,2", help="liftkit's seeds; the peer trains once, with the first")
-    parser.add_argument(
-        "--epochs", type=int, default=3, help="the peer's epochs (liftkit's runs keep their default 3)"
-    )
-    parser.add_argument("--quick", action="store_true", help="2,000 train / 500 eval rows, 1 epoch")
-    parser.add_argument("--no-peer", action="store_true", help="liftkit's rows only")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    add_peer_options(parser, "2,000 train / 500 eval rows")
     args = parser.parse_args()
     args.max_train, args.max_eval = (2000, 500) if args.quick else (None, None)
     if args.quick:

@@ -24,7 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import child_row, lora_peer, mean_std, peer_trainer, reused_run  # bench/common.py, beside this script
+from common import (
+    add_peer_options,
+    child_row,
+    lora_peer,
+    mean_std,
+    peer_trainer,
+    reused_run,
+)  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
 DATASETS = ("mrpc", "stsb")
@@ -155,15 +162,8 @@ def main() -> None:
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--encodings", default=",".join(ENCODINGS), help="liftkit's pair encodings to run")
-    parser.add_argument("--seeds", default="0,1,2", help="liftkit's seeds; the peer trains once, with the first")
-    parser.add_argument(
-        "--epochs", type=int, default=3, help="the peer's epochs (liftkit's runs keep their default 3)"
-    )
-    parser.add_argument("--quick", action="store_true", help="600 train / 300 eval rows, 1 epoch")
-    parser.add_argument("--no-peer", action="store_true", help="liftkit's rows only")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_peer_options(parser, "600 train / 300 eval rows")
     parser.add_argument("--dataset", default="mrpc", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.max_train, args.max_eval = (600, 300) if args.quick else (None, None)
     if args.quick:

@@ -104,7 +104,9 @@ def test_chunking_refuses_pairs_and_a_stride_that_leaves_nothing_new(tiny_run_co
 
     with pytest.raises(LiftError, match="windows single texts, and this data holds sentence pairs"):
         lift_run(tiny_run_config(**{"data.dataset": "mrpc", "data.long_texts": "chunk"}), log=lambda m: None)
-    with pytest.raises(LiftError, match=r"data.chunk_stride=46 leaves windows of 48 tokens \(46 of text\) nothing new"):
+    with pytest.raises(
+        LiftError, match=r"data.chunk_stride=46 leaves windows of 48 tokens \(46 of text\) nothing new"
+    ):
         lift_run(tiny_run_config(**{"data.long_texts": "chunk", "data.chunk_stride": 46}), log=lambda m: None)
     with pytest.raises(LiftError, match="data.chunk_pool='sum': use mean or max"):
         load_config(None, {"data.chunk_pool": "sum"})

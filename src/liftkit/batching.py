@@ -163,24 +163,7 @@ def tokenize(
             cut = int(cached["cut"]) if "cut" in cached else 0
             documents = cached["documents"] if chunk else None
     else:
-        rows = [text for pair in split.rows() for text in pair] if bi else joined(split.rows(), separator)
-        texts = [row[0] if isinstance(row, tuple) else row for row in rows]
-        pairs = [row[1] for row in rows] if rows and isinstance(rows[0], tuple) else None
-        windows = {"stride": chunk[0], "return_overflowing_tokens": True} if chunk else {}
-        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, **windows)
-        documents = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64) if chunk else None
-        offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
-        flats = {
-            name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1]))
-            for name in ["input_ids", *extra]
-        }
-        # the rows truncation shortened: only pairs are counted (the run log says how many were cut;
-        # single texts are counted by max_length auto, from their lengths at the model's limit)
-        cut = (
-            _longer(tokenizer(texts, pairs, truncation=False)["input_ids"], max_length, 2 if bi else 1)
-            if split.pairs is not None
-            else 0
-        )
+        flats, offsets, cut, documents = _encode(split, tokenizer, max_length, extra, bi, separator, chunk)
         arrays = {f"flat_{name}": flat for name, flat in flats.items()}
         if documents is not None:
             arrays["documents"] = documents
@@ -195,6 +178,38 @@ def tokenize(
     data.cut = cut
     data.chunk = chunk
     return data
+
+
+def _encode(
+    split: Split,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    extra: list[str],
+    bi: bool,
+    separator: str | None,
+    chunk: tuple[int, str] | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, int, np.ndarray | None]:
+    """The split through the tokenizer: each input's tokens end to end, the rows' offsets, the
+    pairs truncation cut, and (chunked) each window's document."""
+    rows = [text for pair in split.rows() for text in pair] if bi else joined(split.rows(), separator)
+    texts = [row[0] if isinstance(row, tuple) else row for row in rows]
+    pairs = [row[1] for row in rows] if rows and isinstance(rows[0], tuple) else None
+    windows = {"stride": chunk[0], "return_overflowing_tokens": True} if chunk else {}
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, **windows)
+    documents = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64) if chunk else None
+    offsets = np.cumsum([0] + [len(x) for x in encoded["input_ids"]])
+    flats = {
+        name: np.fromiter((t for x in encoded[name] for t in x), dtype=np.int64, count=int(offsets[-1]))
+        for name in ["input_ids", *extra]
+    }
+    # the rows truncation shortened: only pairs are counted (the run log says how many were cut;
+    # single texts are counted by max_length auto, from their lengths at the model's limit)
+    cut = (
+        _longer(tokenizer(texts, pairs, truncation=False)["input_ids"], max_length, 2 if bi else 1)
+        if split.pairs is not None
+        else 0
+    )
+    return flats, offsets, cut, documents
 
 
 def _longer(ids: list[list[int]], max_length: int, group: int) -> int:

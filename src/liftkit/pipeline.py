@@ -220,22 +220,7 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log, encoding)
     inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
     chunk = _chunking(cfg, splits, tokenizer, max_length)
-    tokens = {
-        name: tokenize(
-            getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs, encoding or "cross", chunk
-        )
-        for name in ("train", "validation", "test")
-    }
-    if chunk:
-        shown = ", ".join(f"{name} {len(getattr(splits, name)):,} -> {len(data):,}" for name, data in tokens.items())
-        log(
-            f"long texts: windows of {max_length} tokens sharing {chunk[0]}, {chunk[1]}-pooled per text ({shown} rows)"
-        )
-    cut = {name: data.cut for name, data in tokens.items() if data.cut}
-    if cut:
-        shown = ", ".join(f"{name} {n:,} of {len(tokens[name]):,}" for name, n in cut.items())
-        how = "each text cut alone" if encoding == "bi" else "the longer text first (longest_first)"
-        log(f"pairs longer than {max_length} tokens cut, {how}: {shown}")
+    tokens = _tokens(splits, tokenizer, max_length, inputs, encoding, chunk, log)
     if task.head_start is not None and encoding == "bi":
         _start_bi_head(cfg, model, tokens["train"], Padding.of(tokenizer), task.head_start(splits.targets("train")))
     accelerator = make_accelerator(cfg.train)
@@ -262,6 +247,35 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
         separator,
         encoding,
     )
+
+
+def _tokens(
+    splits: Splits,
+    tokenizer: Any,
+    max_length: int,
+    inputs: tuple[str, ...],
+    encoding: str | None,
+    chunk: tuple[int, str] | None,
+    log: Callable[[str], None],
+) -> dict[str, TokenizedSplit]:
+    """Every split tokenized as the run feeds it; the log says what was cut or windowed."""
+    tokens = {
+        name: tokenize(
+            getattr(splits, name), tokenizer, max_length, splits.targets(name), inputs, encoding or "cross", chunk
+        )
+        for name in ("train", "validation", "test")
+    }
+    if chunk:
+        shown = ", ".join(f"{name} {len(getattr(splits, name)):,} -> {len(data):,}" for name, data in tokens.items())
+        log(
+            f"long texts: windows of {max_length} tokens sharing {chunk[0]}, {chunk[1]}-pooled per text ({shown} rows)"
+        )
+    cut = {name: data.cut for name, data in tokens.items() if data.cut}
+    if cut:
+        shown = ", ".join(f"{name} {n:,} of {len(tokens[name]):,}" for name, n in cut.items())
+        how = "each text cut alone" if encoding == "bi" else "the longer text first (longest_first)"
+        log(f"pairs longer than {max_length} tokens cut, {how}: {shown}")
+    return tokens
 
 
 def _chunking(cfg: RunConfig, splits: Splits, tokenizer: Any, max_length: int) -> tuple[int, str] | None:
