@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KINDS
 
 import liftkit
 from liftkit.cli import main
 from liftkit.methods import METHODS
+from liftkit.modeling import ARCHS
 
 TEXTS = [
     "i feel wonderful today",
@@ -103,6 +105,25 @@ def test_every_method_exports_to_onnx_and_mergeable_ones_to_hf(runs, method, cap
         assert main(["export", str(run), "--format", "hf"]) == 2
         line = capsys.readouterr().err.strip()
         assert len(line.splitlines()) == 1 and "cannot be merged" in line and "--format onnx" in line
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("bert", "distilbert", "gpt2", "llama")])
+def test_every_family_exports_with_parity_and_says_whether_its_attention_is_fused(runs, kind, capsys):
+    """RoBERTa, ALBERT, ELECTRA, MPNet, DeBERTa-v2, ModernBERT, Qwen2 under LoRA: the ONNX graph
+    and the merged hf folder give the run's probabilities; export.json and the log say when
+    onnxruntime's optimizer had no attention fusion for the family."""
+    run = runs(kind, "lora")
+    expected = liftkit.load(run).predict_proba(TEXTS)
+    fused = ARCHS[json.loads((run / "liftkit.json").read_text())["model_type"]].onnx_fusion is not None
+    assert fused == (kind in ("roberta", "xlm-roberta", "electra"))  # BERT-shaped graphs
+    for fmt in ("onnx", "hf"):
+        capsys.readouterr()
+        out = _export(run, fmt)
+        info = json.loads((out / "export.json").read_text())
+        assert info["parity"]["argmax_agreement"] == 1.0 and info["parity"]["max_abs_prob_diff"] <= 1e-4
+        assert np.abs(liftkit.load(out).predict_proba(TEXTS) - expected).max() <= 1e-4
+        assert info["attention_fused"] == (fused if fmt == "onnx" else None)  # read from the graph's ops
+        assert ("attention not fused" in capsys.readouterr().err) == (fmt == "onnx" and not fused)
 
 
 @pytest.mark.parametrize("kind, method", DECODER_CASES)

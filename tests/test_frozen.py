@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import KINDS
 
 import liftkit
 from liftkit import frozen
@@ -14,12 +15,13 @@ from liftkit.methods import METHODS
 from liftkit.modeling import arch_of, load_classifier, load_tokenizer, transformer_layers
 from liftkit.pipeline import run
 
-KINDS = ["bert", "distilbert", "gpt2", "llama"]
+STACKED = [kind for kind in KINDS if kind != "albert"]  # ALBERT shares one layer's weights: no bottom to freeze
 CASES = (
-    [(kind, "lora", 1) for kind in KINDS]
-    + [(kind, "head", None) for kind in KINDS]
+    [(kind, "lora", 1) for kind in STACKED]
+    + [(kind, "head", None) for kind in ("bert", "distilbert", "gpt2", "llama", "mpnet", "deberta-v2")]
     + [("bert", "ia3", 1), ("gpt2", "ia3", 1), ("distilbert", "adapter", 1), ("llama", "adapter", 1)]
     + [("bert", "prefix", 1), ("gpt2", "full", 1), ("bert", "full", 0)]
+    + [("modernbert", "ia3", 1), ("mpnet", "adapter", 1), ("deberta-v2", "full", 1), ("modernbert", "prefix", 1)]
 )
 
 
@@ -55,6 +57,21 @@ def test_caching_the_frozen_bottom_changes_no_result(tiny_run_config, tmp_path, 
     )
 
 
+@pytest.mark.parametrize("kind", ["bert", "mpnet", "deberta-v2"])
+def test_states_reused_from_the_previous_run_give_the_same_results(tiny_run_config, tmp_path, kind):
+    """lift tune's trials share one cache: a run fed the states an earlier run computed trains as
+    a run that computed its own (MPNet's and DeBERTa's layers return tuples, which the stand-ins
+    must mimic even when this run never ran its bottom)."""
+    alone, _ = _run(tiny_run_config, tmp_path, kind, "lora", 1)
+    with frozen.reuse_between_runs():
+        _run(tiny_run_config, tmp_path, kind, "lora", 1)
+        again, log = _run(tiny_run_config, tmp_path, kind, "lora", 1)
+    assert "reused from the previous run" in log[0]
+    for a, b in zip(alone.metrics["train"]["history"], again.metrics["train"]["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+
+
 def test_over_budget_or_unfrozen_models_fall_back_with_a_reason(tiny_run_config, tmp_path):
     _, log = _run(tiny_run_config, tmp_path, "bert", "lora", 1, **{"train.cache_max_gb": 0})
     assert log[0].startswith("frozen-bottom cache: off (would need")
@@ -62,6 +79,8 @@ def test_over_budget_or_unfrozen_models_fall_back_with_a_reason(tiny_run_config,
     assert "is used before or in the first layer: set method.train_layers" in log[0]
     _, log = _run(tiny_run_config, tmp_path, "gpt2", "prompt", None)
     assert log[0].startswith("frozen-bottom cache: off (a trainable tensor")
+    _, log = _run(tiny_run_config, tmp_path, "albert", "lora", "50%")  # one shared layer: a share of it is all
+    assert log[0] == "frozen-bottom cache: off (found no transformer layer list in this model)"
 
 
 def _model(tiny_models, kind, method, **options):

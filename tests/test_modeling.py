@@ -1,10 +1,12 @@
 import pytest
 import torch
+from conftest import KINDS, UNKNOWN, _build
 
+from liftkit.cli import main
 from liftkit.config import ModelConfig, load_config
 from liftkit.errors import LiftError
 from liftkit.methods import METHODS
-from liftkit.modeling import arch_of, load_classifier, load_tokenizer
+from liftkit.modeling import ARCHS, arch_of, found_arch, load_classifier, load_tokenizer, transformer_layers
 
 LABELS = ["a", "b", "c"]
 
@@ -99,3 +101,70 @@ def test_smollm2_converts_once_from_its_gguf_and_loads_as_a_llama_classifier(mon
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+
+
+def test_every_family_record_is_in_the_tiny_grid():
+    assert set(KINDS) == set(ARCHS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_family_record_names_modules_its_models_have(tiny_models, kind):
+    """A record is only as good as its names: every default target and placement pattern finds
+    one module per layer (ALBERT: one shared layer), and the head it lists is the one the model's
+    structure shows."""
+    import re
+
+    cfg = ModelConfig(name=str(tiny_models[kind]))
+    model = load_classifier(cfg, LABELS, load_tokenizer(cfg))
+    arch = ARCHS[model.config.model_type]
+    assert set(found_arch(model).head) == set(arch.head)
+    layers = len(transformer_layers(model)) if transformer_layers(model) is not None else 1
+    names = [n for n, _ in model.named_modules()]
+    for target in {*arch.lora_targets, *arch.ia3_targets}:
+        hits = [n for n in names if n == target or n.endswith("." + target)]
+        assert len(hits) == layers or (target == "output.dense" and len(hits) == 2 * layers), (target, hits)
+    for pattern in (arch.attention, arch.attention_output, arch.ffn_output):
+        if pattern is not None:
+            assert len([n for n in names if re.search(pattern, n)]) == layers, pattern
+
+
+@pytest.fixture(scope="module")
+def unknown_model(tmp_path_factory):
+    return _build(UNKNOWN, tmp_path_factory.mktemp("unknown") / UNKNOWN)
+
+
+def test_a_family_without_a_record_trains_its_head_in_full_and_asks_for_lora_targets(unknown_model):
+    cfg = ModelConfig(name=str(unknown_model))
+    model = load_classifier(cfg, LABELS, load_tokenizer(cfg))
+    assert model.config.model_type not in ARCHS
+    arch = arch_of(model)
+    assert arch.head == ("pooler", "classifier") and not arch.decoder and not arch.lora_targets
+    for method in ("head", "full"):
+        opts = load_config(None, {"method.name": method}).method
+        applied = METHODS[method].apply(load_classifier(cfg, LABELS, load_tokenizer(cfg)), opts, arch)
+        trainable = {n for n, p in applied.named_parameters() if p.requires_grad}
+        assert {n.split(".")[0] for n in trainable} >= {"classifier"} and any(".pooler." in n for n in trainable)
+    with pytest.raises(LiftError) as asked:
+        _lora_model(unknown_model)
+    line = str(asked.value)
+    assert "no default LoRA targets for 'megatron-bert' models: pass --target-modules" in line
+    assert "query" in line and "value" in line and "classifier" not in line and "\n" not in line
+    for method in ("adapter", "prefix"):
+        opts = load_config(None, {"method.name": method}).method
+        with pytest.raises(LiftError, match="megatron-bert"):
+            METHODS[method].apply(load_classifier(cfg, LABELS, load_tokenizer(cfg)), opts, arch)
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_the_target_modules_advice_works_end_to_end(unknown_model, tmp_path, capsys, method):
+    """`lift run` on an unknown family: the error names the flag and the layers; following it trains."""
+    args = ["run", "--model", str(unknown_model), "--method", method, "--max-train-samples", "32"]
+    args += ["--max-eval-samples", "16", "--epochs", "1", "--max-length", "32"]
+    assert main([*args, "--output-dir", str(tmp_path / "refused")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the run's own log lines
+    assert line.startswith("error: ") and "--target-modules" in line and "query" in line
+    assert main([*args, "--target-modules", "query,value", "--output-dir", str(tmp_path / "run")]) == 0
+    import liftkit
+
+    predictor = liftkit.load(tmp_path / "run")
+    assert predictor.predict_proba(["i feel fine"]).shape == (1, 6)

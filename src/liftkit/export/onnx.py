@@ -25,8 +25,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from liftkit.modeling import ARCHS
+
 OPSET = 17
-FUSABLE = {"bert": "bert", "distilbert": "bert", "roberta": "bert"}  # model type -> onnxruntime optimizer's model type
+FUSED_ATTENTION = ("Attention", "MultiHeadAttention")  # onnxruntime's fused attention ops (com.microsoft)
 
 
 class LogitsOnly(nn.Module):
@@ -45,10 +47,11 @@ class LogitsOnly(nn.Module):
 
 def to_onnx(
     model: nn.Module, target: Path | BinaryIO, inputs: tuple[str, ...] = ("input_ids", "attention_mask")
-) -> None:
+) -> bool:
     """Write `model` (eval mode, fp32, on CPU) as an ONNX graph taking `inputs` (what the run fed
     it: BERT's token type ids are a graph input) to a path or a binary buffer, attention fused
-    where onnxruntime knows the architecture."""
+    where onnxruntime's optimizer knows the family (`Arch.onnx_fusion`). Returns whether the
+    graph holds fused attention ops, read from the graph itself."""
     import onnx
 
     wrapper = LogitsOnly(model.float().cpu()).eval()  # eval on the wrapper too: export restores its mode after
@@ -77,9 +80,11 @@ def to_onnx(
             dynamo=False,
         )
     graph = onnx.load_from_string(buffer.getvalue())
-    if model.config.model_type in FUSABLE:
-        graph = _fuse(graph, model.config)
+    arch = ARCHS.get(model.config.model_type)
+    if arch is not None and arch.onnx_fusion is not None:
+        graph = _fuse(graph, model.config, arch.onnx_fusion)
     onnx.save(graph, str(target) if isinstance(target, Path) else target)
+    return any(node.op_type in FUSED_ATTENTION for node in graph.graph.node)
 
 
 @contextlib.contextmanager
@@ -97,13 +102,13 @@ def _eager_attention(model: nn.Module) -> Iterator[None]:
         inner.set_attn_implementation("sdpa")
 
 
-def _fuse(graph: Any, config: Any) -> Any:
+def _fuse(graph: Any, config: Any, fusion: str) -> Any:
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
     width = getattr(config, "hidden_size", None) or config.dim
     with _quiet_root():  # the optimizer logs each fusion it makes
-        return optimize_model(graph, model_type=FUSABLE[config.model_type], num_heads=heads, hidden_size=width).model
+        return optimize_model(graph, model_type=fusion, num_heads=heads, hidden_size=width).model
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from torch import nn
 
 from liftkit.checkpoint import load_trainable, trainable_state
 from liftkit.errors import LiftError
-from liftkit.modeling import Arch, linear_names, top_layer_paths
+from liftkit.modeling import Arch, linear_paths, top_layer_paths
 from liftkit.run_dir import WEIGHTS
 
 
@@ -21,8 +21,20 @@ def named_by(path: str, suffixes: list[str]) -> bool:
     return any(path == s or path.endswith("." + s) for s in suffixes)
 
 
-def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -> None:
-    """Targets must be linear layers outside the head, named by a suffix of their path."""
+def targets_of(
+    model: nn.Module, given: list[str] | None, arch: Arch, default: tuple[str, ...], what: str
+) -> list[str]:
+    """The targets a method adapts: `given` (method.target_modules) or the family's `default`.
+    They must be linear layers outside the head, named by a suffix of their path; a family with
+    no default (no record in `modeling.ARCHS`) asks for them, listing the model's own layers."""
+    targets = list(given or default)
+    heads = tuple(path + "." for path in head_paths(model, arch))
+    layers = sorted({n.rsplit(".", 1)[-1] for n in linear_paths(model) if not (n + ".").startswith(heads)})
+    if not targets:
+        raise LiftError(
+            f"liftkit has no default {what} targets for {arch.model_type!r} models: pass --target-modules "
+            f"(method.target_modules) with some of its linear layers: {', '.join(layers)}"
+        )
     clash = [t for t in targets if t.split(".")[0] in arch.head]
     if clash:
         raise LiftError(
@@ -33,8 +45,9 @@ def check_targets(model: nn.Module, targets: list[str], arch: Arch, what: str) -
     if missing:
         raise LiftError(
             f"{what} target module(s) {missing} not found in this {arch.model_type} model: "
-            f"set method.target_modules to some of {sorted(linear_names(model))}"
+            f"set method.target_modules to some of {layers}"
         )
+    return targets
 
 
 def place(model: nn.Module, targets: list[str], train_layers: int | str | None, what: str) -> list[str]:
@@ -63,12 +76,14 @@ def peft_wrap(model: nn.Module, config_class: type, arch: Arch, **options: Any) 
     return get_peft_model(model, config)
 
 
-def model_dims(model: nn.Module) -> dict[str, int]:
+def model_dims(model: nn.Module, token_dim: int) -> dict[str, int]:
     """Sizes peft's prompt-learning configs need, read through the config's attribute aliases
-    (peft reads the raw dict and misses DistilBERT's `dim` / `n_layers` / `n_heads`)."""
+    (peft reads the raw dict and misses DistilBERT's `dim` / `n_layers` / `n_heads`). `token_dim`
+    is the width of what is learned: input embeddings for prompt tuning (ALBERT's and ELECTRA's
+    are narrower than their hidden states), keys and values for prefix tuning."""
     config = model.config
     return {
-        "token_dim": config.hidden_size,
+        "token_dim": token_dim,
         "num_layers": config.num_hidden_layers,
         "num_attention_heads": config.num_attention_heads,
     }

@@ -9,16 +9,15 @@ from __future__ import annotations
 from peft import IA3Config
 from torch import nn
 
-from liftkit.methods._common import check_targets, named_by, peft_load, peft_merge, peft_save, peft_wrap, place
+from liftkit.methods._common import named_by, peft_load, peft_merge, peft_save, peft_wrap, place, targets_of
 from liftkit.methods.base import Method, register
 from liftkit.methods.options import IA3Options
 from liftkit.modeling import Arch
 
 
 def apply(model: nn.Module, options: IA3Options, arch: Arch) -> nn.Module:
-    targets = list(options.target_modules or arch.ia3_targets)
+    targets = targets_of(model, options.target_modules, arch, arch.ia3_targets, "IA3")
     feedforward = list(options.feedforward_modules or ([] if options.target_modules else arch.ia3_feedforward))
-    check_targets(model, targets, arch, "IA3")
     targets = place(model, targets, options.train_layers, "IA3")
     feedforward = [t for t in targets if named_by(t, feedforward)]
     return peft_wrap(

@@ -12,15 +12,14 @@ from __future__ import annotations
 from peft import LoraConfig
 from torch import nn
 
-from liftkit.methods._common import check_targets, peft_load, peft_merge, peft_save, peft_wrap, place
+from liftkit.methods._common import peft_load, peft_merge, peft_save, peft_wrap, place, targets_of
 from liftkit.methods.base import Method, register
 from liftkit.methods.options import LoraOptions
 from liftkit.modeling import Arch
 
 
 def apply(model: nn.Module, options: LoraOptions, arch: Arch) -> nn.Module:
-    targets = list(options.target_modules or arch.lora_targets)
-    check_targets(model, targets, arch, "LoRA")
+    targets = targets_of(model, options.target_modules, arch, arch.lora_targets, "LoRA")
     targets = place(model, targets, options.train_layers, "LoRA")
     return peft_wrap(
         model,

@@ -91,15 +91,15 @@ def _register() -> None:
 
 
 def _apply_native(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
-    if arch.attention is None:
-        raise LiftError(
-            f"prefix tuning has no attention layout for {arch.model_type!r} models: use lora, ia3 or adapter"
-        )
     _register()
     model.set_attn_implementation(ATTENTION)
     if model.config._attn_implementation != ATTENTION:
         raise LiftError(
             f"{arch.model_type!r} attention does not go through transformers' AttentionInterface, so liftkit cannot add prefixes: use lora, ia3 or adapter"
+        )
+    if arch.attention is None:
+        raise LiftError(
+            f"prefix tuning has no attention layout for {arch.model_type!r} models: use lora, ia3 or adapter"
         )
     config = model.config
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
@@ -130,7 +130,7 @@ def apply(model: nn.Module, options: PrefixOptions, arch: Arch) -> nn.Module:
         num_virtual_tokens=options.num_virtual_tokens,
         prefix_projection=options.reparameterize,
         encoder_hidden_size=options.projection_hidden,
-        **model_dims(model),
+        **model_dims(model, model.config.hidden_size),  # prefixes are keys and values: the hidden width
     )
 
 

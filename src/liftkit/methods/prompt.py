@@ -31,7 +31,11 @@ def _check_embeddings(model: nn.Module, options: PromptOptions, arch: Arch) -> N
 def apply_prompt(model: nn.Module, options: PromptOptions, arch: Arch) -> nn.Module:
     _check_embeddings(model, options, arch)
     return peft_wrap(
-        model, PromptTuningConfig, arch, num_virtual_tokens=options.num_virtual_tokens, **model_dims(model)
+        model,
+        PromptTuningConfig,
+        arch,
+        num_virtual_tokens=options.num_virtual_tokens,
+        **model_dims(model, model.get_input_embeddings().embedding_dim),
     )
 
 
@@ -43,7 +47,7 @@ def apply_ptuning(model: nn.Module, options: PTuningOptions, arch: Arch) -> nn.M
         arch,
         num_virtual_tokens=options.num_virtual_tokens,
         encoder_hidden_size=options.encoder_hidden_size,
-        **model_dims(model),
+        **model_dims(model, model.get_input_embeddings().embedding_dim),
     )
 
 
