@@ -266,7 +266,6 @@ def plan(
         log(f"frozen-bottom cache: off ({reason})")
         return None, data
     bottom = FrozenBottom(model, layers, depth, below)
-    bottom.features(probe)  # learns the shape its last layer returns, for states reused from an earlier run too
     where = f"embeddings + {depth} of {len(layers)} layers frozen"
     tokens = sum(int(split.sequence_lengths.sum()) for split in data)
     need_gb = tokens * model.config.hidden_size * 4 / 2**30
@@ -282,6 +281,7 @@ def plan(
         key = _cache_key(model, depth, data, padding)
         if _kept["on"] and _kept["key"] == key:
             data = _kept["splits"]
+            bottom.features(probe)  # the stand-ins return what its last layer returns, learned here, not by caching
             log(
                 f"frozen-bottom cache: on ({where}; {need_gb * 1024:.0f} MB of hidden states reused from the previous run)"
             )
