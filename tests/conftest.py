@@ -156,6 +156,24 @@ def tiny_cli_run(tmp_path_factory: pytest.TempPathFactory, tiny_models):
     return run
 
 
+@pytest.fixture(scope="session")
+def many_runs(tiny_cli_run) -> dict[str, Path]:
+    """Quick runs of the tiny BERT, one base, for serving many: every way a method meets the shared
+    bottom (LoRA and IA3 in the top layer, the head alone, adapters and prompt tuning in layer 0),
+    two single-label datasets, a multi-label one and sentence pairs."""
+    quick = "--max-train-samples 48 --max-eval-samples 16 --epochs 1 --max-length 24 --lr 0.02"
+    return {
+        "lora": tiny_cli_run("m-lora", f"--dataset emotion {quick}"),
+        "lora-rt": tiny_cli_run("m-lora-rt", f"--dataset rotten_tomatoes {quick} --seed 1"),
+        "ia3": tiny_cli_run("m-ia3", f"--dataset emotion --method ia3 --set method.train_layers=1 {quick}"),
+        "adapter": tiny_cli_run("m-adapter", f"--dataset emotion --method adapter {quick}"),
+        "head": tiny_cli_run("m-head", f"--dataset emotion --method head {quick}"),
+        "prompt": tiny_cli_run("m-prompt", f"--dataset emotion --method prompt {quick}"),
+        "multi": tiny_cli_run("m-multi", f"--dataset go_emotions {quick} --set task.min_positives=1"),
+        "bi": tiny_cli_run("m-bi", f"--dataset mrpc --pair-encoding bi {quick}"),
+    }
+
+
 @pytest.fixture
 def tiny_run_config(tiny_models, tmp_path):
     """A config for a fast end-to-end run on a slice of emotion with the tiny BERT."""

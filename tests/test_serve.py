@@ -34,11 +34,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(path: Path, *args: str, env: dict[str, str] | None = None):
-    """`lift serve PATH` on 127.0.0.1:<free port>, until the block ends (SIGTERM); yields (url, process)."""
+def serving(path: Path | list[str], *args: str, env: dict[str, str] | None = None):
+    """`lift serve PATH` (or several) on 127.0.0.1:<free port>, until the block ends (SIGTERM);
+    yields (url, process)."""
     port = _free_port()
+    paths = [str(p) for p in path] if isinstance(path, list) else [str(path)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liftkit.cli", "serve", str(path), "--port", str(port), *args],
+        [sys.executable, "-m", "liftkit.cli", "serve", *paths, "--port", str(port), *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -132,7 +134,9 @@ def test_every_endpoint_answers_in_its_shape(server, run_dir):
     assert info["test_metrics"]["accuracy"] == pytest.approx(
         json.loads((run_dir / "metrics.json").read_text())["finetuned"]["accuracy"]
     )
-    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    health = httpx.get(server + "/health").json()
+    assert health["status"] == "ok" and list(health["models"]) == ["run"]
+    assert health["models"]["run"]["method"] == "lora" and health["models"]["run"]["loaded"]
     assert (
         httpx.get(server + "/docs").status_code == 200
         and "/v1/classify" in httpx.get(server + "/openapi.json").json()["paths"]
@@ -287,7 +291,7 @@ def test_health_is_503_until_the_model_answers(run_dir):
 
     from liftkit.serve.app import ServeSettings, create_app
 
-    app = create_app(ServeSettings(path=str(run_dir)))
+    app = create_app(ServeSettings(paths=[str(run_dir)]))
     client = TestClient(app)  # outside `with`: the lifespan (which loads the model) has not run
     response = client.get("/health")
     assert response.status_code == 503 and response.json()["error_type"] == "unavailable"
@@ -322,39 +326,42 @@ def test_workers_each_serve_the_model(run_dir):
         assert [r.status_code for r in answers] == [200] * 8
 
 
-class _FakePredictor:
+class _FakeModels:
     """Scores each row by its first token; a row starting with 666 makes the forward fail."""
+
+    name = "fake"
 
     def __init__(self):
         self.batches: list[int] = []
 
-    def logits_of(self, rows, batch_size, pad):
+    def __call__(self, work):
+        rows = [row for _, job in work for row in job]
         self.batches.append(len(rows))
         if any(row[0] == 666 for row in rows):
             raise RuntimeError("boom")
-        return np.array([[float(row[0]), 0.0] for row in rows], dtype=np.float32)
+        return [np.array([[float(row[0]), 0.0] for row in job], dtype=np.float32) for _, job in work]
 
 
 def test_the_batcher_merges_within_its_limits_and_a_failure_stays_with_its_request():
     from liftkit.serve.batcher import Batcher
 
     async def scenario():
-        batcher = Batcher(max_batch_size=8, max_batch_tokens=40, max_wait_ms=50, max_pending=100)
-        batcher.predictor = fake = _FakePredictor()
+        fake = _FakeModels()
+        batcher = Batcher(max_batch_size=8, max_batch_tokens=40, max_wait_ms=50, max_pending=100, run=fake)
         batcher.start()
         short = [[i, 1] for i in range(1, 5)]  # width 2
         results = await asyncio.gather(
-            *(batcher.submit([row]) for row in short),
-            batcher.submit([[666, 1]]),
-            batcher.submit([[7] * 10]),  # width 10: 6 rows x 10 > 40 tokens, so it waits for the next batch
+            *(batcher.submit([(fake, [row])]) for row in short),
+            batcher.submit([(fake, [[666, 1]])]),
+            batcher.submit([(fake, [[7] * 10])]),  # width 10: 6 rows x 10 > 40 tokens, so it waits for the next batch
             return_exceptions=True,
         )
         await batcher.stop()
         return results, fake.batches
 
     results, batches = asyncio.run(scenario())
-    assert [float(r[0][0]) for r in results[:4]] == [1, 2, 3, 4]  # each request got its own row back
-    assert isinstance(results[4], RuntimeError) and float(results[5][0][0]) == 7
+    assert [float(r[0][0][0]) for r in results[:4]] == [1, 2, 3, 4]  # each request got its own row back
+    assert isinstance(results[4], RuntimeError) and float(results[5][0][0][0]) == 7
     assert batches[0] == 5  # four good requests and the bad one shared a forward ...
     assert batches[1:6] == [1, 1, 1, 1, 1]  # ... which failed, so each was retried alone
     assert batches[6:] == [1]  # the wide request, carried over to its own batch

@@ -263,7 +263,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from liftkit.serve.app import ServeSettings, create_app
 
     settings = ServeSettings(
-        path=args.path,
+        paths=args.paths,
+        models_dir=args.models_dir,
+        max_models=args.max_models,
         backend=args.backend,
         device=args.device,
         max_batch_size=args.max_batch_size,
@@ -277,7 +279,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings.check()
     if args.workers < 1:
         raise LiftError(f"--workers {args.workers} must be at least 1")
-    check_folder(Path(args.path))  # a damaged folder fails here, in one line, not as a server that never gets ready
+    for (
+        path
+    ) in settings.models().values():  # a damaged folder fails here, in one line, not as a server that never gets ready
+        check_folder(path)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: end with status 0 there
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     common = dict(host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30)
@@ -306,9 +311,22 @@ def _config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...]) -> None:
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a run or an export over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /)",
+        help="serve runs or exports over HTTP (TEI-compatible /predict, /v1/classify, /metrics, a playground at /); "
+        "runs of one base model share it",
     )
-    p.add_argument("path", metavar="PATH", help="a run folder (lift run) or an export folder (lift export)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="run folders (lift run) or export folders (lift export), each PATH or NAME=PATH (its folder name names it)",
+    )
+    p.add_argument("--models-dir", metavar="DIR", help="serve every run folder and export in DIR, by folder name")
+    p.add_argument(
+        "--max-models",
+        type=int,
+        metavar="N",
+        help="models held in memory; past N the least recently used unloads, and loads again when asked for",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])

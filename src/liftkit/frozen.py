@@ -107,24 +107,13 @@ class FrozenBottom:
     @torch.no_grad()
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states leaving the frozen bottom for a batch, (rows, width, hidden)."""
-        out: list[torch.Tensor] = []
-
-        def grab(module: nn.Module, args: Any, output: Any) -> None:
-            out.append(output[0] if isinstance(output, tuple) else output)
-            self.inject.extras = len(output) - 1 if isinstance(output, tuple) else None
-            raise _Stop
-
         was_training = self.model.training
         self.model.eval()
-        handle = self.layers[self.depth - 1].register_forward_hook(grab)
         try:
-            self.model(**model_feed(batch))
-        except _Stop:
-            pass
+            hidden, self.inject.extras = layer_output(self.model, self.layers[self.depth - 1], model_feed(batch))
         finally:
-            handle.remove()
             self.model.train(was_training)
-        return out[0]
+        return hidden
 
     def cache(self, data: TokenizedSplit, batch_size: int, padding: Padding, device: torch.device) -> CachedSplit:
         """Run the frozen bottom once over `data`; keep every row's hidden states on the host."""
@@ -162,6 +151,26 @@ class FrozenBottom:
         finally:
             for i, layer in enumerate(originals):
                 self.layers[i] = layer
+
+
+def layer_output(model: nn.Module, layer: nn.Module, feed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int | None]:
+    """The hidden states `layer` returns when `model` runs `feed`, the forward stopped there; and
+    how many other items its output tuple held (None: it returned the states bare)."""
+    out: list[Any] = []
+
+    def grab(module: nn.Module, args: Any, output: Any) -> None:
+        out.append(output)
+        raise _Stop
+
+    handle = layer.register_forward_hook(grab)
+    try:
+        model(**feed)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    output = out[0]
+    return (output[0], len(output) - 1) if isinstance(output, tuple) else (output, None)
 
 
 class Runner(nn.Module):

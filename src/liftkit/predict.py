@@ -261,7 +261,10 @@ class Predictor:
 
     def _forward(self, rows: list[Any]) -> np.ndarray:
         """One model call for `rows`; a long text's windows go in the same call and are pooled."""
-        logits = self.backend(self.encoder.pad(rows))
+        return self.pooled(rows, self.backend(self.encoder.pad(rows)))
+
+    def pooled(self, rows: list[Any], logits: np.ndarray) -> np.ndarray:
+        """The logits of the model's rows for `rows` -> one row per text: a long text's windows pooled."""
         if self.encoder.chunk is None:
             return logits
         documents = np.repeat(np.arange(len(rows)), [len(row.parts) for row in rows])
@@ -387,14 +390,19 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", trust_re
     run_backend = _torch_or_onnx(
         torch_backend.load_run_model(path, manifest, trust_remote_code), backend, device, encoder.inputs
     )
-    info = {
+    info = _run_info(manifest, "onnx" if backend == "onnx" else "torch")
+    return Predictor(manifest.labels, encoder, run_backend, info, task_named(manifest.task), manifest.thresholds)
+
+
+def _run_info(manifest: Any, backend: str) -> dict[str, Any]:
+    """What `Predictor.info` says of a run folder."""
+    return {
         "source": "run",
         "format": "run",
-        "backend": "onnx" if backend == "onnx" else "torch",
+        "backend": backend,
         "method": manifest.method,
         "base_model": manifest.base_model,
     }
-    return Predictor(manifest.labels, encoder, run_backend, info, task_named(manifest.task), manifest.thresholds)
 
 
 def _torch_or_onnx(model: Any, backend: str, device: str, inputs: tuple[str, ...]) -> Backend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from liftkit.backends.onnx_backend import OnnxBackend
 from liftkit.config import ModelConfig, build_options
 from liftkit.errors import LiftError, first_line
 from liftkit.methods import METHODS
-from liftkit.modeling import arch_of, load_classifier, load_error, quiet_loading
+from liftkit.modeling import Arch, arch_of, load_classifier, load_error, quiet_loading
 from liftkit.resources import pick_device
 from liftkit.run_dir import Manifest, damaged
 from liftkit.tasks import task_named
@@ -40,10 +41,16 @@ class TorchBackend:
 
 
 def load_run_model(
-    path: Path, manifest: Manifest, trust_remote_code: bool = False, merge: bool = True
+    path: Path,
+    manifest: Manifest,
+    trust_remote_code: bool = False,
+    merge: bool = True,
+    share: Callable[[torch.nn.Module, Arch], None] | None = None,
 ) -> torch.nn.Module:
     """The run's fine-tuned model in eval mode: base model (by the manifest's name), the method's
-    structure and saved tensors, then (with `merge`) mergeable adapters folded into the weights."""
+    structure and saved tensors, then (with `merge`) mergeable adapters folded into the weights.
+    `share` sees the base model before the method touches it (`liftkit.many` points its tensors at
+    an identical base's)."""
     if manifest.method not in METHODS:
         raise LiftError(f"run {str(path)!r} used method {manifest.method!r}, unknown to this liftkit: upgrade liftkit")
     with quiet_loading():
@@ -58,6 +65,8 @@ def load_run_model(
         )
         base = load_classifier(base_cfg, manifest.labels, tokenizer, task_named(manifest.task).problem_type)
         arch = arch_of(base)
+        if share is not None:
+            share(base, arch)
         if manifest.pair_encoding == "bi":  # the body under a pair head, as the run trained it
             base = bi_encoder.wrap(base, arch)
         method = METHODS[manifest.method]

@@ -12,11 +12,10 @@ import asyncio
 import hmac
 import json
 import os
-import sys
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -27,9 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from liftkit.errors import LiftError, first_line
-from liftkit.predict import Predictor, load
-from liftkit.run_dir import EXPORT_INFO, read_export_info, read_record
-from liftkit.serve.batcher import Batcher, QueueFull
+from liftkit.many import ModelExists, UnknownModel, models_in, named_paths
+from liftkit.serve.hosting import CLASSIFY_FIXES, ApiError, Server
 from liftkit.serve.metrics import Metrics
 from liftkit.serve.page import PLAYGROUND
 from liftkit.version import __version__
@@ -43,7 +41,9 @@ OPEN_PATHS = {
 
 @dataclass
 class ServeSettings:
-    path: str
+    paths: list[str] = field(default_factory=list)  # run or export folders, each PATH or NAME=PATH
+    models_dir: str | None = None  # every run folder or export in it, by folder name
+    max_models: int | None = None  # models held in memory; past it the least recently used unload
     backend: str = "auto"
     device: str = "auto"
     max_batch_size: int = 32
@@ -72,18 +72,25 @@ class ServeSettings:
                 raise LiftError(f"--{name.replace('_', '-')} {getattr(self, name)} must be at least 1")
         if self.max_wait_ms < 0:
             raise LiftError(f"--max-wait-ms {self.max_wait_ms} must be 0 or more")
+        if self.max_models is not None and self.max_models < 1:
+            raise LiftError(f"--max-models {self.max_models} must be at least 1")
+        if not self.models():
+            raise LiftError("no model to serve: pass a run or export folder, or --models-dir DIR")
+
+    def models(self) -> dict[str, Path]:
+        """The models to load at start, by name: the folders given, then those in --models-dir."""
+        named = named_paths(self.paths)
+        for name, path in (models_in(Path(self.models_dir)) if self.models_dir else {}).items():
+            if name in named:
+                raise LiftError(f"two models are named {name!r} (one in --models-dir): name the other NAME=PATH")
+            named[name] = path
+        return named
 
     @property
     def max_body_bytes(self) -> int:
         """The largest request body worth reading: every text at its longest, 12 bytes a character
         (JSON's escape of a character outside the BMP, as Python's json.dumps writes an emoji)."""
         return self.max_client_batch_size * (self.max_input_chars * 12 + 64) + 4096
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,10 +108,13 @@ class PredictRequest(BaseModel):
 
 
 class ClassifyRequest(BaseModel):
-    """liftkit's batch form: texts, or pairs for a model of sentence pairs."""
+    """liftkit's batch form: texts, or pairs for a model of sentence pairs; the model by name
+    (with one hosted, it may be left out), or several, each answering for every text."""
 
     texts: list[str] | None = None
     pairs: list[list[str]] | None = None
+    model: str | None = None
+    models: list[str] | None = Field(default=None, min_length=1, max_length=256)
     top_k: int | None = Field(default=None, ge=1)
     truncate: bool = False
 
@@ -139,155 +149,6 @@ def sequences(inputs: str | list[str] | list[list[str]]) -> tuple[list[Any], boo
     return out, batch
 
 
-# what to send instead, on TEI's routes: (to a model of single texts, to a model of pairs)
-TEI_FIXES = ('send one string per text (a batch: [["a"], ["b"]])', 'send each as ["text", "text_pair"]')
-CLASSIFY_FIXES = ('send them as "texts": ["a", "b"]', 'send "pairs": [["a", "b"], ...]')
-
-
-class Server:
-    """The loaded model, its batcher and the request checks, shared by the routes."""
-
-    def __init__(self, settings: ServeSettings, metrics: Metrics):
-        self.settings, self.metrics = settings, metrics
-        self.name = Path(settings.path).resolve().name  # what answers call the model
-        self.facts: dict[str, Any] = {}  # /info, read once at load
-        self.predictor: Predictor | None = None
-        self.load_error: str | None = None
-        self.batcher = Batcher(
-            settings.max_batch_size,
-            settings.max_batch_tokens,
-            settings.max_wait_ms,
-            settings.max_concurrent_requests,
-            on_batch=metrics.observe_batch,
-        )
-        metrics.queue_depth.set_function(lambda: self.batcher.pending)
-
-    def load(self) -> None:
-        """In a thread, so that /health can answer 503 while the model loads."""
-        try:
-            predictor = load(
-                self.settings.path,
-                backend=self.settings.backend,
-                device=self.settings.device,
-                trust_remote_code=self.settings.trust_remote_code,
-            )
-            # the first forward allocates; /health says ready after it
-            predictor.predict([("warm-up", "warm-up")] if predictor.pairs else ["warm-up"])
-            self.facts = {
-                "model": self.name,
-                "liftkit": __version__,
-                **predictor.info,
-                "labels": predictor.labels,
-                "test_metrics": measured_scores(Path(self.settings.path)),
-                "accuracy_name": predictor.task.accuracy_name,  # what test_metrics.accuracy means for this task
-                "predicts": predictor.task.target(predictor.labels),  # "6 labels", "a score ('score')"
-                "limits": {k: v for k, v in asdict(self.settings).items() if k.startswith("max_")},
-            }
-            self.batcher.predictor = predictor
-            self.predictor = predictor
-        except Exception as exc:  # reported by /health and every request, one line
-            self.load_error = first_line(exc)
-            print(f"error: the model could not be loaded: {self.load_error}", file=sys.stderr, flush=True)
-
-    def ready(self) -> Predictor:
-        if self.predictor is None:
-            if self.load_error:
-                raise ApiError(503, f"the model could not be loaded: {self.load_error}", "unavailable")
-            raise ApiError(503, "the model is still loading: retry in a moment", "unavailable", {"Retry-After": "1"})
-        return self.predictor
-
-    def checked(self, texts: list[Any], truncate: bool) -> list[Any]:
-        """The request's texts (or pairs) within the limits, cut to --max-input-chars when it asks
-        to truncate (a pair counts the characters of both texts, as TEI counts them)."""
-        limit, most = self.settings.max_client_batch_size, self.settings.max_input_chars
-        if len(texts) > limit:
-            raise ApiError(
-                413,
-                f"{len(texts)} texts in one request, more than --max-client-batch-size {limit}: split the request",
-                "payload_too_large",
-            )
-        if not texts:
-            raise ApiError(422, "no texts in the request: send at least one", "validation")
-        for i, text in enumerate(texts):
-            parts = text if isinstance(text, tuple) else (text,)
-            if not all(part.strip() for part in parts):
-                raise ApiError(422, f"text {i} is empty: send some text", "validation")
-            chars = sum(len(part) for part in parts)
-            if chars > most and not truncate:
-                raise ApiError(
-                    413,
-                    f"text {i} has {chars} characters, more than --max-input-chars {most}: "
-                    'shorten it, or send "truncate": true',
-                    "payload_too_large",
-                )
-        return [_cut(text, most) for text in texts]
-
-    async def logits(
-        self, texts: list[Any], truncate: bool, field: str = "inputs", fixes: tuple[str, str] = TEI_FIXES
-    ) -> np.ndarray:
-        """Logits of the request's texts or pairs. A pair sent to a model of single texts, or the
-        reverse, is a 422 naming the item (`field`[i]) and the route's own fix (`fixes`: for a
-        model of single texts, for a model of pairs)."""
-        predictor = self.ready()
-        for i, text in enumerate(texts):
-            if isinstance(text, tuple) != predictor.pairs:
-                what = "a sentence pair" if isinstance(text, tuple) else "one text"
-                reads = "sentence pairs" if predictor.pairs else "single texts"
-                fix = fixes[predictor.pairs]
-                raise ApiError(422, f"{field}[{i}] is {what}, but this model reads {reads}: {fix}", "validation")
-        texts = self.checked(texts, truncate)
-        try:
-            rows = predictor.encode(texts)
-        except LiftError as exc:
-            raise ApiError(422, str(exc), "validation") from None
-        try:
-            logits = await self.batcher.submit(rows)
-        except QueueFull:
-            raise ApiError(
-                429,
-                f"the server is at --max-concurrent-requests {self.settings.max_concurrent_requests}: retry shortly",
-                "overloaded",
-                {"Retry-After": "1"},
-            ) from None
-        self.metrics.texts.inc(len(texts))
-        return logits
-
-    def info(self) -> dict[str, Any]:
-        self.ready()
-        return self.facts
-
-
-def _cut(text: str | tuple[str, str], most: int) -> str | tuple[str, str]:
-    """A text cut to `most` characters; a pair's longer text cut first, so that a short query
-    keeps all of itself and the document the rest (TEI counts a pair's characters together)."""
-    if isinstance(text, str):
-        return text[:most]
-    a, b = text
-    if len(a) + len(b) <= most:
-        return text
-    short = min(len(a), len(b), most // 2)
-    return (a[:short], b[: most - short]) if len(a) <= len(b) else (a[: most - short], b[:short])
-
-
-def measured_scores(path: Path) -> dict[str, Any]:
-    """What the run measured on its test split (or what the export measured of itself)."""
-    try:
-        if (path / EXPORT_INFO).is_file():
-            parity = read_export_info(path)["parity"]
-            return {"split": "test", "rows": parity["rows"], **parity["export"], "measured_by": "lift export"}
-        record = read_record(path)
-        scores = record.finetuned.scores
-        measured = {k: v for k, v in asdict(scores).items() if v is not None and k != "loss"}
-        return {"split": "test", "rows": record.data.rows["test"], **measured, "measured_by": "lift run"}
-    except (
-        LiftError,
-        KeyError,
-        TypeError,
-        ValueError,
-    ):  # a folder without its figures still serves; /info just has none
-        return {}
-
-
 def create_app(settings: ServeSettings) -> FastAPI:
     settings.check()
     metrics = Metrics()
@@ -307,7 +168,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         title="liftkit",
         version=__version__,
         lifespan=lifespan,
-        description=f"Text classification with {Path(settings.path).name}, served by liftkit.",
+        description=f"Text classification with {', '.join(settings.models())}, served by liftkit.",
     )
     _middleware(app, settings, metrics)
     _handlers(app)
@@ -416,31 +277,44 @@ def _ranked(labels: list[str], row: np.ndarray, k: int | None = None) -> list[di
 
 
 def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
-    async def predict(body: PredictRequest) -> JSONResponse:
+    async def predict(body: PredictRequest, name: str | None = None) -> JSONResponse:
+        member = await server.member(name)
         texts, batch = sequences(body.inputs)
-        logits = await server.logits(texts, body.truncate)
+        [logits] = await server.logits([member], texts, body.truncate)
+        predictor = member.predictor
         # TEI's answer: every label's score, as the model's task gives them (softmax over the
         # classes; a sigmoid per label for multi-label, as TEI does for such models; the score
         # itself for regression)
-        scores = logits if body.raw_scores else server.predictor.task.probabilities(logits)
-        answers = [_ranked(server.predictor.labels, row) for row in scores]
+        scores = logits if body.raw_scores else predictor.task.probabilities(logits)
+        answers = [_ranked(predictor.labels, row) for row in scores]
         # plain JSON: FastAPI's generic encoder would walk every dict again, per request
         return JSONResponse(answers if batch else answers[0])
 
     app.post("/predict", summary="TEI-compatible classification")(predict)
     app.post("/", include_in_schema=False)(predict)
+    app.post("/models/{name}/predict", summary="TEI-compatible classification by the model `name`")(predict)
 
     _classify_routes(app, server)
+    _rerank_routes(app, server)
+    _admin_routes(app, server)
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if server.predictor is None:
-            return _error(503, server.load_error or "the model is still loading", "unavailable")
-        return JSONResponse({"status": "ok"})
+        if server.loading or (server.single and server.load_errors):
+            error = next(iter(server.load_errors.values()), None)
+            return _error(503, error or "the model is still loading", "unavailable")
+        return JSONResponse({"status": "ok", "models": server.listing()})
 
     @app.get("/info")
-    async def info() -> dict[str, Any]:
-        return server.info()
+    async def info() -> JSONResponse:
+        """One model: its facts, as a single-model server's; several: each one's, by name."""
+        if server.single:
+            return JSONResponse({**server.facts[(await server.member()).name], "models": server.listing()})
+        return JSONResponse({"liftkit": __version__, "models": server.listing(full=True)})
+
+    @app.get("/models/{name}/info", summary="the facts of the model `name`")
+    async def model_info(name: str) -> JSONResponse:
+        return JSONResponse(server.facts[(await server.member(name)).name])
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
@@ -455,8 +329,18 @@ def _routes(app: FastAPI, server: Server, metrics: Metrics) -> None:
         return Response(status_code=204)
 
 
+def _answers(member: Any, logits: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
+    """/v1/classify's results: the label (or label set, or score), and the probabilities ranked."""
+    predictor = member.predictor
+    probs = predictor.task.probabilities(logits)
+    return [
+        {**answer, **({"probabilities": _ranked(predictor.labels, row, top_k)} if "score" not in answer else {})}
+        for answer, row in zip(predictor.answers(probs), probs)
+    ]
+
+
 def _classify_routes(app: FastAPI, server: Server) -> None:
-    """liftkit's own classification route, and TEI's rerank for models of sentence pairs."""
+    """liftkit's own classification route: one model, or several answering for the same texts."""
 
     @app.post(
         "/v1/classify", summary="liftkit's classification: the label (or label set, or score), probabilities, model"
@@ -473,23 +357,26 @@ def _classify_routes(app: FastAPI, server: Server) -> None:
             raise ApiError(
                 422, f"pairs[{bad}] holds {len(body.pairs[bad])} strings: a pair is [text, text_pair]", "validation"
             )
+        if body.model is not None and body.models is not None:
+            raise ApiError(422, 'send "model": name or "models": [names], not both', "validation")
         texts = body.texts if body.texts is not None else [tuple(pair) for pair in body.pairs]
         field = "texts" if body.texts is not None else "pairs"
-        logits = await server.logits(texts, body.truncate, field, CLASSIFY_FIXES)
-        predictor = server.predictor
-        probs = predictor.task.probabilities(logits)
-        results = [
-            {
-                **answer,
-                **({"probabilities": _ranked(predictor.labels, row, body.top_k)} if "score" not in answer else {}),
-            }
-            for answer, row in zip(predictor.answers(probs), probs)
-        ]
-        return JSONResponse({"model": server.name, "version": __version__, "results": results})
+        names = list(dict.fromkeys(body.models)) if body.models is not None else [body.model]
+        members = [await server.member(name) for name in names]
+        logits = await server.logits(members, texts, body.truncate, field, CLASSIFY_FIXES)
+        if body.models is None:
+            results = _answers(members[0], logits[0], body.top_k)
+            return JSONResponse({"model": members[0].name, "version": __version__, "results": results})
+        keyed = {m.name: _answers(m, x, body.top_k) for m, x in zip(members, logits)}
+        return JSONResponse({"models": list(keyed), "version": __version__, "results": keyed})
 
-    @app.post("/rerank", summary="TEI-compatible reranking, for a model of sentence pairs")
-    async def rerank(body: RerankRequest) -> JSONResponse:
-        predictor = server.ready()
+
+def _rerank_routes(app: FastAPI, server: Server) -> None:
+    """TEI's rerank, for models of sentence pairs: at /rerank and under each model's name."""
+
+    async def rerank(body: RerankRequest, name: str | None = None) -> JSONResponse:
+        member = await server.member(name)
+        predictor = member.predictor
         if not predictor.pairs:
             raise ApiError(
                 422,
@@ -498,7 +385,7 @@ def _classify_routes(app: FastAPI, server: Server) -> None:
             )
         if not body.query.strip():
             raise ApiError(422, "query is empty: send the text to rank the others against", "validation")
-        logits = await server.logits([(body.query, text) for text in body.texts], body.truncate, "texts")
+        [logits] = await server.logits([member], [(body.query, text) for text in body.texts], body.truncate, "texts")
         relevance = predictor.task.relevance
         scores = relevance(logits, body.raw_scores) if relevance is not None else None
         if scores is None:
@@ -514,6 +401,45 @@ def _classify_routes(app: FastAPI, server: Server) -> None:
             for i in order
         ]
         return JSONResponse(ranked)
+
+    app.post("/rerank", summary="TEI-compatible reranking, for a model of sentence pairs")(rerank)
+    app.post("/models/{name}/rerank", summary="TEI-compatible reranking by the model `name`")(rerank)
+
+
+class AddModel(BaseModel):
+    name: str = Field(max_length=64)
+    path: str = Field(max_length=4096)
+
+
+def _admin_routes(app: FastAPI, server: Server) -> None:
+    """Adding and removing models while serving: only with LIFT_API_KEY set (the Guard checks the key)."""
+
+    def guarded() -> None:
+        if not os.environ.get("LIFT_API_KEY"):
+            raise ApiError(
+                403, "admin routes are off: start the server with LIFT_API_KEY set, then send that key", "forbidden"
+            )
+
+    @app.post("/admin/models", status_code=201, summary="load a run or export folder as a new model")
+    async def add_model(body: AddModel) -> JSONResponse:
+        guarded()
+        began = time.perf_counter()
+        try:  # in the loading thread: requests keep being answered meanwhile
+            facts = await asyncio.get_running_loop().run_in_executor(server.loader, server.add, body.name, body.path)
+        except ModelExists as exc:
+            raise ApiError(409, str(exc), "conflict") from None
+        except LiftError as exc:
+            raise ApiError(422, str(exc), "validation") from None
+        return JSONResponse({**facts, "load_s": round(time.perf_counter() - began, 3)}, status_code=201)
+
+    @app.delete("/admin/models/{name}", summary="stop serving a model (requests in flight finish)")
+    async def remove_model(name: str) -> JSONResponse:
+        guarded()
+        try:
+            server.remove(name)
+        except UnknownModel as exc:
+            raise ApiError(404, str(exc), "not_found") from None
+        return JSONResponse({"removed": name, "models": server.many.names})
 
 
 def app_from_env() -> FastAPI:

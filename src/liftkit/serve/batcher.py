@@ -1,4 +1,4 @@
-"""Dynamic batching: requests that arrive together share one forward.
+"""Dynamic batching: requests that arrive together share one forward, whichever model they ask.
 
 Each request's texts are encoded on arrival (bad input never reaches the queue), then queued as
 one job. A single loop takes the first waiting job, adds those that follow until the batch holds
@@ -7,6 +7,10 @@ passed since it started waiting, and runs the batch in one worker thread, off th
 A job is never split, so a request's answers come from one forward. A forward that fails fails
 the request that caused it only: the batch's jobs are retried one by one. The loop itself never
 dies of an error; whatever goes wrong is set on the futures of the jobs it held.
+
+A job names the model it is for (`liftkit.many.Member`). A batch holds the jobs of every model
+that arrived together, and `run` (`Many.logits_many`) computes it: the bottom layers of a base
+once for all its models' rows. A request to several models is one job per model, queued together.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from liftkit.predict import Predictor, sequences
+from liftkit.predict import sequences
+
+Run = Callable[[list[tuple[Any, list[Any]]]], list[np.ndarray]]  # [(model, rows)] -> logits per job
 
 
 class QueueFull(Exception):
@@ -27,6 +33,7 @@ class QueueFull(Exception):
 
 @dataclass
 class _Job:
+    model: Any  # a liftkit.many.Member
     rows: list[list[int]]
     future: asyncio.Future = field(repr=False)
 
@@ -47,9 +54,10 @@ class Batcher:
         max_batch_tokens: int,
         max_wait_ms: float,
         max_pending: int,
-        on_batch: Callable[[int, int], None] = lambda texts, tokens: None,
+        run: Run,
+        on_batch: Callable[[int, int, dict[str, int]], None] = lambda texts, tokens, by_model: None,
     ):
-        self.predictor: Predictor | None = None  # set once the model has loaded
+        self.run = run
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.max_wait = max_wait_ms / 1000
         self.max_pending = max_pending
@@ -71,15 +79,18 @@ class Batcher:
             _fail([self._queue.get_nowait()], RuntimeError("the server is shutting down: retry on another replica"))
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
-    async def submit(self, rows: list[list[int]]) -> np.ndarray:
-        """The logits of `rows`, computed in some batch; QueueFull when the server is saturated."""
+    async def submit(self, work: list[tuple[Any, list[list[int]]]]) -> list[np.ndarray]:
+        """The logits of each (model, rows), computed in some batch; QueueFull when the server is
+        saturated. One request, however many models it asks."""
         if self.pending >= self.max_pending:
             raise QueueFull
         self.pending += 1
         try:
-            job = _Job(rows, asyncio.get_running_loop().create_future())
-            self._queue.put_nowait(job)
-            return await job.future
+            loop = asyncio.get_running_loop()
+            jobs = [_Job(model, rows, loop.create_future()) for model, rows in work]
+            for job in jobs:
+                self._queue.put_nowait(job)
+            return list(await asyncio.gather(*(job.future for job in jobs)))
         finally:
             self.pending -= 1
 
@@ -120,11 +131,13 @@ class Batcher:
         jobs = [job for job in jobs if not job.future.done()]  # clients that went away
         if not jobs:
             return
-        rows = [row for job in jobs for row in job.rows]
         size = sum(job.size for job in jobs)
-        self.on_batch(size, size * max(job.width for job in jobs))
+        by_model: dict[str, int] = {}
+        for job in jobs:
+            by_model[job.model.name] = by_model.get(job.model.name, 0) + job.size
+        self.on_batch(size, size * max(job.width for job in jobs), by_model)
         try:
-            logits = await self._forward(rows)
+            logits = await self._forward(jobs)
         except Exception as exc:
             if len(jobs) == 1:
                 _fail(jobs, exc)
@@ -132,17 +145,14 @@ class Batcher:
                 for job in jobs:
                     await self._run([job])
             return
-        start = 0
-        for job in jobs:
+        for job, values in zip(jobs, logits):
             if not job.future.done():
-                job.future.set_result(logits[start : start + len(job.rows)])
-            start += len(job.rows)
+                job.future.set_result(values)
 
-    async def _forward(self, rows: list[list[int]]) -> np.ndarray:
+    async def _forward(self, jobs: list[_Job]) -> list[np.ndarray]:
         """One merged batch in the worker thread, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: self.predictor.logits_of(rows, batch_size=len(rows), pad=True)
-        )
+        work = [(job.model, job.rows) for job in jobs]
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: self.run(work))
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:

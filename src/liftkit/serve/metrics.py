@@ -1,10 +1,20 @@
-"""Prometheus metrics of one server, in their own registry (several apps may share a process)."""
+"""Prometheus metrics of one server, in their own registry (several apps may share a process).
+
+Requests and latency by route; texts, rows per merged batch and reloads by model (a label per
+model a server hosts: bounded by the models an admin loads)."""
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-ROUTES = {"/", "/predict", "/v1/classify", "/health", "/info", "/metrics", "/docs", "/openapi.json"}
+ROUTES = {"/", "/predict", "/v1/classify", "/rerank", "/health", "/info", "/metrics", "/docs", "/openapi.json"}
+# routes with a model's name in the path, counted under their template
+TEMPLATES = [
+    (re.compile(r"/models/[^/]+/(predict|rerank|info)"), "/models/{name}/"),
+    (re.compile(r"/admin/models(/[^/]+)?"), "/admin/models"),
+]
 
 
 class Metrics:
@@ -37,18 +47,47 @@ class Metrics:
         )
         self.queue_depth = Gauge("lift_queue_depth", "Requests admitted and not yet answered", registry=self.registry)
         self.texts = Counter("lift_texts_total", "Texts classified", registry=self.registry)
+        self.model_texts = Counter(
+            "lift_model_texts_total", "Texts classified, by model", ["model"], registry=self.registry
+        )
+        self.model_rows = Histogram(
+            "lift_model_batch_rows",
+            "Rows of one model in a merged batch, by model",
+            ["model"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.reloads = Counter(
+            "lift_model_reloads_total",
+            "Models loaded again after --max-models unloaded them, by model",
+            ["model"],
+            registry=self.registry,
+        )
+        self.models_loaded = Gauge("lift_models_loaded", "Models held in memory", registry=self.registry)
 
     def observe_request(self, method: str, path: str, status: int, seconds: float) -> None:
-        route = path if path in ROUTES else "other"  # unknown paths must not grow the label set without bound
+        route = path if path in ROUTES else _template(path)
         method = method if method in ("GET", "POST", "HEAD") else "other"
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def observe_batch(self, texts: int, tokens: int) -> None:
+    def observe_batch(self, texts: int, tokens: int, by_model: dict[str, int]) -> None:
         self.batch_size.observe(texts)
         self.batch_tokens.observe(tokens)
+        for model, rows in by_model.items():
+            self.model_rows.labels(model).observe(rows)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     content_type = CONTENT_TYPE_LATEST
+
+
+def _template(path: str) -> str:
+    """A route with a name in it, as its template; any other path "other" (unknown paths must not
+    grow the label set without bound)."""
+    for pattern, template in TEMPLATES:
+        match = pattern.fullmatch(path)
+        if match:
+            return template + match.group(1) if template.endswith("/") else template
+    return "other"

@@ -1,5 +1,6 @@
-"""The playground at `GET /`: type a text (two, for a model of sentence pairs), see the label
-probabilities as bars (or the score, for regression), and the model's facts. One inline page, nothing from a CDN (it must work offline); text from the model or the
+"""The playground at `GET /`: pick a model (where the server hosts several), type a text (two,
+for a model of sentence pairs), see the label probabilities as bars (or the score, for
+regression), and the model's facts. One inline page, nothing from a CDN (it must work offline); text from the model or the
 user is set with textContent, never as HTML."""
 
 PLAYGROUND = """<!doctype html>
@@ -17,6 +18,8 @@ PLAYGROUND = """<!doctype html>
   button { margin-top: 10px; padding: 8px 18px; font: inherit; font-weight: 600; color: #fff; background: #2f6fde; border: 0; border-radius: 6px; cursor: pointer; }
   button:disabled { background: #8fa9d8; }
   #key-row { display: none; margin-top: 10px; }
+  #model-row { margin: 0 0 14px; }
+  #model-row select { padding: 5px; font: inherit; min-width: 240px; }
   #key-row input { padding: 6px; width: 280px; }
   section { background: #fff; border: 1px solid #e1e4ea; border-radius: 8px; padding: 16px 18px; margin-top: 18px; }
   h2 { font-size: 15px; margin: 0 0 10px; }
@@ -37,6 +40,7 @@ PLAYGROUND = """<!doctype html>
 <main>
   <h1>liftkit playground</h1>
   <p class="sub" id="subtitle">loading the model's facts ...</p>
+  <div id="model-row" hidden><label for="model">Model</label> <select id="model"></select></div>
   <label for="text" id="text-label">Text to classify</label>
   <textarea id="text" placeholder="i feel wonderful today"></textarea>
   <div id="pair-row" hidden>
@@ -60,6 +64,7 @@ PLAYGROUND = """<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let pairs = false;  // the model reads sentence pairs (/info says so)
+let model = null;  // the picked model's name, where the server hosts several
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -84,9 +89,22 @@ function fact(name, value) {
   $("facts").append(dt, dd);
 }
 
+async function modelInfo() {
+  // one model: /info is its facts; several: /info lists them, the picker chooses, its own /info follows
+  const listing = await call("/info");
+  if (listing.model !== undefined) return listing;
+  const names = Object.keys(listing.models).filter((n) => !listing.models[n].error);
+  if (!$("model").options.length) {
+    for (const name of names) $("model").append(new Option(name + " (" + listing.models[name].method + ", " + listing.models[name].task + ")", name));
+    $("model-row").hidden = false;
+  }
+  model = $("model").value;
+  return await call("/models/" + encodeURIComponent(model) + "/info");
+}
+
 async function loadFacts() {
   try {
-    const info = await call("/info");
+    const info = await modelInfo();
     $("subtitle").textContent = info.model + ": " + info.method + " on " + info.base_model;
     $("facts").replaceChildren();
     fact("base model", info.base_model);
@@ -95,11 +113,9 @@ async function loadFacts() {
     fact("task", info.task + (info.thresholds ? " (a label applies at or above its own threshold)" : ""));
     fact("input", info.input === "pair" ? "a sentence pair: two texts in, one prediction out" : "one text");
     fact("predicts", info.predicts + (info.labels.length > 1 ? ": " + info.labels.join(", ") : ""));
-    if (info.input === "pair") {
-      pairs = true;
-      $("pair-row").hidden = false;
-      $("text-label").textContent = "First text of the pair";
-    }
+    pairs = info.input === "pair";
+    $("pair-row").hidden = !pairs;
+    $("text-label").textContent = pairs ? "First text of the pair" : "Text to classify";
     const m = info.test_metrics || {};
     if (m.spearman !== undefined) {  // regression's headline
       fact("test Spearman", m.spearman.toFixed(4) + " (" + m.rows + " rows, measured by " + m.measured_by + ")");
@@ -112,6 +128,7 @@ async function loadFacts() {
       fact("test " + (info.accuracy_name || "accuracy"), m.accuracy.toFixed(4) + (m.micro_f1 !== undefined ? "" : measured));
       fact("test macro-F1", m.macro_f1.toFixed(4));
     }
+    if (info.shares_base) fact("shared base", info.shares_base + " (" + (info.shared_layers ? "bottom " + info.shared_layers + " layers run once for every model of this base" : "its weights held once; it runs its own layers") + ")");
     fact("liftkit", info.liftkit);
   } catch (err) {
     $("subtitle").textContent = "model facts unavailable: " + err.message;
@@ -161,6 +178,7 @@ async function classify() {
   $("go").disabled = true;
   try {
     const request = pairs ? { pairs: [[text, second]], truncate: true } : { texts: [text], truncate: true };
+    if (model) request.model = model;
     const body = await call("/v1/classify", { method: "POST", body: JSON.stringify(request) });
     draw(body.results[0]);
     if (!$("facts").children.length) loadFacts();
@@ -172,6 +190,7 @@ async function classify() {
 }
 
 $("go").addEventListener("click", classify);
+$("model").addEventListener("change", () => { $("result").hidden = true; $("error").textContent = ""; loadFacts(); });
 $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) classify(); });
 loadFacts();
 </script>
