@@ -166,3 +166,28 @@ def test_a_numpy_integer_max_length_is_a_whole_number():
     from liftkit.config import DataConfig
 
     assert RunConfig(data=DataConfig(max_length=np.int64(128))).validate().data.max_length == 128
+
+
+def test_a_packaged_model_brings_its_own_recipe_where_the_user_sets_none(tmp_path):
+    from liftkit.packaged import MPNET
+
+    ours = MPNET.defaults["lora"]
+    assert ours  # chosen with lift tune (docs/results.md)
+
+    def value(cfg, dotted):
+        section, key = dotted.split(".")
+        return getattr(getattr(cfg, section), key)
+
+    cfg = load_config(None, {"model.name": "all-mpnet-base-v2"})
+    assert all(value(cfg, dotted) == v for dotted, v in ours.items())
+    mine = load_config(None, {"model.name": "mpnet", "train.learning_rate": 1e-4})
+    assert mine.train.learning_rate == 1e-4  # the user's value wins
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: mpnet\nmethod:\n  name: lora\n  train_layers: 2\n")
+    assert load_config(recipe).method.train_layers == 2  # so does a recipe's
+    assert load_config(None, {}).train.learning_rate is None  # MiniLM: liftkit's defaults
+    assert load_config(None, {"model.name": "mpnet", "method.name": "full"}).train.learning_rate is None
+    # a run's config.yaml records what the run used, so reading it back changes nothing
+    saved = tmp_path / "config.yaml"
+    saved.write_text(cfg.to_yaml())
+    assert load_config(saved).train.learning_rate == cfg.train.learning_rate

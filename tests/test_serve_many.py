@@ -78,6 +78,8 @@ def test_the_listing_names_every_model_and_unnamed_requests_ask_for_one(hosted, 
     assert httpx.post(f"{hosted}/models/lora/predict", json={"inputs": "hi"}, headers=AUTH).status_code == 200
     metrics = httpx.get(f"{hosted}/metrics", headers=AUTH).text
     assert 'lift_model_texts_total{model="lora"}' in metrics and 'route="/models/{name}/predict"' in metrics
+    assert 'lift_model_requests_total{model="lora"}' in metrics
+    assert 'lift_model_duration_seconds_count{model="lora"}' in metrics
 
 
 def test_models_come_and_go_while_the_others_answer_every_request(hosted, many_runs):

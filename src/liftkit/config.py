@@ -23,6 +23,7 @@ from liftkit.record import METRICS
 from liftkit.tasks import TASKS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # packaged (liftkit.packaged): loads with no hub access
+DEFAULT_METHOD = "lora"
 
 
 PAIR_ENCODINGS = ("auto", "cross", "bi")
@@ -280,7 +281,7 @@ class RunConfig:
             )
         method_raw = raw.pop("method", None) or {}
         method_raw = dict(method_raw) if isinstance(method_raw, dict) else method_raw
-        method_name = method_raw.pop("name", "lora") if isinstance(method_raw, dict) else "lora"
+        method_name = method_raw.pop("name", DEFAULT_METHOD) if isinstance(method_raw, dict) else DEFAULT_METHOD
         if not isinstance(method_name, str) or method_name not in OPTIONS:
             raise LiftError(f"unknown method {method_name!r}: choose one of {', '.join(sorted(OPTIONS))}")
         sections = {"data": DataConfig, "task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
@@ -448,10 +449,23 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _no_trust_from_files(raw, path)
     for dotted, value in overrides.items():
         section = raw.get("method") if isinstance(raw.get("method"), dict) else {}
-        if dotted == "method.name" and value != section.get("name", "lora"):
+        if dotted == "method.name" and value != section.get("name", DEFAULT_METHOD):
             raw["method"] = {}  # options of another method do not carry over
         set_dotted(raw, dotted, value)
+    _model_defaults(raw)
     return RunConfig.from_dict(raw)
+
+
+def _model_defaults(raw: dict[str, Any]) -> None:
+    """A packaged model's own recipe for the run's method (`Packaged.defaults`), where neither the
+    file nor the command line set the key: config.yaml then records the values the run used."""
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    record = packaged.find(str(model.get("name") or DEFAULT_MODEL))
+    for dotted, value in (record.defaults.get(method.get("name") or DEFAULT_METHOD, {}) if record else {}).items():
+        section, _, key = dotted.partition(".")
+        if not isinstance(raw.get(section), dict) or raw[section].get(key) is None:
+            set_dotted(raw, dotted, value)
 
 
 def _no_trust_from_files(raw: dict[str, Any], path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -212,6 +213,7 @@ class Server:
             work = [(member, member.predictor.encode(texts)) for member in members]
         except LiftError as exc:
             raise ApiError(422, str(exc), "validation") from None
+        began = time.perf_counter()
         try:
             logits = await self.batcher.submit(work)
         except QueueFull:
@@ -221,8 +223,11 @@ class Server:
                 "overloaded",
                 {"Retry-After": "1"},
             ) from None
+        seconds = time.perf_counter() - began
         self.metrics.texts.inc(len(texts))
         for member in members:
+            self.metrics.model_requests.labels(member.name).inc()
+            self.metrics.model_latency.labels(member.name).observe(seconds)
             self.metrics.model_texts.labels(member.name).inc(len(texts))
         return logits
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of one server, in their own registry (several apps may share a process).
 
-Requests and latency by route; texts, rows per merged batch and reloads by model (a label per
+Requests and latency by route and by model; texts, rows per merged batch and reloads by model (a label per
 model a server hosts: bounded by the models an admin loads)."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import re
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 ROUTES = {"/", "/predict", "/v1/classify", "/rerank", "/health", "/info", "/metrics", "/docs", "/openapi.json"}
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)  # seconds
 # routes with a model's name in the path, counted under their template
 TEMPLATES = [
     (re.compile(r"/models/[^/]+/(predict|rerank|info)"), "/models/{name}/"),
@@ -31,13 +33,13 @@ class Metrics:
             "Time from request to response, by method and route",
             ["method", "route"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
         )
         self.batch_size = Histogram(
             "lift_batch_size",
             "Texts per merged batch of requests",
             registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            buckets=ROW_BUCKETS,
         )
         self.batch_tokens = Histogram(
             "lift_batch_tokens",
@@ -47,21 +49,20 @@ class Metrics:
         )
         self.queue_depth = Gauge("lift_queue_depth", "Requests admitted and not yet answered", registry=self.registry)
         self.texts = Counter("lift_texts_total", "Texts classified", registry=self.registry)
-        self.model_texts = Counter(
-            "lift_model_texts_total", "Texts classified, by model", ["model"], registry=self.registry
+        by_model = {"labelnames": ["model"], "registry": self.registry}
+        self.model_requests = Counter("lift_model_requests_total", "Requests answered, by model", **by_model)
+        self.model_latency = Histogram(
+            "lift_model_duration_seconds",
+            "Time from queueing a request's texts to their logits, by model",
+            buckets=LATENCY_BUCKETS,
+            **by_model,
         )
+        self.model_texts = Counter("lift_model_texts_total", "Texts classified, by model", **by_model)
         self.model_rows = Histogram(
-            "lift_model_batch_rows",
-            "Rows of one model in a merged batch, by model",
-            ["model"],
-            registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            "lift_model_batch_rows", "Rows of one model in a merged batch, by model", buckets=ROW_BUCKETS, **by_model
         )
         self.reloads = Counter(
-            "lift_model_reloads_total",
-            "Models loaded again after --max-models unloaded them, by model",
-            ["model"],
-            registry=self.registry,
+            "lift_model_reloads_total", "Models loaded again after --max-models unloaded them, by model", **by_model
         )
         self.models_loaded = Gauge("lift_models_loaded", "Models held in memory", registry=self.registry)
 
