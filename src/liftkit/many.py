@@ -299,7 +299,7 @@ def _load_run(
         for tensor_name, tensor in _named_tensors(model):
             # its own copy of what it does not share (the head): loaded tensors are views of the
             # mapped checkpoint file, which one of them would keep in memory whole
-            _point(model, tensor_name, shared.get(tensor_name, _copy(tensor)))
+            _point(model, tensor_name, shared[tensor_name] if tensor_name in shared else _copy(tensor))
         held["shared"] = {id(t): t._version for t in shared.values()}
 
     saved = _saved_names(path)
@@ -443,13 +443,18 @@ def _shared_pass(items: list[tuple[Member, list[Any]]]) -> list[np.ndarray]:
         stacked = [i for i, (member, _) in enumerate(items) if member.lora is not None]
         if len(stacked) < 2:
             stacked = []
-        tops = _stacked_top(
-            [items[i] for i in stacked], [[states[p] for p in where[i]] for i in stacked], depth, extras
+        tops = dict(
+            zip(
+                stacked,
+                _stacked_top(
+                    [items[i] for i in stacked], [[states[p] for p in where[i]] for i in stacked], depth, extras
+                ),
+            )
         )
         out = []
         for i, (member, rows) in enumerate(items):
-            if i in stacked:  # the top already ran: the head from the last layer's output
-                hidden, start = tops.pop(0), len(member.layers)
+            if i in tops:  # the top already ran: the head from the last layer's output
+                hidden, start = tops[i], len(member.layers)
             else:
                 hidden, start = [states[p] for p in where[i]], depth
             logits = _top(member, rows, hidden, start, extras)
