@@ -240,14 +240,13 @@ def test_int8_is_smaller_and_states_what_it_cost(runs, capsys):
     )
 
 
-def test_a_quantized_export_that_loses_accuracy_says_so(runs, monkeypatch, capsys):
-    """The warning path, forced: an int8 export whose graph flips every prediction."""
-    from liftkit.export import exporter
+def _flipping(real, when):
+    """int8 quantization whose graph negates the logits (every prediction flips) when `when(keep_float)`."""
 
-    real = exporter.quantize_int8
-
-    def broken(source, target):
-        real(source, target)
+    def quantize(source, target, keep_float=()):
+        real(source, target, keep_float)
+        if not when(keep_float):
+            return
         import onnx
         from onnx import helper
 
@@ -258,12 +257,49 @@ def test_a_quantized_export_that_loses_accuracy_says_so(runs, monkeypatch, capsy
         graph.graph.node.append(helper.make_node("Neg", [out + "_raw"], [out]))
         onnx.save(graph, str(target))
 
-    monkeypatch.setattr(exporter, "quantize_int8", broken)
+    return quantize
+
+
+def test_a_quantized_export_that_loses_accuracy_says_so(runs, monkeypatch, capsys):
+    """The warning path, forced: an int8 export whose graph flips every prediction, with or
+    without the layer-norm-fed weights in float."""
+    from liftkit.export import exporter
+
+    monkeypatch.setattr(exporter, "quantize_int8", _flipping(exporter.quantize_int8, lambda kept: True))
     out = _export(runs("bert", "lora"), "onnx", "--quantize", "int8")
     info = json.loads((out / "export.json").read_text())
     assert info["warnings"] and "int8 quantization lost" in info["warnings"][0]
-    assert "WARNING: int8 quantization lost" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "quantizing again with the" in printed.err and "WARNING: int8 quantization lost" in printed.out
     assert "**Warning:** int8 quantization lost" in (out / "README.md").read_text()
+
+
+def test_int8_keeps_layer_norm_fed_weights_in_float_when_quantizing_them_costs_accuracy(runs, monkeypatch, capsys):
+    """An int8 graph that loses accuracy only while the weights reading a layer norm's output are
+    quantized (as MPNet's did: 64 points on emotion) is quantized again with those in float."""
+    import onnx
+
+    from liftkit.export import exporter
+    from liftkit.export.onnx import after_norm
+
+    run = runs("mpnet", "lora")
+    fp32 = _export(run, "onnx")
+    norm_fed = after_norm(fp32 / "model.onnx")
+    graph = onnx.load(str(fp32 / "model.onnx")).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    assert norm_fed and all(producer[n.input[0]] == "LayerNormalization" for n in graph.node if n.name in norm_fed)
+    capsys.readouterr()
+    monkeypatch.setattr(exporter, "quantize_int8", _flipping(exporter.quantize_int8, lambda kept: not kept))
+    out = _export(run, "onnx", "--quantize", "int8")
+    info = json.loads((out / "export.json").read_text())
+    assert info["kept_float"] == list(norm_fed) and not info["warnings"]
+    assert f"with the {len(norm_fed)} weights that read a layer norm's output kept in float" in capsys.readouterr().err
+    int8 = onnx.load(str(out / "model.int8.onnx")).graph
+    ops = {n.name: n.op_type for n in int8.node}
+    assert all(ops[name] == "MatMul" for name in norm_fed)  # left as they were
+    assert any(n.op_type == "MatMulInteger" for n in int8.node)  # the rest quantized
+    assert info["parity"]["accuracy_change_points"] >= -exporter.INT8_POINTS
+    assert np.abs(liftkit.load(out).predict_proba(TEXTS) - liftkit.load(run).predict_proba(TEXTS)).max() < 0.05
 
 
 def test_a_copied_run_folder_loads_anywhere(tmp_path, monkeypatch):
