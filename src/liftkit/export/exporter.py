@@ -222,14 +222,14 @@ def _int8(
 ) -> tuple[str, np.ndarray, tuple[str, ...]]:
     """model.onnx quantized to model.int8.onnx, checked on the export's test rows: every weight
     first; where that loses more than INT8_POINTS, again with the weights that read a layer norm's
-    output kept in float (`onnx.after_norm`), which costs some of the speed, not the size of the
-    rest. Returns the file, its logits and the nodes kept in float."""
+    output kept in float (`onnx.after_norm`): those stay fp32 in size and speed, the rest is int8.
+    Returns the file, its logits and the nodes kept in float."""
     source, target = folder / "model.onnx", folder / "model.int8.onnx"
     quantize_int8(source, target)
     exported, kept = logits(target.name), ()
-    if lost(exported) > INT8_POINTS and (norm_fed := after_norm(source)):
+    if (points := lost(exported)) > INT8_POINTS and (norm_fed := after_norm(source)):
         log(
-            f"int8 lost {lost(exported):.2f} points on the check rows: quantizing again with the "
+            f"int8 lost {points:.2f} points on the check rows: quantizing again with the "
             f"{len(norm_fed)} weights that read a layer norm's output kept in float ..."
         )
         quantize_int8(source, target, keep_float=norm_fed)
