@@ -59,18 +59,17 @@ def one_run(dataset: str, seed: int, out: Path, model: str = "minilm", lr: float
     """The figures of one run of `dataset` with `seed`, trained now unless already there: the
     model's default recipe, or (`lr`) full fine-tuning at that learning rate."""
     recipe = "default" if lr is None else "full"
+    overrides = {"data.dataset": dataset, "train.seed": seed, **SUBSETS.get(dataset, {})}
+    if model != "minilm":  # the embedded model's runs set no model, as the first invocations wrote them
+        overrides["model.name"] = MODELS[model]
+    if lr is not None:
+        overrides.update({"method.name": "full", "train.learning_rate": lr})
     # the embedded model's default runs keep the folder names of the first invocations, to be reused
     name = (
         f"{dataset}-seed{seed}"
         if (model, recipe) == ("minilm", "default")
-        else f"{model}-{recipe}-{dataset}-seed{seed}"
+        else f"{model}-{recipe}-{dataset}{'' if lr is None else f'-lr{lr:g}'}-seed{seed}"
     )
-    overrides = {"data.dataset": dataset, "train.seed": seed, "model.name": MODELS[model], **SUBSETS.get(dataset, {})}
-    if lr is not None:
-        name = name.replace(f"-seed{seed}", f"-lr{lr:g}-seed{seed}")
-        overrides.update({"method.name": "full", "train.learning_rate": lr})
-    if model == "minilm":
-        overrides.pop("model.name")  # as the first invocations wrote them: the default model
     folder = out / name
     record = reused_run(folder, overrides)
     scores = record.finetuned.scores
@@ -144,11 +143,13 @@ def ceiling_table(rows: list[dict]) -> str:
         metric = PRIMARY.get(dataset, "accuracy")
         means, cells = {}, []
         for model, recipe in columns:
-            mine = [r[metric] for r in rows if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe)]
-            times = [r["train_s"] for r in rows if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe)]
+            mine = [r for r in rows if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe)]
             if mine:
-                means[model, recipe] = statistics.mean(mine)
-            cells.append(f"{mean_std(mine)} ({len(mine)}; {statistics.mean(times):.0f} s)" if mine else "-")
+                means[model, recipe] = statistics.mean(r[metric] for r in mine)
+                train_s = statistics.mean(r["train_s"] for r in mine)
+                cells.append(f"{mean_std([r[metric] for r in mine])} ({len(mine)}; {train_s:.0f} s)")
+            else:
+                cells.append("-")
         gaps = [
             f"{100 * (means[m, 'default'] - means[m, 'full']):+.2f}"
             if (m, "default") in means and (m, "full") in means

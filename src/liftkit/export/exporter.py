@@ -288,7 +288,7 @@ def _parity(
     headline = task.scores[:2]
     if "accuracy" in task.scores and "accuracy" not in headline:
         headline = (*headline, "accuracy")
-    lead, change = _change_points(task, manifest, reference, exported, labels)
+    lead = _lead(task)  # what the change is reported in
     agreement = task.agreement(ref_p, exp_p, manifest.thresholds)
     parity = {
         "split": "test",
@@ -302,7 +302,7 @@ def _parity(
         ),  # argmax decisions: the key older readers know
         "run": {key: getattr(ref_scores, key) for key in headline},
         "export": {key: getattr(exp_scores, key) for key in headline},
-        f"{lead}_change_points": round(change, 4),
+        f"{lead}_change_points": round((getattr(exp_scores, lead) - getattr(ref_scores, lead)) * 100, 4),
     }
     warnings = []
     if quantize and -parity[f"{lead}_change_points"] > INT8_POINTS:
@@ -318,24 +318,21 @@ def _parity(
     return parity, warnings
 
 
-def _change_points(
-    task: Task, manifest: Manifest, reference: np.ndarray, exported: np.ndarray, labels: np.ndarray
-) -> tuple[str, float]:
-    """The export's score minus the run's, in points, of accuracy where the task has it (else its
-    headline metric): what an int8 export is allowed to lose."""
-    lead = "accuracy" if "accuracy" in task.scores else task.headline
-    scores = [
-        getattr(task.metrics(x, labels, manifest.labels, manifest.thresholds).scores, lead)
-        for x in (reference, exported)
-    ]
-    return lead, (scores[1] - scores[0]) * 100
+def _lead(task: Task) -> str:
+    """The score an export's change is reported in, and an int8 export is allowed to lose: accuracy
+    where the task has it, else its headline metric."""
+    return "accuracy" if "accuracy" in task.scores else task.headline
 
 
 def _points_lost(
     task: Task, manifest: Manifest, reference: np.ndarray, labels: np.ndarray, exported: np.ndarray
 ) -> float:
-    """What `exported` loses against the run's `reference`, in points (`_change_points`)."""
-    return -_change_points(task, manifest, reference, exported, labels)[1]
+    """What `exported` loses against the run's `reference`, in points of `_lead`."""
+    before, after = (
+        getattr(task.metrics(x, labels, manifest.labels, manifest.thresholds).scores, _lead(task))
+        for x in (reference, exported)
+    )
+    return (before - after) * 100
 
 
 def _place(staging: Path, output: Path, force: bool) -> None:
