@@ -25,12 +25,11 @@ Not a test: the whole table takes hours.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-from common import mean_std, reused_run  # bench/common.py: python puts the script's folder on the path
+from common import mean_std, reused_run, runs_line  # bench/common.py: python puts the script's folder on the path
 
 # rows used where the full split would make one run exceed an hour here
 SUBSETS = {"imdb": {"data.max_train_samples": 5000, "data.max_eval_samples": 2000}}
@@ -185,16 +184,7 @@ def main() -> None:
                     rows += [one_run(dataset, seed, out, model) for seed in seeds]
     print(table(rows))
     print(ceiling_table(rows))
-    print(
-        json.dumps(
-            {
-                "bench": "accuracy",
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "wall_s": round(time.perf_counter() - started),
-                "runs": rows,
-            }
-        )
-    )
+    print(runs_line("accuracy", started, rows))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""What the accuracy benchmarks share: liftkit's default runs trained once and reused, and the
-mean ± std cell of their tables. Not a benchmark itself."""
+"""What the accuracy benchmarks share: liftkit's default runs trained once and reused, the mean ±
+std cell of their tables, the peer's child process and the JSON line they end with. Not a
+benchmark itself."""
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +95,6 @@ def peer_trainer(
 def child_row(cmd: list[str], what: str) -> dict:
     """Run a benchmark's own child process (a peer trains alone in its memory); its last stdout
     line is its JSON row."""
-    import json
     import subprocess
 
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -113,3 +116,29 @@ def add_peer_options(parser: Any, quick: str) -> None:
     parser.add_argument("--no-peer", action="store_true", help="liftkit's rows only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def peer_command(script: Path, args: Any, seed: int, *given: str) -> list[str]:
+    """The command that trains the peer in a child process of `script` (`add_peer_options`'
+    --child), with the run's epochs, output folder and --quick, and `given` (a dataset)."""
+    cmd = [sys.executable, str(script), "--child", *given, "--seed", str(seed), "--epochs", str(args.epochs)]
+    return cmd + ["--output-dir", args.output_dir, *(["--quick"] if args.quick else [])]
+
+
+def per_epoch_ratio(peer: dict, ours: dict) -> float:
+    """The peer's training time per epoch over liftkit's: the peer may be given fewer epochs
+    (--epochs) than liftkit's default 3."""
+    return (peer["train_s"] / peer["epochs"]) / (ours["train_s"] / ours["epochs"])
+
+
+def runs_line(bench: str, started: float, rows: list[dict]) -> str:
+    """The JSON line a benchmark of runs ends with: its name, the date, its wall time (from the
+    `time.perf_counter()` value `started`) and every run's row."""
+    return json.dumps(
+        {
+            "bench": bench,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "wall_s": round(time.perf_counter() - started),
+            "runs": rows,
+        }
+    )

@@ -17,11 +17,10 @@ Not a test: the full comparison takes hours on a 2-core CPU (the 512-token run a
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from common import mean_std, reused_run  # bench/common.py, beside this script
+from common import mean_std, reused_run, runs_line  # bench/common.py, beside this script
 
 SETTINGS = {  # key -> (what the table calls it, the run's overrides)
     "chunk128": ("128-token windows, mean-pooled", {"data.max_length": 128, "data.long_texts": "chunk"}),
@@ -102,16 +101,7 @@ def main() -> None:
             f"{row['accuracy_long']:.4f}, train {row['train_s']:.0f} s, predict {row['predict_s']:.1f} s"
         )
     print(table(rows))
-    print(
-        json.dumps(
-            {
-                "bench": "long_texts",
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "wall_s": round(time.perf_counter() - started),
-                "runs": rows,
-            }
-        )
-    )
+    print(runs_line("long_texts", started, rows))
 
 
 if __name__ == "__main__":

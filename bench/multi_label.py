@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -28,8 +27,11 @@ from common import (
     child_row,
     lora_peer,
     mean_std,
+    peer_command,
     peer_trainer,
+    per_epoch_ratio,
     reused_run,
+    runs_line,
 )  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
@@ -161,18 +163,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [liftkit_run(args, seed) for seed in seeds]
     if not args.no_peer:
-        cmd = [
-            sys.executable,
-            str(HERE),
-            "--child",
-            "--seed",
-            str(seeds[0]),
-            "--epochs",
-            str(args.epochs),
-            "--output-dir",
-            args.output_dir,
-            *(["--quick"] if args.quick else []),
-        ]
+        cmd = peer_command(HERE, args, seeds[0])
         rows.append(child_row(cmd, "the peer"))
     for row in rows:
         print(
@@ -181,19 +172,9 @@ def main() -> None:
     print(table(rows))
     ours = [r for r in rows if r["system"].startswith("liftkit")]
     theirs = [r for r in rows if r["system"].startswith("peer")]
-    if ours and theirs:  # per epoch: the peer may be given fewer epochs (--epochs) than liftkit's default 3
-        per_epoch = (theirs[0]["train_s"] / theirs[0]["epochs"]) / (ours[0]["train_s"] / ours[0]["epochs"])
-        print(f"train time per epoch, peer / liftkit (seed {seeds[0]}): {per_epoch:.2f}x")
-    print(
-        json.dumps(
-            {
-                "bench": "multi_label",
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "wall_s": round(time.perf_counter() - started),
-                "runs": rows,
-            }
-        )
-    )
+    if ours and theirs:
+        print(f"train time per epoch, peer / liftkit (seed {seeds[0]}): {per_epoch_ratio(theirs[0], ours[0]):.2f}x")
+    print(runs_line("multi_label", started, rows))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -29,8 +28,11 @@ from common import (
     child_row,
     lora_peer,
     mean_std,
+    peer_command,
     peer_trainer,
+    per_epoch_ratio,
     reused_run,
+    runs_line,
 )  # bench/common.py, beside this script
 
 HERE = Path(__file__).resolve()
@@ -177,14 +179,7 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         rows += [liftkit_run(args, dataset, e, s) for e in args.encodings.split(",") for s in seeds]
         if not args.no_peer:
-            cmd = [sys.executable, str(HERE), "--child", "--dataset", dataset, "--seed", str(seeds[0])]
-            cmd += [
-                "--epochs",
-                str(args.epochs),
-                "--output-dir",
-                args.output_dir,
-                *(["--quick"] if args.quick else []),
-            ]
+            cmd = peer_command(HERE, args, seeds[0], "--dataset", dataset)
             rows.append(child_row(cmd, f"the peer on {dataset}"))
     for row in rows:
         shown = ", ".join(f"{name} {row[key]:.4f}" for key, name in COLUMNS[row["dataset"]])
@@ -197,18 +192,9 @@ def main() -> None:
                 r for r in rows if r["dataset"] == dataset and r["system"] == f"liftkit default, {encoding}-encoded"
             ]
             if ours and peer_rows:
-                ratio = (peer_rows[0]["train_s"] / peer_rows[0]["epochs"]) / (ours[0]["train_s"] / ours[0]["epochs"])
+                ratio = per_epoch_ratio(peer_rows[0], ours[0])
                 print(f"{dataset}: train time per epoch, peer / liftkit {encoding} (seed {seeds[0]}): {ratio:.2f}x")
-    print(
-        json.dumps(
-            {
-                "bench": "pairs",
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "wall_s": round(time.perf_counter() - started),
-                "runs": rows,
-            }
-        )
-    )
+    print(runs_line("pairs", started, rows))
 
 
 if __name__ == "__main__":

@@ -204,21 +204,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
         texts = args.texts
     preds = predictor.predict(texts, batch_size=args.batch_size, progress=bool(args.input) and sys.stderr.isatty())
     if args.output:
-        write_predictions(Path(args.output), texts, preds, predictor.labels)
+        write_predictions(Path(args.output), texts, preds, predictor.labels, predictor.task)
         print(f"wrote {len(preds)} predictions to {args.output}", file=sys.stderr)
     else:
         for text, pred in zip(texts, preds):
             shown = "\t".join(text) if isinstance(text, tuple) else text
-            print(f"{_answer(pred)}\t{shown}")
-
-
-def _answer(pred: dict) -> str:
-    """One prediction as `lift predict` prints it: label and probability, the label set, or the score."""
-    if "score" in pred:
-        return f"{pred['score']:.4f}"
-    if "labels" in pred:
-        return ",".join(pred["labels"]) or "(none)"
-    return f"{pred['label']}\t{pred['probabilities'][pred['label']]:.3f}"
+            print(f"{predictor.task.answer_line(pred)}\t{shown}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -276,12 +267,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_input_chars=args.max_input_chars,
         trust_remote_code=args.trust_remote_code,
     )
-    settings.check()
+    models = settings.check()
     if args.workers < 1:
         raise LiftError(f"--workers {args.workers} must be at least 1")
-    for (
-        path
-    ) in settings.models().values():  # a damaged folder fails here, in one line, not as a server that never gets ready
+    for path in models.values():  # a damaged folder fails here, in one line, not as a server that never gets ready
         check_folder(path)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: end with status 0 there
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

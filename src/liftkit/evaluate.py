@@ -19,7 +19,7 @@ from liftkit.predict import pool_windows
 from liftkit.record import SplitMetrics, Timing
 from liftkit.resources import peak_memory_mb
 from liftkit.tasks import Task, Thresholds, task_of
-from liftkit.tasks.single_label import SINGLE_LABEL, expected_calibration_error
+from liftkit.tasks.single_label import SINGLE_LABEL, confidence_bins, expected_calibration_error
 
 
 @dataclass
@@ -50,12 +50,9 @@ def calibration(
     """Equal-width confidence bins over the task's decisions (each row's top class; each
     (row, label) decision for multi-label), the usual ECE (Guo et al., 2017) with 15 bins."""
     confidence, correct = task.reliability(probabilities, labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / counts
-        mean_acc = np.bincount(which, weights=correct, minlength=bins) / counts
+    edges, counts, summed_confidence, summed_correct = confidence_bins(confidence, correct, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty bin has no mean: NaN
+        mean_conf, mean_acc = summed_confidence / counts, summed_correct / counts
     return Calibration(edges, mean_conf, mean_acc, counts, expected_calibration_error(confidence, correct, bins))
 
 

@@ -213,16 +213,22 @@ def _prepare(cfg: RunConfig, log: Callable[[str], None]) -> _Prepared:
     model = load_classifier(cfg.model, splits.label_names, tokenizer, task.problem_type)
     arch = arch_of(model)
     model, encoding, separator = _pairs(cfg, splits, tokenizer, model, arch, log)
-    if task.head_start is not None and encoding != "bi":  # a bi-encoder's head starts once tokens exist
-        start_head_at(model, arch, *task.head_start(splits.targets("train")))
     # virtual tokens (prompt, p-tuning; a decoder's prefix shifts positions too) take positions from the texts
     limit = length_limit(model, tokenizer) - getattr(cfg.method, "num_virtual_tokens", 0)
     max_length = _max_length(cfg.data.max_length, splits, tokenizer, limit, log, encoding)
     inputs = model_inputs(tokenizer, inspect.signature(model.forward).parameters)  # BERT: token_type_ids too
     chunk = _chunking(cfg, splits, tokenizer, max_length)
     tokens = _tokens(splits, tokenizer, max_length, inputs, encoding, chunk, log)
-    if task.head_start is not None and encoding == "bi":
-        _start_bi_head(cfg, model, tokens["train"], Padding.of(tokenizer), task.head_start(splits.targets("train")))
+    if task.head_start is not None:
+        _start_head(
+            cfg,
+            model,
+            arch,
+            encoding,
+            tokens["train"],
+            Padding.of(tokenizer),
+            task.head_start(splits.targets("train")),
+        )
     accelerator = make_accelerator(cfg.train)
     method = METHODS[cfg.method.name]
     with torch.random.fork_rng():  # dry run on a copy: a method that cannot apply fails now, not after evaluation
@@ -293,11 +299,21 @@ def _chunking(cfg: RunConfig, splits: Splits, tokenizer: Any, max_length: int) -
     return cfg.data.chunk_stride, cfg.data.chunk_pool
 
 
-def _start_bi_head(
-    cfg: RunConfig, model: torch.nn.Module, train: TokenizedSplit, padding: Padding, start: tuple[float, float]
+def _start_head(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    arch: Arch,
+    encoding: str | None,
+    train: TokenizedSplit,
+    padding: Padding,
+    start: tuple[float, float],
 ) -> None:
-    """A bi-encoder's regression head, started on the cosines of about 512 random training pairs
-    (liftkit.bi_encoder.start_head); the global RNG forked, so the run is the same with or without."""
+    """Start the head where the task says (a regression head at the training targets' mean and
+    spread). A bi-encoder's head reads cosines, so it starts on those of about 512 random training
+    pairs (liftkit.bi_encoder.start_head), the global RNG forked so the run is the same with or without."""
+    if encoding != "bi":
+        start_head_at(model, arch, *start)
+        return
     batch_size = 64
     batches = loader(train, batch_size, padding, shuffle=True, seed=cfg.train.seed)
     with fork_rng(torch.device("cpu")):

@@ -92,10 +92,16 @@ class Encoder:
     pad_id: int | None  # None: the tokenizer has no pad token (predict never pads; Encoder.pad then refuses)
     left: bool = False
     inputs: tuple[str, ...] = PLAIN_INPUTS
-    pairs: bool = False  # the model reads sentence pairs (input_kind "pair")
+    # sentence pairs, read as one sequence ("cross") or each text alone ("bi", liftkit.bi_encoder);
+    # None: the model reads single texts
+    pair_encoding: str | None = None
     separator: str | None = None  # pairs the tokenizer does not separate: joined into one text by this
-    bi: bool = False  # pairs as a bi-encoder reads them: each text encoded alone (liftkit.bi_encoder)
     chunk: tuple[int, str] | None = None  # long texts in windows: (stride, pool); None: cut at max_length
+
+    @property
+    def pairs(self) -> bool:
+        """Whether the model reads sentence pairs (two texts in, one prediction out)."""
+        return self.pair_encoding is not None
 
     @classmethod
     def from_folder(
@@ -133,9 +139,9 @@ class Encoder:
         if pad_id is None:  # older manifests: the pad token by name
             pad = settings.get("pad_token")
             pad_id = tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad) if pad else None
-        return cls(
-            tokenizer, pad_id, left, tuple(inputs), input_kind == "pair", separator, pair_encoding == "bi", chunk
-        )
+        # pair runs older than bi-encoding recorded no pair_encoding: they read one sequence
+        pairs = (pair_encoding or "cross") if input_kind == "pair" else None
+        return cls(tokenizer, pad_id, left, tuple(inputs), pairs, separator, chunk)
 
     @classmethod
     def of_run(cls, folder: Path, manifest: Any) -> Encoder:
@@ -155,7 +161,7 @@ class Encoder:
     def encode(self, texts: list[Text]) -> list[list[int]]:
         """Token ids of each text or pair (`Tokens`, carrying a pair's token types; `PairTokens`
         for a bi-encoder)."""
-        if self.bi:
+        if self.pair_encoding == "bi":
             flat = self._encode([text for pair in texts for text in pair])
             return [PairTokens(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return self._encode(joined(texts, self.separator))
@@ -493,33 +499,21 @@ def check_files(path: Path, files: list[str]) -> None:
         raise damaged(path, "its tokenizer cannot be loaded (tokenizer.json is missing)")
 
 
-def write_predictions(path: Path, texts: list[Text], predictions: list[dict[str, Any]], labels: list[str]) -> None:
-    """`.csv`: text (and text_pair for pairs), then the answer: label, score and one probability
-    column per label (a multi-label run: the predicted set as "a|b", then the columns; a
-    regression run: the score); anything else: JSON lines ({"text"(, "text_pair"), then what
-    predict returned}). Written atomically."""
+def write_predictions(
+    path: Path, texts: list[Text], predictions: list[dict[str, Any]], labels: list[str], task: Task
+) -> None:
+    """`.csv`: text (and text_pair for pairs), then the answer in the task's columns (a label,
+    its probability and one probability column per label; a multi-label run's set as "a|b" then
+    the columns; a regression run's score); anything else: JSON lines ({"text"(, "text_pair"),
+    then what predict returned}). Written atomically."""
     pairs = bool(texts) and isinstance(texts[0], tuple)
     given = [list(t) if isinstance(t, tuple) else [t] for t in texts]
     if path.suffix.lower() == ".csv":
         out = io.StringIO(newline="")
         writer = csv.writer(out)
-        kind = (
-            "score"
-            if predictions and "score" in predictions[0]
-            else "labels"
-            if predictions and "labels" in predictions[0]
-            else "label"
-        )
-        answer = {"score": ["score"], "labels": ["labels", *labels], "label": ["label", "score", *labels]}[kind]
-        writer.writerow(["text", *(["text_pair"] if pairs else []), *answer])
+        writer.writerow(["text", *(["text_pair"] if pairs else []), *task.answer_columns(labels)])
         for text, pred in zip(given, predictions):
-            probs = pred.get("probabilities", {})
-            decided = {
-                "score": lambda: [f"{pred['score']:.6f}"],
-                "labels": lambda: ["|".join(pred["labels"])],
-                "label": lambda: [pred["label"], f"{probs[pred['label']]:.6f}"],
-            }[kind]()
-            writer.writerow([*text, *decided, *(f"{probs[n]:.6f}" for n in labels if probs)])
+            writer.writerow([*text, *task.answer_cells(pred, labels)])
         content = out.getvalue()
     else:
         fields = ["text", "text_pair"]

@@ -57,7 +57,9 @@ class ServeSettings:
     # connections and answer 503 while its siblings are ready; one worker loads while /health says 503
     load_before_listening: bool = False
 
-    def check(self) -> None:
+    def check(self) -> dict[str, Path]:
+        """Refuse settings that cannot serve, in one line each; the models to load at start, by
+        name (the folder is read once here, so what loads is what was checked)."""
         key = os.environ.get("LIFT_API_KEY")
         if key is not None and not key.strip():
             raise LiftError("LIFT_API_KEY is set but empty: set it to the key clients will send, or unset it")
@@ -74,8 +76,10 @@ class ServeSettings:
             raise LiftError(f"--max-wait-ms {self.max_wait_ms} must be 0 or more")
         if self.max_models is not None and self.max_models < 1:
             raise LiftError(f"--max-models {self.max_models} must be at least 1")
-        if not self.models():
+        models = self.models()
+        if not models:
             raise LiftError("no model to serve: pass a run or export folder, or --models-dir DIR")
+        return models
 
     def models(self) -> dict[str, Path]:
         """The models to load at start, by name: the folders given, then those in --models-dir."""
@@ -150,9 +154,9 @@ def sequences(inputs: str | list[str] | list[list[str]]) -> tuple[list[Any], boo
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    settings.check()
+    startup = settings.check()
     metrics = Metrics()
-    server = Server(settings, metrics)
+    server = Server(settings, metrics, startup)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -168,7 +172,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         title="liftkit",
         version=__version__,
         lifespan=lifespan,
-        description=f"Text classification with {', '.join(settings.models())}, served by liftkit.",
+        description=f"Text classification with {', '.join(startup)}, served by liftkit.",
     )
     _middleware(app, settings, metrics)
     _handlers(app)

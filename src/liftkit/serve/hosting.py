@@ -42,9 +42,9 @@ WARM_UP = "warm-up"
 class Server:
     """The hosted models, their batcher and the request checks, shared by the routes."""
 
-    def __init__(self, settings: Any, metrics: Metrics):
+    def __init__(self, settings: Any, metrics: Metrics, startup: dict[str, Path]):
         self.settings, self.metrics = settings, metrics
-        self.startup: dict[str, Path] = settings.models()  # loaded before /health says ok
+        self.startup = startup  # the models loaded before /health says ok, by name
         self.many = Many(
             settings.backend,
             settings.device,

@@ -45,6 +45,11 @@ class Task:
     mistakes: Callable[[np.ndarray, np.ndarray, list[str], list[str], Thresholds, int], list[Mistake]]
     # probabilities, label names, thresholds -> what `predict` returns for each text
     answer: Callable[[np.ndarray, list[str], Thresholds], list[dict[str, Any]]]
+    # label names -> the columns an answer fills in a .csv of predictions, after the text columns
+    answer_columns: Callable[[list[str]], list[str]]
+    # one answer, label names -> its cells in that .csv, in those columns' order
+    answer_cells: Callable[[dict[str, Any], list[str]], list[str]]
+    answer_line: Callable[[dict[str, Any]], str]  # one answer as `lift predict` prints it before the text
     # (task.threshold: tuned, a number or {label: t}; label names; validation() -> (probabilities,
     # targets) of the validation split, called only when tuning; min_positives) -> the thresholds
     # predict uses; None where decisions need none (argmax). Test rows never reach it.

@@ -147,6 +147,19 @@ def answer(probs: np.ndarray, names: list[str], thresholds: Thresholds = None) -
     ]
 
 
+def answer_columns(names: list[str]) -> list[str]:
+    return ["labels", *names]
+
+
+def answer_cells(answer: dict[str, Any], names: list[str]) -> list[str]:
+    """The predicted set as "a|b" (empty when none), then every label's probability."""
+    return ["|".join(answer["labels"]), *(f"{answer['probabilities'][n]:.6f}" for n in names)]
+
+
+def answer_line(answer: dict[str, Any]) -> str:
+    return ",".join(answer["labels"]) or "(none)"
+
+
 def thresholds(
     setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int
 ) -> list[float]:
@@ -209,6 +222,9 @@ MULTI_LABEL = register(
         reliability=reliability,
         mistakes=mistakes,
         answer=answer,
+        answer_columns=answer_columns,
+        answer_cells=answer_cells,
+        answer_line=answer_line,
         thresholds=thresholds,
         loss_name="binary cross-entropy",
         accuracy_name="subset accuracy",

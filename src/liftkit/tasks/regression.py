@@ -86,6 +86,18 @@ def answer(values: np.ndarray, names: list[str], thresholds: Thresholds = None) 
     return [{"score": float(v)} for v in decide(values)]
 
 
+def answer_columns(names: list[str]) -> list[str]:
+    return ["score"]
+
+
+def answer_cells(answer: dict[str, Any], names: list[str]) -> list[str]:
+    return [f"{answer['score']:.6f}"]
+
+
+def answer_line(answer: dict[str, Any]) -> str:
+    return f"{answer['score']:.4f}"
+
+
 def thresholds(
     setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int
 ) -> None:
@@ -122,6 +134,9 @@ REGRESSION = register(
         reliability=None,  # a score states no confidence: no calibration section
         mistakes=mistakes,
         answer=answer,
+        answer_columns=answer_columns,
+        answer_cells=answer_cells,
+        answer_line=answer_line,
         thresholds=thresholds,
         loss_name="mean squared error",
         accuracy_name="",

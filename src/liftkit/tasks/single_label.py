@@ -72,21 +72,28 @@ def reliability(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return probs.max(-1), probs.argmax(-1) == labels
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """The row-weighted mean gap between confidence and accuracy over equal-width confidence bins
-    (Guo et al., 2017, 15 bins); `liftkit.evaluate.calibration` gives the bins themselves."""
+def confidence_bins(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-width confidence bins (Guo et al., 2017): their edges, then per bin its rows, their
+    summed confidence and their summed correctness. The one binning of the ECE and of the
+    reliability diagram (`liftkit.evaluate.calibration`)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     counts = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gaps = (
-            np.abs(
-                np.bincount(which, weights=correct, minlength=bins)
-                - np.bincount(which, weights=confidence, minlength=bins)
-            )
-            / counts
-        )
-    return float((counts * np.where(counts > 0, gaps, 0.0)).sum() / max(len(confidence), 1))
+    return (
+        edges,
+        counts,
+        np.bincount(which, weights=confidence, minlength=bins),
+        np.bincount(which, weights=correct, minlength=bins),
+    )
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """The row-weighted mean gap between confidence and accuracy over the bins: each bin's rows
+    times |its accuracy - its confidence| is |summed correctness - summed confidence|."""
+    _, _, summed_confidence, summed_correct = confidence_bins(confidence, correct, bins)
+    return float(np.abs(summed_correct - summed_confidence).sum() / max(len(confidence), 1))
 
 
 def reference(train_labels: np.ndarray, labels: np.ndarray, label_names: list[str]) -> SplitMetrics:
@@ -125,6 +132,20 @@ def answer(probs: np.ndarray, names: list[str], thresholds: Thresholds = None) -
     ]
 
 
+def answer_columns(names: list[str]) -> list[str]:
+    return ["label", "score", *names]
+
+
+def answer_cells(answer: dict[str, Any], names: list[str]) -> list[str]:
+    """The label, its probability, then every label's."""
+    probs = answer["probabilities"]
+    return [answer["label"], f"{probs[answer['label']]:.6f}", *(f"{probs[n]:.6f}" for n in names)]
+
+
+def answer_line(answer: dict[str, Any]) -> str:
+    return f"{answer['label']}\t{answer['probabilities'][answer['label']]:.3f}"
+
+
 def thresholds(
     setting: Any, names: list[str], validation: Callable[[], tuple[np.ndarray, np.ndarray]], min_positives: int
 ) -> None:
@@ -159,6 +180,9 @@ SINGLE_LABEL = register(
         reliability=reliability,
         mistakes=mistakes,
         answer=answer,
+        answer_columns=answer_columns,
+        answer_cells=answer_cells,
+        answer_line=answer_line,
         thresholds=thresholds,
         loss_name="cross-entropy",
         accuracy_name="accuracy",
